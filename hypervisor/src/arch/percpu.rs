@@ -1,0 +1,57 @@
+//! Per-CPU data, reached through TPIDR_EL2.
+//!
+//! The entry code points TPIDR_EL2 at `PERCPU[n]` before any Rust runs, so
+//! [`this_cpu`] works everywhere, exception handlers included.
+
+use super::MAX_CPUS;
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU64};
+
+/// What one CPU keeps about itself.
+#[repr(C)]
+pub struct PerCpu {
+    /// Logical CPU number (0 is the boot CPU).
+    pub cpu: usize,
+    /// MPIDR affinity, recorded when the CPU comes online.
+    pub mpidr: AtomicU64,
+    /// Set by the CPU itself once it runs Rust code with its MMU on.
+    pub online: AtomicBool,
+}
+
+impl PerCpu {
+    const fn new(cpu: usize) -> Self {
+        Self { cpu, mpidr: AtomicU64::new(0), online: AtomicBool::new(false) }
+    }
+}
+
+/// The per-CPU array; entry.rs indexes it by logical CPU number.
+#[no_mangle]
+pub static PERCPU: [PerCpu; MAX_CPUS] = {
+    let mut all = [const { PerCpu::new(0) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        all[i] = PerCpu::new(i);
+        i += 1;
+    }
+    all
+};
+
+/// This CPU's data.
+pub fn this_cpu() -> &'static PerCpu {
+    let ptr: u64;
+    // SAFETY: reading TPIDR_EL2 has no side effects.
+    unsafe { asm!("mrs {}, tpidr_el2", out(reg) ptr, options(nomem, nostack, preserves_flags)) };
+    // SAFETY: entry.rs sets TPIDR_EL2 to an element of the static PERCPU
+    // array before any Rust code runs, and nothing else writes it.
+    unsafe { &*(ptr as *const PerCpu) }
+}
+
+/// This CPU's logical number.
+pub fn cpu_id() -> usize {
+    this_cpu().cpu
+}
+
+/// Another CPU's data, if `cpu` is in range.
+pub fn percpu(cpu: usize) -> Option<&'static PerCpu> {
+    PERCPU.get(cpu)
+}

@@ -1,0 +1,189 @@
+//! The boot CPU's path from `_start` to every CPU online, the secondaries'
+//! path, and the orderly shutdown.
+
+use crate::arch::percpu::{percpu, this_cpu};
+use crate::arch::{cpu, psci, MAX_CPUS};
+use crate::boot::dt::{self, PlatformInfo, PsciConduit};
+use crate::{console, mm, println};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// How long the boot CPU waits for a secondary to report online.
+const CPU_ON_TIMEOUT_US: u64 = 2_000_000;
+/// QEMU virt's PL011, used only to report a device tree that names none.
+const FALLBACK_UART: u64 = 0x0900_0000;
+
+/// Logical CPU number -> MPIDR, boot CPU first. Written before CPU_ON.
+static MPIDRS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
+/// Set by the boot CPU to send the secondaries to PSCI CPU_OFF.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    fn secondary_entry();
+}
+
+/// Number of CPUs nmivisor manages.
+pub fn nr_cpus() -> usize {
+    NR_CPUS.load(Ordering::Acquire)
+}
+
+/// MPIDR of logical CPU `cpu`.
+pub fn mpidr_of(cpu: usize) -> u64 {
+    MPIDRS[cpu].load(Ordering::Acquire)
+}
+
+/// Stops the boot with a message: nothing sensible can run.
+fn boot_failed(what: core::fmt::Arguments) -> ! {
+    println!("nmivisor: boot stopped: {what}");
+    cpu::halt()
+}
+
+/// The device tree QEMU (or a loader) passed in x0.
+fn device_tree(dtb: u64) -> &'static [u8] {
+    if dtb == 0 || dtb % 8 != 0 {
+        return &[];
+    }
+    // SAFETY: the boot protocol puts a DTB at `dtb`, inside RAM that the
+    // early map covers. Only the 8-byte header is read before its own
+    // `totalsize` (bounded to 2 MiB, the protocol's maximum) is trusted.
+    unsafe {
+        let header = core::slice::from_raw_parts(dtb as *const u8, 8);
+        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        core::slice::from_raw_parts(dtb as *const u8, size.clamp(8, 2 << 20))
+    }
+}
+
+#[no_mangle]
+extern "C" fn boot_main(dtb: u64) -> ! {
+    let info = match dt::parse(device_tree(dtb)) {
+        Ok(info) => info,
+        Err(e) => {
+            console::init(FALLBACK_UART);
+            boot_failed(format_args!("device tree at {dtb:#x}: {e}"));
+        }
+    };
+    console::init(info.uart.start);
+    println!(
+        "nmivisor v{} starting on cpu 0 (MPIDR {:#x}) at EL{}",
+        env!("CARGO_PKG_VERSION"),
+        cpu::mpidr(),
+        cpu::current_el()
+    );
+    if cfg!(feature = "test-hooks") {
+        println!("nmivisor: test hooks enabled (not a release image)");
+    }
+    if info.psci.ne(&PsciConduit::Smc) {
+        boot_failed(format_args!("PSCI method \"hvc\" cannot reach the firmware from EL2"));
+    }
+    if info.cpus_ignored > 0 {
+        println!("nmivisor: {} CPUs beyond {MAX_CPUS} left off", info.cpus_ignored);
+    }
+
+    mm::heap::init();
+    if let Err(e) = mm::el2::init(&info) {
+        boot_failed(format_args!("EL2 page tables: mapping {}: {:?}", e.0, e.1));
+    }
+
+    let nr = assign_logical_cpus(&info);
+    cpu_online();
+    for logical in 1..nr {
+        start_secondary(logical);
+    }
+    let online = (0..nr).filter(|&c| percpu(c).is_some_and(|p| p.online.load(Ordering::Acquire))).count();
+    if online == nr {
+        println!("all {nr} CPUs online");
+    } else {
+        println!("{online} of {nr} CPUs online");
+    }
+
+    #[cfg(feature = "test-hooks")]
+    super::test_hooks::run(info.bootargs);
+
+    shutdown(nr)
+}
+
+/// Logical CPU 0 is the boot CPU; the others follow in device-tree order.
+fn assign_logical_cpus(info: &PlatformInfo) -> usize {
+    let me = cpu::mpidr();
+    if !info.cpus.contains(&me) {
+        println!("nmivisor: warning: boot CPU MPIDR {me:#x} is not in the device tree");
+    }
+    MPIDRS[0].store(me, Ordering::Relaxed);
+    let mut n = 1;
+    for &mpidr in info.cpus.iter().filter(|&&m| m != me) {
+        if n == MAX_CPUS {
+            println!("nmivisor: CPU MPIDR {mpidr:#x} left off (more than {MAX_CPUS} CPUs)");
+            continue;
+        }
+        MPIDRS[n].store(mpidr, Ordering::Relaxed);
+        n += 1;
+    }
+    NR_CPUS.store(n, Ordering::Release);
+    n
+}
+
+fn start_secondary(logical: usize) {
+    let mpidr = mpidr_of(logical);
+    if let Err(e) = psci::cpu_on(mpidr, secondary_entry as usize as u64, logical as u64) {
+        println!("cpu {logical} (MPIDR {mpidr:#x}) failed to start: PSCI CPU_ON: {e}");
+        return;
+    }
+    let deadline = cpu::deadline_after_us(CPU_ON_TIMEOUT_US);
+    let Some(pc) = percpu(logical) else { return };
+    while !pc.online.load(Ordering::Acquire) {
+        if cpu::counter() > deadline {
+            println!("cpu {logical} (MPIDR {mpidr:#x}) did not come online");
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Marks this CPU online and announces it.
+fn cpu_online() {
+    let me = this_cpu();
+    me.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+    println!("cpu {} online (MPIDR {:#x}) at EL{}", me.cpu, cpu::mpidr(), cpu::current_el());
+    me.online.store(true, Ordering::Release);
+}
+
+#[no_mangle]
+extern "C" fn secondary_main(_logical: usize) -> ! {
+    cpu_online();
+    while !SHUTDOWN.load(Ordering::Acquire) {
+        cpu::wfe();
+    }
+    this_cpu().online.store(false, Ordering::Release);
+    let err = psci::cpu_off();
+    println!("cpu {}: PSCI CPU_OFF failed: {err}", this_cpu().cpu);
+    cpu::halt()
+}
+
+/// Stops the secondaries through PSCI CPU_OFF, waits until the firmware
+/// reports each one off, then powers the machine off.
+fn shutdown(nr: usize) -> ! {
+    SHUTDOWN.store(true, Ordering::Release);
+    cpu::sev();
+    for logical in 1..nr {
+        let mpidr = mpidr_of(logical);
+        let deadline = cpu::deadline_after_us(CPU_ON_TIMEOUT_US);
+        loop {
+            match psci::affinity_info(mpidr) {
+                Ok(psci::AffinityState::Off) => break,
+                Ok(_) if cpu::counter() < deadline => core::hint::spin_loop(),
+                Ok(state) => {
+                    println!("cpu {logical} did not power off (state {state:?})");
+                    break;
+                }
+                Err(e) => {
+                    println!("cpu {logical}: PSCI AFFINITY_INFO: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    println!("nmivisor: powering off");
+    let err = psci::system_off();
+    boot_failed(format_args!("PSCI SYSTEM_OFF failed: {err}"))
+}

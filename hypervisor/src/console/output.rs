@@ -1,0 +1,207 @@
+//! Console output: `print!`/`println!` for every CPU and every context.
+//!
+//! Every `println!` holds the console lock for its whole line, so lines from
+//! different CPUs never interleave. The lock is owner-CPU re-entrant
+//! ([`super::lock`]): an NMI that lands while its own CPU is printing can
+//! still print, and a crash path that cannot get the lock in time takes it
+//! anyway ("busts" it) rather than staying silent.
+
+use core::fmt::{self, Write};
+
+/// How long a normal print waits for another CPU's output before busting.
+const PRINT_TIMEOUT_US: u64 = 1_000_000;
+/// How long a crash or NMI dump waits before busting.
+const CRASH_TIMEOUT_US: u64 = 100_000;
+
+#[cfg(target_os = "none")]
+mod hw {
+    use super::super::lock::{Acquired, CpuLock};
+    use crate::arch::{cpu, percpu};
+    use arm_pl011_uart::{PL011Registers, Uart};
+    use core::fmt;
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use safe_mmio::UniqueMmioPointer;
+
+    static LOCK: CpuLock = CpuLock::new();
+    /// Physical (= virtual, identity-mapped) base of the PL011, 0 before init.
+    static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+
+    pub fn init(base: u64) {
+        UART_BASE.store(base as usize, Ordering::Release);
+    }
+
+    pub fn acquire(timeout_us: u64) -> (usize, Acquired) {
+        let cpu = percpu::cpu_id();
+        let deadline = cpu::deadline_after_us(timeout_us);
+        (cpu, LOCK.acquire(cpu, || cpu::counter() >= deadline))
+    }
+
+    pub fn release(cpu: usize) {
+        LOCK.release(cpu);
+    }
+
+    /// Writes bytes to the PL011, turning "\n" into "\r\n".
+    pub struct Port;
+
+    impl fmt::Write for Port {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let base = UART_BASE.load(Ordering::Acquire);
+            let Some(base) = NonNull::new(base as *mut PL011Registers) else {
+                return Ok(());
+            };
+            // SAFETY: `base` is the PL011 from the device tree, mapped as
+            // device memory. The console lock makes this the only user, except
+            // after a bust on a crash path, where two CPUs may interleave
+            // bytes but every access is still a plain MMIO register access.
+            let mut uart = Uart::new(unsafe { UniqueMmioPointer::new(base) });
+            for b in s.bytes() {
+                if b == b'\n' {
+                    while uart.is_tx_fifo_full() {}
+                    uart.write_word(b'\r');
+                }
+                while uart.is_tx_fifo_full() {}
+                uart.write_word(b);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sets the PL011 the console writes to. Output before this is dropped.
+#[cfg(target_os = "none")]
+pub fn init(base: u64) {
+    hw::init(base);
+}
+
+/// Holds the console for a block of lines (a dump). Prints inside it
+/// re-enter the lock.
+pub struct ConsoleGuard {
+    #[cfg(target_os = "none")]
+    cpu: usize,
+    /// The lock was taken by force after its owner did not let go in time.
+    pub busted: bool,
+}
+
+impl Drop for ConsoleGuard {
+    fn drop(&mut self) {
+        #[cfg(target_os = "none")]
+        hw::release(self.cpu);
+    }
+}
+
+fn lock_with_timeout(_timeout_us: u64) -> ConsoleGuard {
+    #[cfg(target_os = "none")]
+    {
+        let (cpu, how) = hw::acquire(_timeout_us);
+        ConsoleGuard { cpu, busted: matches!(how, super::lock::Acquired::Busted) }
+    }
+    #[cfg(not(target_os = "none"))]
+    ConsoleGuard { busted: false }
+}
+
+/// Takes the console for a block of normal output.
+pub fn lock() -> ConsoleGuard {
+    lock_with_timeout(PRINT_TIMEOUT_US)
+}
+
+/// Takes the console for a crash or NMI dump: waits at most 100 ms.
+pub fn lock_for_crash() -> ConsoleGuard {
+    lock_with_timeout(CRASH_TIMEOUT_US)
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments) {
+    let _guard = lock();
+    #[cfg(target_os = "none")]
+    let _ = hw::Port.write_fmt(args);
+    #[cfg(not(target_os = "none"))]
+    std::eprint!("{args}");
+}
+
+/// Prints to the hypervisor console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::_print(format_args!($($arg)*)) };
+}
+
+/// Prints a whole line to the hypervisor console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::_print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// A fixed-size buffer for assembling one line without the heap (usable
+/// from exception and NMI context). Overflow is marked with "...", never
+/// dropped silently.
+pub struct LineBuf {
+    buf: [u8; 160],
+    len: usize,
+    overflowed: bool,
+}
+
+impl LineBuf {
+    pub const fn new() -> Self {
+        Self { buf: [0; 160], len: 0, overflowed: false }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are copied in, so this cannot fail; fall back to
+        // an empty line rather than panicking.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.overflowed {
+            return Ok(());
+        }
+        const MARK: &[u8] = b"...";
+        let room = self.buf.len() - MARK.len() - self.len;
+        if s.len() <= room {
+            self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.buf[self.len..self.len + cut].copy_from_slice(&s.as_bytes()[..cut]);
+            self.len += cut;
+            self.buf[self.len..self.len + MARK.len()].copy_from_slice(MARK);
+            self.len += MARK.len();
+            self.overflowed = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linebuf_keeps_short_lines() {
+        let mut l = LineBuf::new();
+        write!(l, "x{} {:#x}", 1, 0x20).unwrap();
+        assert_eq!(l.as_str(), "x1 0x20");
+    }
+
+    #[test]
+    fn linebuf_marks_overflow() {
+        let mut l = LineBuf::new();
+        for _ in 0..100 {
+            write!(l, "abcdefgh").unwrap();
+        }
+        assert_eq!(l.as_str().len(), 160);
+        assert!(l.as_str().ends_with("..."));
+    }
+}

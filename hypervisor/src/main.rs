@@ -1,0 +1,35 @@
+//! nmivisor: a type-1 hypervisor for 64-bit Arm that runs at EL2, owns the
+//! physical GICv3 and makes NMIs work for itself and for its guests.
+//!
+//! The crate builds two ways:
+//! - for `aarch64-unknown-none` it is the bare-metal image (`arch`, `mm` and
+//!   every module that touches hardware are compiled only there);
+//! - for the host, `cargo test` runs the pure modules' unit tests. Those
+//!   modules (device-tree parsing, the SGI mailbox, the unwinder, the console
+//!   lock and monitor, ...) never use `asm!` or MMIO.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+
+extern crate alloc;
+
+mod arch;
+mod boot;
+mod console;
+mod debug;
+mod ipi;
+#[cfg(target_os = "none")]
+mod mm;
+
+/// Reports a Rust panic and halts this CPU.
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let _console = console::lock_for_crash();
+    println!("nmivisor: cpu {} panicked: {info}", arch::percpu::cpu_id());
+    arch::cpu::halt()
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("nmivisor is a bare-metal image: build it with `cargo xtask build`");
+}

@@ -1,0 +1,81 @@
+//! The EL2 stage-1 identity map, built with aarch64-paging's El2 regime.
+//!
+//! - RAM: Normal write-back, read/write, execute-never;
+//! - the hypervisor's text: read-only and executable;
+//! - its read-only data (and the embedded symbol table): read-only, XN;
+//! - the GIC and UART: Device-nGnRE, execute-never.
+//!
+//! It replaces the boot CPU's early 1 GiB-block map, and secondaries load it
+//! directly (see `arch::entry`).
+
+use crate::arch::entry::SECONDARY_TTBR0;
+use crate::boot::dt::{PhysRange, PlatformInfo};
+use aarch64_paging::descriptor::El23Attributes as Attr;
+use aarch64_paging::idmap::IdMap;
+use aarch64_paging::paging::{El2, MemoryRegion};
+use alloc::boxed::Box;
+use core::arch::asm;
+use core::sync::atomic::Ordering;
+
+/// The root level matching TCR_EL2.T0SZ = 25 (39-bit VA), set in entry.rs.
+const ROOT_LEVEL: usize = 1;
+
+const NORMAL: Attr = Attr::VALID
+    .union(Attr::ATTRIBUTE_INDEX_1)
+    .union(Attr::INNER_SHAREABLE)
+    .union(Attr::ACCESSED);
+const DEVICE: Attr = Attr::VALID.union(Attr::ATTRIBUTE_INDEX_0).union(Attr::ACCESSED).union(Attr::XN);
+
+extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+}
+
+fn sym(s: &u8) -> usize {
+    s as *const u8 as usize
+}
+
+fn page_aligned(r: &PhysRange) -> MemoryRegion {
+    let start = (r.start as usize) & !0xfff;
+    let end = (r.end as usize + 0xfff) & !0xfff;
+    MemoryRegion::new(start, end)
+}
+
+/// Why the map could not be built.
+#[derive(Debug)]
+pub struct MapFailed(pub &'static str, pub aarch64_paging::MapError);
+
+/// Builds the final EL2 map and switches this CPU to it.
+pub fn init(info: &PlatformInfo) -> Result<(), MapFailed> {
+    let mut map = IdMap::new(ROOT_LEVEL, El2);
+    // SAFETY (both blocks): only the addresses of linker symbols are taken.
+    let (text, rodata_end) = unsafe {
+        (sym(&__image_start)..sym(&__text_end), sym(&__rodata_end))
+    };
+    for ram in &info.memory {
+        map.map_range(&page_aligned(ram), NORMAL | Attr::XN)
+            .map_err(|e| MapFailed("RAM", e))?;
+    }
+    map.map_range(&MemoryRegion::new(text.start, text.end), NORMAL | Attr::READ_ONLY)
+        .map_err(|e| MapFailed("hypervisor text", e))?;
+    map.map_range(&MemoryRegion::new(text.end, rodata_end), NORMAL | Attr::READ_ONLY | Attr::XN)
+        .map_err(|e| MapFailed("hypervisor rodata", e))?;
+    for (what, range) in [("GIC distributor", &info.gicd), ("GIC redistributors", &info.gicr), ("UART", &info.uart)] {
+        map.map_range(&page_aligned(range), DEVICE).map_err(|e| MapFailed(what, e))?;
+    }
+
+    // The map lives as long as the hypervisor: dropping it would deactivate it.
+    let map = Box::leak(Box::new(map));
+    // SAFETY: the new map covers everything the hypervisor uses (its image,
+    // stacks, heap and per-CPU data are in RAM; the devices are mapped) with
+    // the same memory types as the early map, so switching is safe. The TLB
+    // is invalidated right after, as aarch64-paging's El2 `activate` leaves
+    // that to the caller.
+    unsafe {
+        map.activate();
+        asm!("dsb ish", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags));
+    }
+    SECONDARY_TTBR0.store(map.root_address().0 as u64, Ordering::Release);
+    Ok(())
+}
