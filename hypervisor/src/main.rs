@@ -16,6 +16,7 @@ mod arch;
 mod boot;
 mod console;
 mod debug;
+mod gic;
 mod ipi;
 #[cfg(target_os = "none")]
 mod mm;
@@ -24,8 +25,17 @@ mod mm;
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let _console = console::lock_for_crash();
-    println!("nmivisor: cpu {} panicked: {info}", arch::percpu::cpu_id());
+    let me = arch::percpu::cpu_id();
+    // Say it first: if the roundup itself fails, this line is still out.
+    println!("nmivisor: cpu {me} panicked: {info}");
+    if debug::roundup::crash_stop_all() {
+        println!("nmivisor: cpu {me} panicked: {info}");
+        if boot::start::panic_powers_off() {
+            println!("nmivisor: powering off after the panic");
+            arch::psci::system_off();
+        }
+        println!("nmivisor: all CPUs halted");
+    }
     arch::cpu::halt()
 }
 

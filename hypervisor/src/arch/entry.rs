@@ -28,6 +28,7 @@ global_asm!(
 .equ SCTLR_MMU_ON, (SCTLR_RES1 | (1 << 12) | (1 << 2) | (1 << 0))
 /* CPTR_EL2 RES1 bits with TFP=0: EL2 code (and the compiler) may use FP/SIMD. */
 .equ CPTR_VALUE, 0x33ff
+.equ HCR_VALUE, (1 << 31) | (1 << 5) | (1 << 4) | (1 << 3)
 
 .section .text.head, "ax"
 .global _start
@@ -100,6 +101,13 @@ el2_cpu_setup:
     isb
     mov     x9, #CPTR_VALUE
     msr     cptr_el2, x9
+    /*
+     * HCR_EL2: RW (EL1 is AArch64), AMO/IMO/FMO: physical SError, IRQ and
+     * FIQ are taken to EL2, also while EL2 itself runs (Arm ARM D1.3.3);
+     * without IMO an IRQ would target EL1 and stay pending at EL2.
+     */
+    ldr     x9, =HCR_VALUE
+    msr     hcr_el2, x9
     adrp    x9, exception_vectors
     add     x9, x9, :lo12:exception_vectors
     msr     vbar_el2, x9

@@ -2,12 +2,20 @@
 
 use super::vectors::{TrapFrame, VectorKind};
 
+/// Vector sources (VectorKind::source) and types (VectorKind::exception_type).
+const FROM_EL2_SPX: u64 = 1;
+const FROM_LOWER_A64: u64 = 2;
+const IRQ: u64 = 1;
+
 /// Called by every vector with the trap frame it built. Returning resumes
 /// the interrupted context through `exception_return`.
 #[no_mangle]
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     let kind = VectorKind(kind);
-    unexpected(kind, frame)
+    match (kind.source(), kind.exception_type()) {
+        (FROM_EL2_SPX | FROM_LOWER_A64, IRQ) => crate::gic::irq::handle_irq(frame),
+        _ => unexpected(kind, frame),
+    }
 }
 
 /// An exception nmivisor has no handler for: dump everything and halt this

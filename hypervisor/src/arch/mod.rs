@@ -12,6 +12,8 @@ pub mod entry;
 #[cfg(target_os = "none")]
 pub mod exception;
 #[cfg(target_os = "none")]
+pub mod gicv3;
+#[cfg(target_os = "none")]
 pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod psci;

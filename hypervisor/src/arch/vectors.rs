@@ -45,6 +45,11 @@ impl VectorKind {
         self.0 >> 2
     }
 
+    /// The exception level an SPSR_EL2 value says was interrupted.
+    pub fn from_spsr_el(spsr: u64) -> u64 {
+        (spsr >> 2) & 3
+    }
+
     pub fn describe(self) -> (&'static str, &'static str) {
         let ty = ["synchronous", "IRQ", "FIQ", "SError"][(self.0 & 3) as usize];
         let from = [

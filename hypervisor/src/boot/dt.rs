@@ -36,6 +36,8 @@ pub struct PlatformInfo<'a> {
     pub gicd: PhysRange,
     pub gicr: PhysRange,
     pub uart: PhysRange,
+    /// The UART's interrupt as a GIC INTID, if the tree gives one.
+    pub uart_intid: Option<u32>,
     pub psci: PsciConduit,
     pub bootargs: &'a str,
     pub initrd: Option<PhysRange>,
@@ -140,7 +142,9 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
     let gicd = gic_regs.next().ok_or(DtError::Missing("GICv3 distributor reg"))?;
     let gicr = gic_regs.next().ok_or(DtError::Missing("GICv3 redistributor reg"))?;
 
-    let uart = find_uart(&fdt)?;
+    let uart_node = find_uart(&fdt)?;
+    let uart = first_reg(uart_node, "PL011 reg")?;
+    let uart_intid = uart_node.property("interrupts").and_then(|p| gic_intid(p.value));
 
     let psci_node = fdt
         .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
@@ -170,6 +174,7 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
         gicd,
         gicr,
         uart,
+        uart_intid,
         psci,
         bootargs,
         initrd,
@@ -178,17 +183,27 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
 
 /// The console UART: /chosen stdout-path if it is a PL011, else the first
 /// PL011 in the tree.
-fn find_uart(fdt: &Fdt<'_>) -> Result<PhysRange, DtError> {
+fn find_uart<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>, DtError> {
     let is_pl011 = |n: &FdtNode<'_, '_>| {
         n.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
     };
     if let Some(stdout) = fdt.chosen().stdout().filter(is_pl011) {
-        return first_reg(stdout, "PL011 reg");
+        return Ok(stdout);
     }
-    let node = fdt
-        .find_compatible(&["arm,pl011"])
-        .ok_or(DtError::Missing("PL011 UART (compatible = \"arm,pl011\")"))?;
-    first_reg(node, "PL011 reg")
+    fdt.find_compatible(&["arm,pl011"])
+        .ok_or(DtError::Missing("PL011 UART (compatible = \"arm,pl011\")"))
+}
+
+/// The INTID of the first GICv3 `interrupts` specifier (3 cells: type,
+/// number, flags; type 0 is an SPI from INTID 32, type 1 a PPI from 16).
+fn gic_intid(cells: &[u8]) -> Option<u32> {
+    let kind = read_cells(cells, 1)?;
+    let number = u32::try_from(read_cells(cells.get(4..)?, 1)?).ok()?;
+    match kind {
+        0 => number.checked_add(32).filter(|&i| i < 1020),
+        1 => number.checked_add(16).filter(|&i| i < 32),
+        _ => None,
+    }
 }
 
 /// The value of `key=` in a kernel-style command line, if present.
@@ -264,6 +279,7 @@ mod tests {
             w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])
                 .unwrap();
             w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+            w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
             w.end_node(u).unwrap();
         }
         if let Some(method) = spec.psci {
@@ -290,6 +306,7 @@ mod tests {
         assert_eq!(p.gicd, 0x0800_0000..0x0801_0000);
         assert_eq!(p.gicr, 0x080a_0000..0x0900_0000);
         assert_eq!(p.uart, 0x0900_0000..0x0900_1000);
+        assert_eq!(p.uart_intid, Some(33));
         assert_eq!(p.psci, PsciConduit::Smc);
         assert_eq!(p.bootargs, "nmivisor.test=fault quiet");
         assert_eq!(p.initrd, Some(0x4800_0000..0x4810_0000));
@@ -326,6 +343,17 @@ mod tests {
         let blob = build(&Spec { psci: Some("hvc"), ..Spec::default() });
         let hvc = parse(&blob).unwrap();
         assert_eq!(hvc.psci, PsciConduit::Hvc);
+    }
+
+    #[test]
+    fn decodes_gic_interrupt_specifiers() {
+        let cells = |v: [u32; 3]| v.iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(gic_intid(&cells([0, 1, 4])), Some(33));
+        assert_eq!(gic_intid(&cells([1, 10, 4])), Some(26));
+        assert_eq!(gic_intid(&cells([1, 20, 4])), None);
+        assert_eq!(gic_intid(&cells([0, 5000, 4])), None);
+        assert_eq!(gic_intid(&cells([2, 1, 4])), None);
+        assert_eq!(gic_intid(&[0, 0]), None);
     }
 
     #[test]

@@ -4,8 +4,11 @@
 use crate::arch::percpu::{percpu, this_cpu};
 use crate::arch::{cpu, psci, MAX_CPUS};
 use crate::boot::dt::{self, PlatformInfo, PsciConduit};
-use crate::{console, mm, println};
+use crate::debug::{roundup, watchdog_hw};
+use crate::{console, gic, ipi, mm, println};
+use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use spin::Once;
 
 /// How long the boot CPU waits for a secondary to report online.
 const CPU_ON_TIMEOUT_US: u64 = 2_000_000;
@@ -16,8 +19,11 @@ const FALLBACK_UART: u64 = 0x0900_0000;
 static MPIDRS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
-/// Set by the boot CPU to send the secondaries to PSCI CPU_OFF.
-static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// The command line (/chosen bootargs), copied out of the DTB.
+static BOOTARGS: Once<String> = Once::new();
+/// `nmivisor.panic=poweroff`: power off after a panic's dump instead of
+/// halting every CPU (halting keeps the state for a debugger).
+static PANIC_POWEROFF: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
     fn secondary_entry();
@@ -30,7 +36,17 @@ pub fn nr_cpus() -> usize {
 
 /// MPIDR of logical CPU `cpu`.
 pub fn mpidr_of(cpu: usize) -> u64 {
-    MPIDRS[cpu].load(Ordering::Acquire)
+    MPIDRS.get(cpu).map_or(u64::MAX, |m| m.load(Ordering::Acquire))
+}
+
+/// The hypervisor's command line.
+pub fn bootargs() -> &'static str {
+    BOOTARGS.get().map_or("", String::as_str)
+}
+
+/// Whether a panic ends with PSCI SYSTEM_OFF.
+pub fn panic_powers_off() -> bool {
+    PANIC_POWEROFF.load(Ordering::Relaxed)
 }
 
 /// Stops the boot with a message: nothing sensible can run.
@@ -84,8 +100,16 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     if let Err(e) = mm::el2::init(&info) {
         boot_failed(format_args!("EL2 page tables: mapping {}: {:?}", e.0, e.1));
     }
+    BOOTARGS.call_once(|| String::from(info.bootargs));
+    PANIC_POWEROFF.store(dt::bootarg(bootargs(), "nmivisor.panic") == Some("poweroff"), Ordering::Relaxed);
 
     let nr = assign_logical_cpus(&info);
+    let mpidrs: alloc::vec::Vec<u64> = (0..nr).map(mpidr_of).collect();
+    if let Err(e) = gic::driver::init(&info, &mpidrs, info.uart_intid) {
+        boot_failed(format_args!("GICv3: {e:?}"));
+    }
+    console::enable_rx_interrupt();
+    watchdog_hw::configure(watchdog_seconds());
     cpu_online();
     for logical in 1..nr {
         start_secondary(logical);
@@ -98,9 +122,36 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     }
 
     #[cfg(feature = "test-hooks")]
-    super::test_hooks::run(info.bootargs);
+    super::test_hooks::run(bootargs());
 
+    if dt::bootarg(bootargs(), "nmivisor.idle").is_some() {
+        println!("nmivisor: idle; the console monitor is Ctrl-] three times, then h");
+        idle_loop();
+    }
     shutdown(nr)
+}
+
+/// `nmivisor.watchdog=SECONDS` (0 = off), else the default.
+fn watchdog_seconds() -> u64 {
+    match dt::bootarg(bootargs(), "nmivisor.watchdog") {
+        None => watchdog_hw::DEFAULT_THRESHOLD_S,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            println!("nmivisor: ignoring nmivisor.watchdog={v}: not a number of seconds");
+            watchdog_hw::DEFAULT_THRESHOLD_S
+        }),
+    }
+}
+
+/// Where a CPU with nothing to run waits: interrupts on (PMR and PSTATE),
+/// running work other CPUs queue for it with `ipi::hw::run_on`.
+pub fn idle_loop() -> ! {
+    let me = this_cpu().cpu;
+    loop {
+        if let Some(work) = ipi::hw::take_work(me) {
+            work();
+        }
+        cpu::wfi();
+    }
 }
 
 /// Logical CPU 0 is the boot CPU; the others follow in device-tree order.
@@ -143,6 +194,10 @@ fn start_secondary(logical: usize) {
 /// Marks this CPU online and announces it.
 fn cpu_online() {
     let me = this_cpu();
+    if me.cpu != 0 {
+        gic::driver::init_secondary(me.cpu);
+    }
+    watchdog_hw::cpu_online(me.cpu);
     me.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     println!("cpu {} online (MPIDR {:#x}) at EL{}", me.cpu, cpu::mpidr(), cpu::current_el());
     me.online.store(true, Ordering::Release);
@@ -151,20 +206,17 @@ fn cpu_online() {
 #[no_mangle]
 extern "C" fn secondary_main(_logical: usize) -> ! {
     cpu_online();
-    while !SHUTDOWN.load(Ordering::Acquire) {
-        cpu::wfe();
-    }
-    this_cpu().online.store(false, Ordering::Release);
-    let err = psci::cpu_off();
-    println!("cpu {}: PSCI CPU_OFF failed: {err}", this_cpu().cpu);
-    cpu::halt()
+    idle_loop()
 }
 
-/// Stops the secondaries through PSCI CPU_OFF, waits until the firmware
-/// reports each one off, then powers the machine off.
-fn shutdown(nr: usize) -> ! {
-    SHUTDOWN.store(true, Ordering::Release);
-    cpu::sev();
+/// Stops the other CPUs with the STOP message (each leaves through PSCI
+/// CPU_OFF), waits until the firmware reports each one off, then powers the
+/// machine off.
+pub fn shutdown(nr: usize) -> ! {
+    let missing = roundup::stop_others();
+    for cpu in missing {
+        println!("cpu {cpu} did not take the STOP NMI");
+    }
     for logical in 1..nr {
         let mpidr = mpidr_of(logical);
         let deadline = cpu::deadline_after_us(CPU_ON_TIMEOUT_US);

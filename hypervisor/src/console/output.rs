@@ -17,7 +17,7 @@ const CRASH_TIMEOUT_US: u64 = 100_000;
 mod hw {
     use super::super::lock::{Acquired, CpuLock};
     use crate::arch::{cpu, percpu};
-    use arm_pl011_uart::{PL011Registers, Uart};
+    use arm_pl011_uart::{Interrupts, PL011Registers, Uart};
     use core::fmt;
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicUsize, Ordering};
@@ -41,20 +41,41 @@ mod hw {
         LOCK.release(cpu);
     }
 
+    /// The PL011 as an arm-pl011-uart driver, if the console is set up.
+    fn uart() -> Option<Uart<'static>> {
+        let base = NonNull::new(UART_BASE.load(Ordering::Acquire) as *mut PL011Registers)?;
+        // SAFETY: `base` is the PL011 from the device tree, mapped as device
+        // memory. Output goes through the console lock; input is read only
+        // by the CPU its interrupt is routed to. After a bust on a crash path
+        // two CPUs may interleave bytes, but every access is still a plain
+        // MMIO register access.
+        Some(Uart::new(unsafe { UniqueMmioPointer::new(base) }))
+    }
+
+    /// The next received byte; bytes with framing or parity errors are dropped.
+    pub fn read_byte() -> Option<u8> {
+        let mut uart = uart()?;
+        loop {
+            match uart.read_word() {
+                Ok(byte) => return byte,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Raises the UART interrupt when bytes arrive (RX and RX timeout).
+    pub fn enable_rx_interrupt() {
+        if let Some(mut uart) = uart() {
+            uart.set_interrupt_masks(Interrupts::RXI | Interrupts::RTI);
+        }
+    }
+
     /// Writes bytes to the PL011, turning "\n" into "\r\n".
     pub struct Port;
 
     impl fmt::Write for Port {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            let base = UART_BASE.load(Ordering::Acquire);
-            let Some(base) = NonNull::new(base as *mut PL011Registers) else {
-                return Ok(());
-            };
-            // SAFETY: `base` is the PL011 from the device tree, mapped as
-            // device memory. The console lock makes this the only user, except
-            // after a bust on a crash path, where two CPUs may interleave
-            // bytes but every access is still a plain MMIO register access.
-            let mut uart = Uart::new(unsafe { UniqueMmioPointer::new(base) });
+            let Some(mut uart) = uart() else { return Ok(()) };
             for b in s.bytes() {
                 if b == b'\n' {
                     while uart.is_tx_fifo_full() {}
@@ -73,6 +94,9 @@ mod hw {
 pub fn init(base: u64) {
     hw::init(base);
 }
+
+#[cfg(target_os = "none")]
+pub use hw::{enable_rx_interrupt, read_byte};
 
 /// Holds the console for a block of lines (a dump). Prints inside it
 /// re-enter the lock.

@@ -1,0 +1,27 @@
+//! The console monitor's hardware side: the UART receive interrupt feeds
+//! every byte to the escape-sequence state machine in [`super::monitor`].
+
+use super::monitor::{Action, Monitor, MonitorCommand, HELP};
+use crate::println;
+use spin::Mutex;
+
+/// Only the CPU the UART interrupt is routed to takes this lock, from its
+/// interrupt handler; NMI paths never touch it.
+static MONITOR: Mutex<Monitor> = Mutex::new(Monitor::new());
+
+/// The UART RX (or RX timeout) interrupt: drain the FIFO through the monitor.
+pub fn uart_interrupt() {
+    while let Some(byte) = crate::console::read_byte() {
+        let action = MONITOR.lock().feed(byte);
+        match action {
+            Action::Command(MonitorCommand::DumpAll) => {
+                super::roundup::dump_all_cpus("console monitor")
+            }
+            Action::Command(MonitorCommand::DumpThis) => super::roundup::dump_this_cpu(),
+            Action::Command(MonitorCommand::Help) => println!("{HELP}"),
+            // Guest console input arrives with the emulated PL011; until
+            // then bytes typed at the hypervisor console go nowhere.
+            Action::Forward(_) | Action::Nothing => {}
+        }
+    }
+}

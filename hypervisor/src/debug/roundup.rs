@@ -1,0 +1,248 @@
+//! The hypervisor-wide stack dump and the stop paths, over the NMI SGI.
+//!
+//! The initiator posts BACKTRACE (or CRASH_STOP) to every other online CPU
+//! and sends the NMI SGI. Each CPU checks in as soon as it takes the NMI;
+//! one that has not checked in within [`ARRIVAL_TIMEOUT_US`] is reported as
+//! not responding and the dump goes on without it. The initiator then gives
+//! each CPU that checked in its turn to print, in CPU order, so blocks never
+//! interleave, and finally prints its own block.
+//!
+//! Nothing here takes a lock that normal code may hold, except the console
+//! lock, which is owner-CPU re-entrant with a timeout and a bust.
+
+use super::dump::{print_backtrace, stack_of, symbols};
+use super::symbols::describe;
+use crate::arch::percpu::{cpu_id, percpu};
+use crate::arch::vectors::{TrapFrame, VectorKind};
+use crate::arch::{cpu, gicv3, MAX_CPUS};
+use crate::boot::start::{mpidr_of, nr_cpus};
+use crate::ipi::message::Message;
+use crate::ipi::roundup::{CpuMask, Roundup};
+use crate::{console, ipi, println};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// How long a CPU has to take the NMI and check in.
+pub const ARRIVAL_TIMEOUT_US: u64 = 100_000;
+/// How long one CPU may take to print its block once it is its turn.
+const PRINT_TIMEOUT_US: u64 = 2_000_000;
+const NO_TURN: usize = usize::MAX;
+
+static ARRIVALS: Roundup = Roundup::new();
+/// The CPU whose turn it is to print its block.
+static TURN: AtomicUsize = AtomicUsize::new(NO_TURN);
+/// CPUs that finished printing in the current dump.
+static DONE: AtomicU64 = AtomicU64::new(0);
+/// CPUs that have stopped for good (STOP or CRASH_STOP).
+static STOPPED: AtomicU64 = AtomicU64::new(0);
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// CPUs that are online and not stopped.
+pub fn live_cpus() -> CpuMask {
+    let stopped = STOPPED.load(Ordering::Acquire);
+    (0..nr_cpus().min(MAX_CPUS))
+        .filter(|&c| stopped & (1 << c) == 0)
+        .filter(|&c| percpu(c).is_some_and(|p| p.online.load(Ordering::Acquire)))
+        .fold(CpuMask::EMPTY, CpuMask::with)
+}
+
+fn ticks(us: u64) -> u64 {
+    cpu::counter_freq().saturating_mul(us) / 1_000_000
+}
+
+/// Prints one CPU's block: what it was doing and its EL2 backtrace.
+/// `frame` is the state the NMI interrupted; `None` for the initiator.
+fn print_block(frame: Option<&TrapFrame>) {
+    let _console = console::lock_for_crash();
+    let me = cpu_id();
+    let table = symbols();
+    let table = table.as_ref();
+    println!("--- cpu {me} (MPIDR {:#x}) ---", mpidr_of(me));
+    match frame {
+        Some(f) if VectorKind::from_spsr_el(f.spsr) == 2 => {
+            println!("EL2 PC {}", describe(table, f.elr));
+            println!("    LR {}", describe(table, f.x[30]));
+            println!(
+                "    SP {:#018x}  PMR {:#04x}  DAIF {:#05x}",
+                f.sp,
+                gicv3::pmr(),
+                f.spsr & 0x3c0
+            );
+            print_backtrace_from(f.elr, f.x[29], me);
+        }
+        Some(f) => {
+            println!("guest state (interrupted at EL{}):", (f.spsr >> 2) & 3);
+            println!("    PC {:#018x}  LR {:#018x}  SP {:#018x}", f.elr, f.x[30], f.sp);
+            println!("    SPSR {:#010x}  ESR {:#010x}", f.spsr, f.esr);
+            print_backtrace(cpu::frame_pointer(), stack_of(me));
+        }
+        None => {
+            println!(
+                "EL2 (dumping CPU)  PMR {:#04x}  DAIF {:#05x}",
+                gicv3::pmr(),
+                cpu::daif()
+            );
+            print_backtrace(cpu::frame_pointer(), stack_of(me));
+        }
+    }
+}
+
+/// A backtrace whose frame #0 is the interrupted PC, then the unwound
+/// return addresses.
+fn print_backtrace_from(pc: u64, fp: u64, me: usize) {
+    let table = symbols();
+    println!("  #0 {} (interrupted)", describe(table.as_ref(), pc));
+    print_backtrace(fp, stack_of(me));
+}
+
+/// Rounds up `targets` with `msg` over the NMI SGI and lets each print its
+/// block in turn. Returns the CPUs that did not respond.
+fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
+    let initiator = ARRIVALS.begin(targets).ok()?;
+    DONE.store(0, Ordering::Release);
+    TURN.store(NO_TURN, Ordering::Release);
+    for cpu in targets {
+        ipi::hw::send(cpu, msg);
+    }
+    let missing = initiator.wait(cpu::counter, ticks(ARRIVAL_TIMEOUT_US));
+    for cpu in targets {
+        if missing.contains(cpu) {
+            let _console = console::lock_for_crash();
+            println!("--- cpu {cpu} (MPIDR {:#x}) ---", mpidr_of(cpu));
+            println!("cpu {cpu} not responding to the NMI (no answer within 100 ms)");
+            continue;
+        }
+        TURN.store(cpu, Ordering::Release);
+        let deadline = cpu::counter() + ticks(PRINT_TIMEOUT_US);
+        while DONE.load(Ordering::Acquire) & (1 << cpu) == 0 {
+            if cpu::counter() > deadline {
+                println!("cpu {cpu}: dump did not complete");
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    TURN.store(NO_TURN, Ordering::Release);
+    drop(initiator);
+    Some(missing)
+}
+
+/// The responder's side: check in, wait for the turn, print, report done.
+fn respond(frame: &TrapFrame) {
+    let me = cpu_id();
+    if !ARRIVALS.respond(me) {
+        // Not part of a roundup in flight (e.g. it arrived too late): still
+        // useful, so print on our own.
+        print_block(Some(frame));
+        return;
+    }
+    let deadline = cpu::counter() + ticks(PRINT_TIMEOUT_US + ARRIVAL_TIMEOUT_US);
+    while TURN.load(Ordering::Acquire) != me {
+        if cpu::counter() > deadline {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    print_block(Some(frame));
+    DONE.fetch_or(1 << me, Ordering::Release);
+}
+
+/// The hypervisor-wide stack dump: every other live CPU over the NMI SGI,
+/// then this one. Safe to call from any context but the NMI handler; a
+/// dump already in progress makes this one a no-op.
+pub fn dump_all_cpus(reason: &str) {
+    let me = cpu_id();
+    let targets = live_cpus().without(me);
+    println!("=== nmivisor: dump of all CPUs ({reason}), from cpu {me} ===");
+    let Some(missing) = roundup(targets, Message::Backtrace) else {
+        println!("nmivisor: a dump is already in progress");
+        return;
+    };
+    print_block(None);
+    println!(
+        "=== end of dump: {} CPUs dumped, {} not responding ===",
+        live_cpus().len() - missing.len(),
+        missing.len()
+    );
+}
+
+/// Dumps only this CPU.
+pub fn dump_this_cpu() {
+    print_block(None);
+}
+
+/// Asks one CPU for its backtrace (the watchdog uses it). Returns false if
+/// it did not respond.
+pub fn backtrace_cpu(cpu: usize) -> bool {
+    roundup(CpuMask::single(cpu), Message::Backtrace).is_some_and(|missing| missing.is_empty())
+}
+
+/// Crash path: stops every other CPU with CRASH_STOP (each dumps itself and
+/// halts), dumps this CPU, and returns so the caller can print its message
+/// and halt. A second crash while one is being handled returns false at once.
+pub fn crash_stop_all() -> bool {
+    if PANICKING.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let me = cpu_id();
+    let targets = live_cpus().without(me);
+    println!("=== nmivisor: crash on cpu {me}: stopping and dumping all CPUs ===");
+    let missing = roundup(targets, Message::CrashStop).unwrap_or(targets);
+    print_block(None);
+    println!(
+        "=== end of crash dump: {} CPUs stopped, {} not responding ===",
+        targets.len() - missing.len(),
+        missing.len()
+    );
+    true
+}
+
+/// Stops the other live CPUs with STOP (each powers itself off through
+/// PSCI) and returns the ones that did not take the NMI in time.
+pub fn stop_others() -> CpuMask {
+    let me = cpu_id();
+    let targets = live_cpus().without(me);
+    let Ok(initiator) = ARRIVALS.begin(targets) else { return targets };
+    for cpu in targets {
+        ipi::hw::send(cpu, Message::Stop);
+    }
+    let missing = initiator.wait(cpu::counter, ticks(ARRIVAL_TIMEOUT_US));
+    drop(initiator);
+    missing
+}
+
+fn mark_stopped(me: usize) {
+    STOPPED.fetch_or(1 << me, Ordering::AcqRel);
+    crate::debug::watchdog_hw::cpu_offline(me);
+}
+
+/// NMI BACKTRACE.
+pub fn on_backtrace(frame: &TrapFrame) {
+    respond(frame);
+}
+
+/// NMI CRASH_STOP: dump this CPU, then halt it for good.
+pub fn on_crash_stop(frame: &TrapFrame) -> ! {
+    let me = cpu_id();
+    respond(frame);
+    mark_stopped(me);
+    cpu::halt()
+}
+
+/// NMI STOP: leave for good through PSCI CPU_OFF.
+pub fn on_stop() -> ! {
+    let me = cpu_id();
+    mark_stopped(me);
+    if let Some(p) = percpu(me) {
+        p.online.store(false, Ordering::Release);
+    }
+    ARRIVALS.respond(me);
+    let err = crate::arch::psci::cpu_off();
+    println!("cpu {me}: PSCI CPU_OFF failed: {err}");
+    cpu::halt()
+}
+
+/// NMI DEBUG: a one-line report of where this CPU is.
+pub fn on_debug(frame: &TrapFrame) {
+    let table = symbols();
+    println!("cpu {}: DEBUG at {}", cpu_id(), describe(table.as_ref(), frame.elr));
+}

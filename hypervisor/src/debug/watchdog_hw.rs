@@ -1,0 +1,63 @@
+//! The lockup watchdog's hardware side: each CPU's EL2 physical timer
+//! (CNTHP, PPI 26, at normal priority) ticks its heartbeat. A CPU stuck
+//! with interrupts masked by priority stops beating; its buddy notices,
+//! reports a hard lockup and fetches its backtrace over the NMI SGI.
+
+use super::watchdog::Watchdog;
+use crate::arch::{cpu, percpu::cpu_id, MAX_CPUS};
+use crate::gic::driver::arm_timer_us;
+use crate::println;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Heartbeat period.
+const TICK_US: u64 = 100_000;
+/// Default lockup threshold; `nmivisor.watchdog=SECONDS` changes it, 0 turns
+/// the watchdog off.
+pub const DEFAULT_THRESHOLD_S: u64 = 5;
+
+static WATCHDOG: Watchdog<MAX_CPUS> = Watchdog::new();
+/// Threshold in counter ticks; 0 = off.
+static THRESHOLD: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the threshold (boot CPU, before any CPU starts ticking).
+pub fn configure(seconds: u64) {
+    THRESHOLD.store(seconds.saturating_mul(cpu::counter_freq()), Ordering::Release);
+    if seconds == 0 {
+        println!("nmivisor: lockup watchdog off");
+    } else {
+        println!("nmivisor: lockup watchdog on, threshold {seconds} s");
+    }
+}
+
+/// Starts this CPU's heartbeat.
+pub fn cpu_online(cpu: usize) {
+    if THRESHOLD.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    WATCHDOG.set_online(cpu, cpu::counter());
+    arm_timer_us(TICK_US);
+}
+
+/// Takes a CPU out of the ring (it stopped on purpose).
+pub fn cpu_offline(cpu: usize) {
+    WATCHDOG.set_offline(cpu);
+}
+
+/// The EL2 timer interrupt: beat, check the buddy, re-arm.
+pub fn tick() {
+    let me = cpu_id();
+    let now = cpu::counter();
+    WATCHDOG.beat(me, now);
+    arm_timer_us(TICK_US);
+    let threshold = THRESHOLD.load(Ordering::Acquire);
+    if threshold == 0 {
+        return;
+    }
+    if let Some(stuck) = WATCHDOG.check(me, now, threshold) {
+        let ms = threshold * 1000 / cpu::counter_freq().max(1);
+        println!("watchdog: hard LOCKUP on cpu {stuck} (no heartbeat for over {ms} ms), detected by cpu {me}");
+        if !super::roundup::backtrace_cpu(stuck) {
+            println!("watchdog: cpu {stuck} did not answer the NMI either");
+        }
+    }
+}

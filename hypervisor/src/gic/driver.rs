@@ -1,0 +1,174 @@
+//! Physical GICv3 bring-up (arm-gic) and the per-CPU setup.
+//!
+//! - Distributor: affinity routing, Group 1 non-secure for every SPI.
+//! - Every redistributor: SGIs and PPIs Group 1 non-secure; the two
+//!   hypervisor SGIs, the EL2 timer and the UART get their priorities from
+//!   [`super::priority`].
+//! - CPU interface: system registers at EL2 and EL1, EOImode=1 (priority
+//!   drop and deactivation split, GICv3 spec 4.1.1), PMR "interrupts on".
+
+use super::priority;
+use crate::arch::{cpu, gicv3, MAX_CPUS};
+use crate::boot::dt::PlatformInfo;
+use crate::ipi::message::Sgi;
+use arm_gic::gicv3::registers::{Gicd, GicrSgi};
+use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SgiTarget, SgiTargetGroup};
+use arm_gic::{IntId, Trigger};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use safe_mmio::UniqueMmioPointer;
+use spin::{Mutex, Once};
+
+/// The EL2 physical timer PPI (CNTHP), which drives the watchdog.
+pub const EL2_TIMER_INTID: u32 = 26;
+
+/// Most redistributor frames searched for a CPU's MPIDR.
+const MAX_GICR_FRAMES: usize = 256;
+
+static GIC: Once<Mutex<GicV3<'static>>> = Once::new();
+/// Logical CPU -> redistributor frame index.
+static GICR_INDEX: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS];
+/// Logical CPU -> MPIDR, for SGI targeting.
+static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+/// The console UART's interrupt, once configured.
+static UART_INTID: AtomicUsize = AtomicUsize::new(0);
+
+/// Why the GIC could not be brought up.
+#[derive(Debug)]
+pub enum GicInitError {
+    NoRedistributor { cpu: usize, mpidr: u64 },
+    Driver(arm_gic::gicv3::GicError),
+}
+
+impl From<arm_gic::gicv3::GicError> for GicInitError {
+    fn from(e: arm_gic::gicv3::GicError) -> Self {
+        GicInitError::Driver(e)
+    }
+}
+
+fn gic() -> spin::MutexGuard<'static, GicV3<'static>> {
+    // `init` runs on the boot CPU before any other GIC use.
+    GIC.get().expect("GIC used before gic::driver::init").lock()
+}
+
+/// Brings up the distributor and every redistributor. Boot CPU only, after
+/// the EL2 map covers the GIC. `mpidrs` lists every logical CPU's MPIDR.
+pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Result<(), GicInitError> {
+    let gicd = info.gicd.start as *mut Gicd;
+    let gicr = info.gicr.start as *mut GicrSgi;
+    // SAFETY (both constructions): the distributor and redistributor ranges
+    // come from the device tree, are mapped as device memory by mm::el2, and
+    // nothing else in nmivisor creates pointers to them; the first driver
+    // instance is dropped before the second is made.
+    let new_gic = |frames| unsafe {
+        GicV3::new(UniqueMmioPointer::new(NonNull::new_unchecked(gicd)), NonNull::new_unchecked(gicr), frames)
+    };
+
+    // Find each CPU's redistributor by affinity (GICR_TYPER), never reading
+    // past the frame marked Last (GICv3 spec 12.11.35) or the DT's range.
+    let frame_bytes = 0x20000u64;
+    let max_frames = (((info.gicr.end - info.gicr.start) / frame_bytes) as usize).min(MAX_GICR_FRAMES);
+    let mut affinities = [u64::MAX; MAX_GICR_FRAMES];
+    let mut frames = 0;
+    {
+        let mut probe = new_gic(max_frames)?;
+        while frames < max_frames {
+            let typer = probe.gicr_typer(frames)?;
+            affinities[frames] = typer.core_mpidr();
+            frames += 1;
+            if typer.last_redistributor() {
+                break;
+            }
+        }
+    }
+    // arm-gic's `setup` configures every redistributor it is told about.
+    let mut gic = new_gic(frames)?;
+    for (cpu, &mpidr) in mpidrs.iter().enumerate() {
+        MPIDR[cpu].store(mpidr, Ordering::Relaxed);
+        let index = affinities
+            .iter()
+            .position(|&a| a == mpidr)
+            .ok_or(GicInitError::NoRedistributor { cpu, mpidr })?;
+        GICR_INDEX[cpu].store(index, Ordering::Relaxed);
+    }
+
+    GicCpuInterface::enable_system_register_el2(true);
+    gic.setup(GICR_INDEX[0].load(Ordering::Relaxed));
+
+    for cpu in 0..mpidrs.len() {
+        let frame = Some(GICR_INDEX[cpu].load(Ordering::Relaxed));
+        for (intid, prio) in [
+            (IntId::sgi(Sgi::Nmi.intid()), priority::NMI),
+            (IntId::sgi(Sgi::Kick.intid()), priority::NORMAL),
+            (IntId::ppi(EL2_TIMER_INTID - 16), priority::NORMAL),
+        ] {
+            gic.set_group(intid, frame, Group::Group1NS)?;
+            gic.set_interrupt_priority(intid, frame, prio)?;
+            gic.enable_interrupt(intid, frame, true)?;
+        }
+        gic.set_trigger(IntId::ppi(EL2_TIMER_INTID - 16), frame, Trigger::Level)?;
+    }
+
+    if let Some(intid) = uart_intid.filter(|&i| (32..1020).contains(&i)) {
+        let id = IntId::spi(intid - 32);
+        gic.distributor().set_routing(id, Some(mpidrs[0]))?;
+        gic.set_group(id, None, Group::Group1NS)?;
+        gic.set_interrupt_priority(id, None, priority::NORMAL)?;
+        gic.set_trigger(id, None, Trigger::Level)?;
+        gic.enable_interrupt(id, None, true)?;
+        UART_INTID.store(intid as usize, Ordering::Relaxed);
+    }
+
+    GIC.call_once(|| Mutex::new(gic));
+    init_cpu_interface();
+    Ok(())
+}
+
+/// The UART's INTID if its interrupt is in use.
+pub fn uart_intid() -> Option<u32> {
+    match UART_INTID.load(Ordering::Relaxed) {
+        0 => None,
+        i => Some(i as u32),
+    }
+}
+
+/// Per-CPU setup on a secondary: wake its redistributor and set up its CPU
+/// interface.
+pub fn init_secondary(cpu: usize) {
+    GicCpuInterface::enable_system_register_el2(true);
+    gic().init_cpu(GICR_INDEX[cpu].load(Ordering::Relaxed));
+    init_cpu_interface();
+}
+
+fn init_cpu_interface() {
+    gicv3::set_eoi_mode_split();
+    gicv3::set_pmr(priority::PMR_ON);
+    GicCpuInterface::enable_group1(true);
+    gicv3::local_irq_unmask();
+}
+
+/// Sends `sgi` to logical CPU `cpu` (ICC_SGI1R_EL1 with its affinity).
+pub fn send_sgi(cpu: usize, sgi: Sgi) {
+    let Some(mpidr) = MPIDR.get(cpu).map(|m| m.load(Ordering::Relaxed)) else { return };
+    if mpidr == u64::MAX {
+        return;
+    }
+    let aff0 = (mpidr & 0xff) as u16;
+    if aff0 >= 16 {
+        // ICC_SGI1R_EL1's TargetList holds Aff0 0..15 (RS=0); nmivisor's
+        // CPUs all fit (RS would be needed beyond 16 per cluster).
+        return;
+    }
+    let target = SgiTarget::List {
+        affinity3: (mpidr >> 32) as u8,
+        affinity2: (mpidr >> 16) as u8,
+        affinity1: (mpidr >> 8) as u8,
+        target_list: 1 << aff0,
+    };
+    let _ = GicCpuInterface::send_sgi(IntId::sgi(sgi.intid()), target, SgiTargetGroup::CurrentGroup1);
+}
+
+/// Arms this CPU's EL2 physical timer `us` microseconds ahead.
+pub fn arm_timer_us(us: u64) {
+    gicv3::arm_el2_timer(cpu::counter_freq().saturating_mul(us) / 1_000_000);
+}

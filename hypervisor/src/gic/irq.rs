@@ -1,0 +1,42 @@
+//! Taking physical interrupts at EL2.
+//!
+//! With EOImode=1 the handler first acknowledges (IAR1), and only after the
+//! work is done drops the priority (EOIR1) and deactivates (DIR).
+//!
+//! - The NMI SGI runs with PSTATE.I still set: nothing preempts it.
+//! - Every other interrupt runs with PSTATE.I clear. Its running priority
+//!   (0xa0) keeps other normal interrupts out, but an NMI (0x20) can preempt
+//!   a long handler such as a console-triggered dump.
+
+use super::driver::{uart_intid, EL2_TIMER_INTID};
+use crate::arch::gicv3;
+use crate::arch::vectors::TrapFrame;
+use crate::ipi::message::Sgi;
+
+/// INTIDs 1020..1023 are special: nothing to handle (GICv3 spec 2.2.1).
+const SPURIOUS_START: u32 = 1020;
+
+/// Handles one physical interrupt taken while `frame` was interrupted.
+pub fn handle_irq(frame: &TrapFrame) {
+    let intid = gicv3::acknowledge();
+    if intid >= SPURIOUS_START {
+        return;
+    }
+    if Sgi::from_intid(intid) == Some(Sgi::Nmi) {
+        crate::ipi::hw::handle_sgi(Sgi::Nmi, frame);
+        gicv3::end_of_interrupt(intid);
+        gicv3::deactivate(intid);
+        return;
+    }
+
+    gicv3::local_irq_unmask();
+    match intid {
+        i if Sgi::from_intid(i) == Some(Sgi::Kick) => crate::ipi::hw::handle_sgi(Sgi::Kick, frame),
+        EL2_TIMER_INTID => crate::debug::watchdog_hw::tick(),
+        i if Some(i) == uart_intid() => crate::debug::monitor_hw::uart_interrupt(),
+        other => crate::debug::ratelimit::log_unexpected_irq(other),
+    }
+    gicv3::local_irq_mask();
+    gicv3::end_of_interrupt(intid);
+    gicv3::deactivate(intid);
+}

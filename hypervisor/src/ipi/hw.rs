@@ -1,0 +1,58 @@
+//! Sending and receiving the two physical SGIs (the mailbox is pure, in
+//! `mailbox`; the GIC access is in `gic::driver`).
+
+use super::mailbox::Mailboxes;
+use super::message::{Message, Sgi};
+use crate::arch::vectors::TrapFrame;
+use crate::arch::MAX_CPUS;
+use crate::gic::driver::send_sgi;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+static MAILBOXES: Mailboxes<MAX_CPUS> = Mailboxes::new();
+
+/// A function queued for a CPU's idle loop by [`run_on`].
+static WORK: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// Posts `msg` to `cpu` and sends the SGI the message table assigns to it.
+pub fn send(cpu: usize, msg: Message) {
+    if let Some(sgi) = MAILBOXES.post(cpu, msg) {
+        send_sgi(cpu, sgi);
+    }
+}
+
+/// Queues `f` to run on `cpu` the next time it is in its idle loop, and
+/// kicks it (CALL_FUNCTION on the kick SGI). Returns false if `cpu` already
+/// has work queued.
+pub fn run_on(cpu: usize, f: fn()) -> bool {
+    let Some(slot) = WORK.get(cpu) else { return false };
+    if slot.compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return false;
+    }
+    send(cpu, Message::CallFunction);
+    true
+}
+
+/// Takes the function queued for `cpu`, if any.
+pub fn take_work(cpu: usize) -> Option<fn()> {
+    let f = WORK.get(cpu)?.swap(0, Ordering::AcqRel);
+    // SAFETY: only `run_on` stores into WORK, and it stores a valid `fn()`.
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, fn()>(f) })
+}
+
+/// Handles every message waiting on `sgi` for this CPU.
+pub fn handle_sgi(sgi: Sgi, frame: &TrapFrame) {
+    let cpu = crate::arch::percpu::cpu_id();
+    let Some(mailbox) = MAILBOXES.get(cpu) else { return };
+    for msg in mailbox.take(sgi) {
+        match msg {
+            Message::Backtrace => crate::debug::roundup::on_backtrace(frame),
+            Message::CrashStop => crate::debug::roundup::on_crash_stop(frame),
+            Message::Stop => crate::debug::roundup::on_stop(),
+            Message::Debug => crate::debug::roundup::on_debug(frame),
+            // The idle loop runs queued work once this handler returns.
+            Message::CallFunction => {}
+            // Leaving the guest was the point; the vCPU loop re-evaluates.
+            Message::VcpuKick => {}
+        }
+    }
+}
