@@ -59,12 +59,18 @@ impl Memory for StackMemory {
     }
 }
 
-/// Prints a frame-pointer backtrace starting at the frame record `fp`.
-pub fn print_backtrace(fp: u64, stack: Range<u64>) {
+/// Prints a frame-pointer backtrace. Frame #0 is `pc` when given (the
+/// interrupted instruction); the rest are return addresses unwound from the
+/// frame record at `fp`.
+pub fn print_backtrace(pc: Option<u64>, fp: u64, stack: Range<u64>) {
     let table = symbols();
     let mem = StackMemory { range: stack.clone() };
     println!("backtrace:");
     let mut n = 0;
+    if let Some(pc) = pc {
+        println!("  #0 {}", describe(table.as_ref(), pc));
+        n = 1;
+    }
     for ret in Unwinder::new(fp, stack, &mem, MAX_FRAMES) {
         println!("  #{n} {}", describe_return(table.as_ref(), ret));
         n += 1;
@@ -104,6 +110,6 @@ pub fn unexpected_exception(kind: VectorKind, frame: &TrapFrame) {
     println!("MPIDR {:#x}  DAIF {:#x}", this_cpu().mpidr.load(core::sync::atomic::Ordering::Relaxed), cpu::daif());
     print_registers(frame);
     let stack = if kind.source() < 2 { stack_of(cpu) } else { 0..0 };
-    print_backtrace(frame.x[29], stack);
+    print_backtrace(Some(frame.elr), frame.x[29], stack);
     println!("cpu {cpu} halted");
 }

@@ -67,13 +67,13 @@ fn print_block(frame: Option<&TrapFrame>) {
                 gicv3::pmr(),
                 f.spsr & 0x3c0
             );
-            print_backtrace_from(f.elr, f.x[29], me);
+            print_backtrace(Some(f.elr), f.x[29], stack_of(me));
         }
         Some(f) => {
             println!("guest state (interrupted at EL{}):", (f.spsr >> 2) & 3);
             println!("    PC {:#018x}  LR {:#018x}  SP {:#018x}", f.elr, f.x[30], f.sp);
             println!("    SPSR {:#010x}  ESR {:#010x}", f.spsr, f.esr);
-            print_backtrace(cpu::frame_pointer(), stack_of(me));
+            print_backtrace(None, cpu::frame_pointer(), stack_of(me));
         }
         None => {
             println!(
@@ -81,17 +81,9 @@ fn print_block(frame: Option<&TrapFrame>) {
                 gicv3::pmr(),
                 cpu::daif()
             );
-            print_backtrace(cpu::frame_pointer(), stack_of(me));
+            print_backtrace(None, cpu::frame_pointer(), stack_of(me));
         }
     }
-}
-
-/// A backtrace whose frame #0 is the interrupted PC, then the unwound
-/// return addresses.
-fn print_backtrace_from(pc: u64, fp: u64, me: usize) {
-    let table = symbols();
-    println!("  #0 {} (interrupted)", describe(table.as_ref(), pc));
-    print_backtrace(fp, stack_of(me));
 }
 
 /// Rounds up `targets` with `msg` over the NMI SGI and lets each print its

@@ -18,6 +18,13 @@ pub const DEFAULT_THRESHOLD_S: u64 = 5;
 static WATCHDOG: Watchdog<MAX_CPUS> = Watchdog::new();
 /// Threshold in counter ticks; 0 = off.
 static THRESHOLD: AtomicU64 = AtomicU64::new(0);
+/// Lockups reported since boot.
+static REPORTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many lockups the watchdog has reported.
+pub fn reports() -> u64 {
+    REPORTS.load(Ordering::Acquire)
+}
 
 /// Sets the threshold (boot CPU, before any CPU starts ticking).
 pub fn configure(seconds: u64) {
@@ -59,5 +66,6 @@ pub fn tick() {
         if !super::roundup::backtrace_cpu(stuck) {
             println!("watchdog: cpu {stuck} did not answer the NMI either");
         }
+        REPORTS.fetch_add(1, Ordering::AcqRel);
     }
 }
