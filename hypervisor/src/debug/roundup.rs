@@ -11,7 +11,7 @@
 //! lock, which is owner-CPU re-entrant with a timeout and a bust.
 
 use super::dump::{print_backtrace, stack_of, symbols};
-use super::symbols::describe;
+use super::symbols::{describe, describe_return};
 use crate::arch::percpu::{cpu_id, percpu};
 use crate::arch::vectors::{TrapFrame, VectorKind};
 use crate::arch::{cpu, gicv3, MAX_CPUS};
@@ -60,7 +60,7 @@ fn print_block(frame: Option<&TrapFrame>) {
     match frame {
         Some(f) if VectorKind::from_spsr_el(f.spsr) == 2 => {
             println!("EL2 PC {}", describe(table, f.elr));
-            println!("    LR {}", describe(table, f.x[30]));
+            println!("    LR {}", describe_return(table, f.x[30]));
             println!(
                 "    SP {:#018x}  PMR {:#04x}  DAIF {:#05x}",
                 f.sp,

@@ -1,0 +1,753 @@
+//! The QEMU scenario harness: boots an image, watches the console line by
+//! line, types into it when asked, stops at the end condition or the
+//! timeout, and checks the console log against the scenario's expectations.
+//!
+//! Scenarios are plain data built with the [`Scenario`] builder; see
+//! [`crate::scenarios`] for the list.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::build::Flavor;
+use crate::qemu::QemuConfig;
+
+/// How long a scenario may run unless it says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After a forbidden line appears, keep reading this long (for the rest of
+/// the panic message or dump), then stop.
+const GRACE_AFTER_FORBIDDEN: Duration = Duration::from_secs(2);
+
+/// Lines every scenario forbids unless it calls [`Scenario::allow`].
+pub const DEFAULT_FORBIDDEN: &[&str] = &["panicked", "unexpected exception"];
+
+/// What a console line is matched against.
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    /// The line contains this text.
+    Contains(String),
+    /// The line matches this regular expression (`regex` crate syntax).
+    Regex(Regex),
+}
+
+/// A pattern matching lines that contain `text`.
+pub fn contains(text: impl Into<String>) -> Pattern {
+    Pattern::Contains(text.into())
+}
+
+/// A pattern matching lines that match the regular expression `re`.
+///
+/// # Panics
+/// If `re` is not a valid regular expression (scenarios are fixed data, and
+/// a unit test builds them all).
+pub fn regex(re: &str) -> Pattern {
+    Pattern::Regex(Regex::new(re).unwrap_or_else(|e| panic!("bad scenario regex {re:?}: {e}")))
+}
+
+impl Pattern {
+    /// Whether `line` matches.
+    pub fn matches(&self, line: &str) -> bool {
+        match self {
+            Pattern::Contains(text) => line.contains(text.as_str()),
+            Pattern::Regex(re) => re.is_match(line),
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Contains(text) => write!(f, "{text:?}"),
+            Pattern::Regex(re) => write!(f, "/{}/", re.as_str()),
+        }
+    }
+}
+
+/// One expectation on the console log, checked after the run.
+#[derive(Clone, Debug)]
+pub enum Expect {
+    /// At least one line matches.
+    Line(Pattern),
+    /// Exactly this many lines match.
+    Count(Pattern, usize),
+    /// At least this many lines match.
+    #[allow(dead_code)] // constructed through the builder, for later scenarios
+    AtLeast(Pattern, usize),
+    /// No line matches.
+    Forbid(Pattern),
+    /// Lines matching these patterns appear in this order (each one after
+    /// the line that matched the previous pattern).
+    InOrder(Vec<Pattern>),
+}
+
+/// How a run ends successfully.
+#[derive(Clone, Debug)]
+pub enum End {
+    /// QEMU exits by itself with this code (0 after PSCI SYSTEM_OFF).
+    Exit(i32),
+    /// A line matching this pattern appears; QEMU is then killed.
+    Line(Pattern),
+}
+
+/// Bytes typed into the console once a line (or prompt) matches.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Trigger: a console line, or the unfinished last line (a prompt).
+    pub after: Pattern,
+    /// What to send to the serial port.
+    pub bytes: Vec<u8>,
+}
+
+/// A QEMU test scenario. Build one with [`Scenario::new`] and the builder
+/// methods; add it to [`crate::scenarios::all`].
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Unique name, used by `--filter` and in the report.
+    pub name: String,
+    /// Which image to boot.
+    pub flavor: Flavor,
+    /// `-smp`.
+    pub smp: u32,
+    /// `-m`.
+    pub mem: String,
+    /// `-append` (the hypervisor's command line).
+    pub append: Option<String>,
+    /// Extra QEMU arguments.
+    pub qemu_args: Vec<String>,
+    /// Checked on the whole console log after the run.
+    pub expects: Vec<Expect>,
+    /// Sent in order, each once its trigger appears.
+    pub inputs: Vec<Input>,
+    /// The end condition.
+    pub end: End,
+    /// The run fails (as a hang) if it has not ended by then.
+    pub timeout: Duration,
+}
+
+// Part of the builder is there for the scenarios still to come (guests,
+// console keys, Linux); keep it even while no scenario uses it.
+#[allow(dead_code)]
+impl Scenario {
+    /// A scenario booting the normal image with 1 CPU and 1 GiB, expecting
+    /// QEMU to exit with 0, and forbidding [`DEFAULT_FORBIDDEN`].
+    pub fn new(name: impl Into<String>) -> Self {
+        Scenario {
+            name: name.into(),
+            flavor: Flavor::Normal,
+            smp: 1,
+            mem: "1G".into(),
+            append: None,
+            qemu_args: Vec::new(),
+            expects: DEFAULT_FORBIDDEN
+                .iter()
+                .map(|t| Expect::Forbid(contains(*t)))
+                .collect(),
+            inputs: Vec::new(),
+            end: End::Exit(0),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Boot the image built with `--features test-hooks`.
+    pub fn test_hooks(mut self) -> Self {
+        self.flavor = Flavor::TestHooks;
+        self
+    }
+
+    /// Number of CPUs.
+    pub fn smp(mut self, n: u32) -> Self {
+        self.smp = n;
+        self
+    }
+
+    /// Memory size, e.g. `"2G"`.
+    pub fn mem(mut self, size: &str) -> Self {
+        self.mem = size.into();
+        self
+    }
+
+    /// The command line passed with `-append`.
+    pub fn append(mut self, cmdline: &str) -> Self {
+        self.append = Some(cmdline.into());
+        self
+    }
+
+    /// An extra QEMU argument.
+    pub fn qemu_arg(mut self, arg: &str) -> Self {
+        self.qemu_args.push(arg.into());
+        self
+    }
+
+    /// Some line must match.
+    pub fn expect(mut self, p: Pattern) -> Self {
+        self.expects.push(Expect::Line(p));
+        self
+    }
+
+    /// Exactly `n` lines must match.
+    pub fn expect_count(mut self, p: Pattern, n: usize) -> Self {
+        self.expects.push(Expect::Count(p, n));
+        self
+    }
+
+    /// At least `n` lines must match.
+    pub fn expect_at_least(mut self, p: Pattern, n: usize) -> Self {
+        self.expects.push(Expect::AtLeast(p, n));
+        self
+    }
+
+    /// Lines matching the patterns must appear in this order.
+    pub fn expect_in_order(mut self, ps: impl IntoIterator<Item = Pattern>) -> Self {
+        self.expects.push(Expect::InOrder(ps.into_iter().collect()));
+        self
+    }
+
+    /// No line may match.
+    pub fn forbid(mut self, p: Pattern) -> Self {
+        self.expects.push(Expect::Forbid(p));
+        self
+    }
+
+    /// Removes a default forbidden text (e.g. `"unexpected exception"` in a
+    /// scenario that provokes one).
+    pub fn allow(mut self, text: &str) -> Self {
+        self.expects
+            .retain(|e| !matches!(e, Expect::Forbid(Pattern::Contains(t)) if t == text));
+        self
+    }
+
+    /// Types `bytes` into the console once a line (or prompt) matches
+    /// `after`. A Ctrl-A (QEMU's -nographic escape) is sent doubled, so it
+    /// reaches the guest as itself.
+    pub fn send_after(mut self, after: Pattern, bytes: &[u8]) -> Self {
+        self.inputs.push(Input {
+            after,
+            bytes: bytes.to_vec(),
+        });
+        self
+    }
+
+    /// Success means QEMU exits by itself with `code`.
+    pub fn exit_code(mut self, code: i32) -> Self {
+        self.end = End::Exit(code);
+        self
+    }
+
+    /// Success means a line matches `p`; QEMU is then killed.
+    pub fn until(mut self, p: Pattern) -> Self {
+        self.end = End::Line(p);
+        self
+    }
+
+    /// Overrides [`DEFAULT_TIMEOUT`].
+    pub fn timeout_secs(mut self, secs: u64) -> Self {
+        self.timeout = Duration::from_secs(secs);
+        self
+    }
+
+    /// The QEMU configuration for `kernel`.
+    pub fn qemu_config(&self, kernel: &Path) -> QemuConfig {
+        let mut cfg = QemuConfig::new(kernel);
+        cfg.smp = self.smp;
+        cfg.mem = self.mem.clone();
+        cfg.append = self.append.clone();
+        cfg.extra = self.qemu_args.clone();
+        cfg
+    }
+}
+
+/// Checks the console lines against `expects`; returns one message per
+/// unmet expectation.
+pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
+    let count = |p: &Pattern| lines.iter().filter(|l| p.matches(l)).count();
+    let mut failures = Vec::new();
+    for e in expects {
+        match e {
+            Expect::Line(p) => {
+                if count(p) == 0 {
+                    failures.push(format!("no line matched {p}"));
+                }
+            }
+            Expect::Count(p, n) => {
+                let got = count(p);
+                if got != *n {
+                    failures.push(format!("{got} lines matched {p}, expected exactly {n}"));
+                }
+            }
+            Expect::AtLeast(p, n) => {
+                let got = count(p);
+                if got < *n {
+                    failures.push(format!("{got} lines matched {p}, expected at least {n}"));
+                }
+            }
+            Expect::Forbid(p) => {
+                if let Some(l) = lines.iter().find(|l| p.matches(l)) {
+                    failures.push(format!("forbidden {p} appeared: {l:?}"));
+                }
+            }
+            Expect::InOrder(ps) => {
+                let mut from = 0;
+                for (i, p) in ps.iter().enumerate() {
+                    match lines[from..].iter().position(|l| p.matches(l)) {
+                        Some(at) => from += at + 1,
+                        None => {
+                            let after = match i {
+                                0 => String::new(),
+                                _ => format!(" after the line matching {}", ps[i - 1]),
+                            };
+                            failures.push(format!("no line matched {p}{after}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// Splits a byte stream into lines, dropping `\r`.
+#[derive(Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Adds bytes; returns the lines they completed.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &b in bytes {
+            match b {
+                b'\r' => {}
+                b'\n' => {
+                    lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+                    self.partial.clear();
+                }
+                _ => self.partial.push(b),
+            }
+        }
+        lines
+    }
+
+    /// The unfinished last line (e.g. a prompt).
+    pub fn partial(&self) -> String {
+        String::from_utf8_lossy(&self.partial).into_owned()
+    }
+
+    /// Ends the stream: the unfinished line, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            let l = self.partial();
+            self.partial.clear();
+            l
+        })
+    }
+}
+
+/// The result of one scenario run.
+pub struct Outcome {
+    /// Empty if the scenario passed.
+    pub failures: Vec<String>,
+    /// The console (stdout) lines, `\r` stripped.
+    pub console: Vec<String>,
+    /// Everything QEMU printed, stderr lines marked, for failure reports.
+    pub log: Vec<String>,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether the scenario passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+enum Event {
+    Out(Vec<u8>),
+    Err(Vec<u8>),
+    OutClosed,
+    ErrClosed,
+}
+
+fn reader(mut src: impl Read + Send + 'static, tx: Sender<Event>, stdout: bool) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match src.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = buf[..n].to_vec();
+                    let ev = if stdout {
+                        Event::Out(chunk)
+                    } else {
+                        Event::Err(chunk)
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(if stdout {
+            Event::OutClosed
+        } else {
+            Event::ErrClosed
+        });
+    });
+}
+
+/// Kills the child when dropped, so no QEMU outlives its scenario.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `scenario` by spawning `cmd` (QEMU, or anything that behaves like
+/// it) and watching its output.
+pub fn run(scenario: &Scenario, mut cmd: Command) -> Outcome {
+    let start = Instant::now();
+    let mut out = Outcome {
+        failures: Vec::new(),
+        console: Vec::new(),
+        log: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            out.failures.push(format!(
+                "cannot start {}: {e}",
+                cmd.get_program().to_string_lossy()
+            ));
+            return out;
+        }
+    };
+    let mut child = ChildGuard(child);
+    let (tx, rx) = mpsc::channel();
+    reader(child.0.stdout.take().expect("piped"), tx.clone(), true);
+    reader(child.0.stderr.take().expect("piped"), tx, false);
+    let stdin = child.0.stdin.take();
+
+    let live = watch(scenario, &rx, stdin, start, &mut out);
+    // Stop QEMU unless it already exited by itself.
+    let status = match live {
+        Live::Exited => child.0.wait().ok(),
+        _ => {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            None
+        }
+    };
+    match (&scenario.end, live, status) {
+        (End::Line(_), Live::EndLineSeen, _) => {}
+        (End::Line(p), Live::Exited, status) => out.failures.push(format!(
+            "QEMU exited ({}) before a line matched {p}",
+            describe_status(status)
+        )),
+        (End::Exit(code), Live::Exited, status) => {
+            if status.and_then(|s| s.code()) != Some(*code) {
+                out.failures.push(format!(
+                    "QEMU exited ({}), expected exit code {code}",
+                    describe_status(status)
+                ));
+            }
+        }
+        (_, Live::TimedOut, _) => out.failures.push(format!(
+            "timed out after {}s (hang?)",
+            scenario.timeout.as_secs_f32()
+        )),
+        (_, Live::Forbidden, _) => {} // reported by `check` below
+        (End::Exit(_), Live::EndLineSeen, _) => unreachable!("no end line for End::Exit"),
+    }
+    out.failures.extend(check(&scenario.expects, &out.console));
+    out.elapsed = start.elapsed();
+    out
+}
+
+fn describe_status(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(s) => match s.code() {
+            Some(c) => format!("exit code {c}"),
+            None => s.to_string(),
+        },
+        None => "status unknown".into(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Exited,
+    EndLineSeen,
+    TimedOut,
+    Forbidden,
+}
+
+/// The live part of a run: reads events until the end condition, the
+/// timeout, or a forbidden line (plus a grace period).
+fn watch(
+    scenario: &Scenario,
+    rx: &Receiver<Event>,
+    mut stdin: Option<ChildStdin>,
+    start: Instant,
+    out: &mut Outcome,
+) -> Live {
+    let deadline = start + scenario.timeout;
+    let mut stop_at: Option<Instant> = None;
+    let mut next_input = 0;
+    let (mut out_split, mut err_split) = (LineSplitter::default(), LineSplitter::default());
+    let (mut out_open, mut err_open) = (true, true);
+    let forbidden: Vec<&Pattern> = scenario
+        .expects
+        .iter()
+        .filter_map(|e| match e {
+            Expect::Forbid(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+
+    while out_open || err_open {
+        let limit = stop_at.map_or(deadline, |s| s.min(deadline));
+        let now = Instant::now();
+        if now >= limit {
+            return if stop_at.is_some() {
+                Live::Forbidden
+            } else {
+                Live::TimedOut
+            };
+        }
+        let ev = match rx.recv_timeout(limit - now) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let new_lines = match ev {
+            Event::Out(bytes) => out_split.push(&bytes),
+            Event::Err(bytes) => {
+                for l in err_split.push(&bytes) {
+                    out.log.push(format!("[qemu stderr] {l}"));
+                }
+                continue;
+            }
+            Event::OutClosed => {
+                out_open = false;
+                out_split.finish().into_iter().collect()
+            }
+            Event::ErrClosed => {
+                err_open = false;
+                if let Some(l) = err_split.finish() {
+                    out.log.push(format!("[qemu stderr] {l}"));
+                }
+                continue;
+            }
+        };
+        for line in new_lines {
+            out.log.push(line.clone());
+            out.console.push(line.clone());
+            if stop_at.is_none() && forbidden.iter().any(|p| p.matches(&line)) {
+                stop_at = Some(Instant::now() + GRACE_AFTER_FORBIDDEN);
+            }
+            send_inputs(scenario, &mut next_input, &line, &mut stdin, out);
+            if let End::Line(p) = &scenario.end {
+                if p.matches(&line) {
+                    return Live::EndLineSeen;
+                }
+            }
+        }
+        // A prompt without a newline can trigger input too.
+        let partial = out_split.partial();
+        if !partial.is_empty() {
+            send_inputs(scenario, &mut next_input, &partial, &mut stdin, out);
+        }
+    }
+    Live::Exited
+}
+
+fn send_inputs(
+    scenario: &Scenario,
+    next: &mut usize,
+    line: &str,
+    stdin: &mut Option<ChildStdin>,
+    out: &mut Outcome,
+) {
+    while let Some(input) = scenario.inputs.get(*next) {
+        if !input.after.matches(line) {
+            return;
+        }
+        *next += 1;
+        let bytes = escape_ctrl_a(&input.bytes);
+        out.log.push(format!(
+            "[xtask typed {:?}]",
+            String::from_utf8_lossy(&input.bytes)
+        ));
+        if let Some(w) = stdin.as_mut() {
+            if w.write_all(&bytes).and_then(|()| w.flush()).is_err() {
+                out.failures.push(format!(
+                    "cannot type into the console after {}",
+                    input.after
+                ));
+            }
+        }
+    }
+}
+
+/// QEMU's `-nographic` mux treats Ctrl-A as its escape key; Ctrl-A Ctrl-A
+/// sends one Ctrl-A to the guest.
+fn escape_ctrl_a(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &b in bytes {
+        out.push(b);
+        if b == 0x01 {
+            out.push(0x01);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn splitter_strips_cr_and_keeps_partial() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"ab\r\ncd"), vec!["ab"]);
+        assert_eq!(s.partial(), "cd");
+        assert_eq!(s.push(b"e\r\n\r\nf"), vec!["cde", ""]);
+        assert_eq!(s.finish().as_deref(), Some("f"));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn expectations() {
+        let log =
+            lines("nmivisor v0.1.0\ncpu 0 online\ncpu 1 online\ncpu 1 online\nall 2 CPUs online");
+        let ok = [
+            Expect::Line(regex("^nmivisor v")),
+            Expect::Count(regex(r"^cpu 0 online$"), 1),
+            Expect::AtLeast(contains("online"), 3),
+            Expect::Forbid(contains("panicked")),
+            Expect::InOrder(vec![
+                contains("nmivisor"),
+                contains("cpu 1"),
+                contains("all 2"),
+            ]),
+        ];
+        assert!(check(&ok, &log).is_empty(), "{:?}", check(&ok, &log));
+
+        let bad = [
+            Expect::Line(contains("missing")),
+            Expect::Count(regex(r"^cpu 1 online$"), 1),
+            Expect::AtLeast(contains("all"), 2),
+            Expect::Forbid(contains("cpu 0")),
+            Expect::InOrder(vec![contains("all 2"), contains("nmivisor")]),
+        ];
+        let failures = check(&bad, &log);
+        assert_eq!(failures.len(), 5, "{failures:?}");
+        assert!(failures[1].contains("2 lines matched"));
+        assert!(failures[4].contains("after the line matching \"all 2\""));
+    }
+
+    #[test]
+    fn allow_removes_a_default_forbid() {
+        let s = Scenario::new("x").allow("unexpected exception");
+        let forbids: Vec<String> = s
+            .expects
+            .iter()
+            .filter_map(|e| match e {
+                Expect::Forbid(p) => Some(p.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forbids, ["\"panicked\""]);
+    }
+
+    #[test]
+    fn ctrl_a_is_doubled() {
+        assert_eq!(escape_ctrl_a(b"a\x01b"), b"a\x01\x01b");
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn run_passes_on_exit_code() {
+        let s = Scenario::new("fake").expect(contains("hello"));
+        let o = run(&s, sh("printf 'hello\\r\\nworld\\r\\n'; exit 0"));
+        assert!(o.passed(), "{:?}", o.failures);
+        assert_eq!(o.console, ["hello", "world"]);
+    }
+
+    #[test]
+    fn run_reports_wrong_exit_code_and_stderr() {
+        let s = Scenario::new("fake");
+        let o = run(&s, sh("echo oops >&2; exit 3"));
+        assert_eq!(
+            o.failures,
+            ["QEMU exited (exit code 3), expected exit code 0"]
+        );
+        assert_eq!(o.log, ["[qemu stderr] oops"]);
+    }
+
+    #[test]
+    fn run_times_out_on_silence() {
+        let s = Scenario::new("hang").timeout_secs(1);
+        let t = Instant::now();
+        let o = run(&s, sh("exec sleep 30"));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(
+            o.failures[0].starts_with("timed out after 1s"),
+            "{:?}",
+            o.failures
+        );
+    }
+
+    #[test]
+    fn run_stops_at_end_line_and_types_input() {
+        let s = Scenario::new("io")
+            .send_after(contains("prompt>"), b"xyz\n")
+            .until(regex("got xyz$"))
+            .timeout_secs(5);
+        let o = run(
+            &s,
+            sh("printf 'prompt> '; read v; echo \"got $v\"; exec sleep 30"),
+        );
+        assert!(o.passed(), "{:?} {:?}", o.failures, o.log);
+    }
+
+    #[test]
+    fn run_stops_soon_after_forbidden_line() {
+        let s = Scenario::new("boom").timeout_secs(20);
+        let t = Instant::now();
+        let o = run(&s, sh("echo 'panicked at x'; exec sleep 30"));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(
+            o.failures.iter().any(|f| f.contains("forbidden")),
+            "{:?}",
+            o.failures
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! Provisioning: makes sure the tools nmivisor needs are present, installing
+//! them with apt-get where that is possible (CI runs on a fresh Debian 12
+//! machine as root), and stopping with a precise instruction where not.
+//!
+//! The cross toolchain for `aarch64-unknown-none` is found, in this order:
+//!
+//! 1. the active rustup toolchain already has the target;
+//! 2. `rustup target add aarch64-unknown-none` succeeds;
+//! 3. Debian's `rustc-web cargo-web rust-web-src` packages, used with
+//!    `RUSTC_BOOTSTRAP=1 -Zbuild-std`. Debian's rustc ships no `rust-lld`, so the
+//!    linker is the rustup toolchain's `rust-lld` if there is one, else
+//!    Debian's `ld.lld` (package `lld`).
+//!
+//! The resolved toolchain is cached in `target/nmivisor/` and revalidated with
+//! cheap file checks only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+
+use crate::say;
+use crate::util::{self, is_executable, output_of, which, workspace_root};
+
+/// The bare-metal target the hypervisor and the test guest are built for.
+pub const TARGET: &str = "aarch64-unknown-none";
+
+/// Debian packages that make up the fallback toolchain.
+const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+
+/// Bump when the cache format or its meaning changes.
+const CACHE_VERSION: &str = "1";
+
+/// Which cross toolchain to use (`--toolchain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ToolchainChoice {
+    /// rustup if it has or can add the target, else Debian's packages.
+    Auto,
+    /// Only the rustup toolchain (adds the target if needed).
+    Rustup,
+    /// Only Debian's rustc-web/cargo-web with -Zbuild-std (installs them).
+    Debian,
+}
+
+impl fmt::Display for ToolchainChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Rustup => "rustup",
+            Self::Debian => "debian",
+        })
+    }
+}
+
+/// Where the cross toolchain came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolchainKind {
+    /// A rustup toolchain with the `aarch64-unknown-none` target installed.
+    Rustup,
+    /// Debian's rustc-web/cargo-web, building `core`/`alloc` from source.
+    Debian,
+}
+
+/// A resolved toolchain able to build for [`TARGET`].
+#[derive(Clone, Debug)]
+pub struct CrossToolchain {
+    /// Where it came from.
+    pub kind: ToolchainKind,
+    /// The cargo to run.
+    pub cargo: PathBuf,
+    /// The rustc cargo must use (Debian only).
+    pub rustc: Option<PathBuf>,
+    /// The linker for the target (Debian only: `rust-lld` or `ld.lld`).
+    pub linker: Option<PathBuf>,
+    /// The sysroot whose target libraries are used (for cache validation).
+    pub sysroot: PathBuf,
+}
+
+impl CrossToolchain {
+    /// A `cargo` command set up for this toolchain. Callers add the
+    /// subcommand first and then [`CrossToolchain::target_args`].
+    ///
+    /// `RUSTFLAGS` is never set: it would replace the per-target rustflags in
+    /// `.cargo/config.toml`, which force frame pointers for the stack dumps.
+    pub fn cargo(&self) -> Command {
+        let mut cmd = Command::new(&self.cargo);
+        cmd.current_dir(workspace_root());
+        if self.kind == ToolchainKind::Debian {
+            cmd.env("RUSTC_BOOTSTRAP", "1");
+            if let Some(rustc) = &self.rustc {
+                cmd.env("RUSTC", rustc);
+            }
+            if let Some(rustdoc) = self.rustc.as_ref().map(|r| r.with_file_name("rustdoc")) {
+                if is_executable(&rustdoc) {
+                    cmd.env("RUSTDOC", rustdoc);
+                }
+            }
+            if let Some(linker) = &self.linker {
+                cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_NONE_LINKER", linker);
+            }
+        }
+        cmd
+    }
+
+    /// `--target` plus, for Debian's toolchain, the `-Zbuild-std` flags and
+    /// a target directory of its own (so that switching between the two
+    /// toolchains does not rebuild everything each time).
+    pub fn target_args(&self) -> Vec<String> {
+        let mut args = vec!["--target".to_string(), TARGET.to_string()];
+        if self.kind == ToolchainKind::Debian {
+            args.push("-Zbuild-std=core,alloc,compiler_builtins".into());
+            args.push("-Zbuild-std-features=compiler-builtins-mem".into());
+            args.push("--target-dir".into());
+            args.push(
+                util::target_dir()
+                    .join("debian-toolchain")
+                    .display()
+                    .to_string(),
+            );
+        }
+        args
+    }
+
+    fn describe(&self) -> String {
+        match self.kind {
+            ToolchainKind::Rustup => format!("rustup toolchain ({})", self.sysroot.display()),
+            ToolchainKind::Debian => format!(
+                "Debian's rustc-web with -Zbuild-std (cargo {}, rustc {}, linker {})",
+                self.cargo.display(),
+                self.rustc.as_deref().unwrap_or(Path::new("?")).display(),
+                self.linker.as_deref().unwrap_or(Path::new("?")).display(),
+            ),
+        }
+    }
+}
+
+/// Finds (and if need be installs) a toolchain for [`TARGET`].
+pub fn cross_toolchain(choice: ToolchainChoice) -> Result<CrossToolchain> {
+    if std::env::var_os("RUSTFLAGS").is_some() {
+        say!(
+            "warning: RUSTFLAGS is set and replaces .cargo/config.toml's \
+             `-C force-frame-pointers=yes`; stack dumps may be incomplete"
+        );
+    }
+    if let Some(tc) = load_cache(choice) {
+        return Ok(tc);
+    }
+    say!("provisioning the {TARGET} toolchain (--toolchain {choice})");
+    let tc = match choice {
+        ToolchainChoice::Rustup => rustup_toolchain()?
+            .context("the rustup toolchain cannot provide the target; try --toolchain debian")?,
+        ToolchainChoice::Debian => debian_toolchain()?,
+        ToolchainChoice::Auto => match rustup_toolchain() {
+            Ok(Some(tc)) => tc,
+            Ok(None) => debian_toolchain()?,
+            Err(e) => {
+                say!("rustup path failed: {e:#}");
+                debian_toolchain()?
+            }
+        },
+    };
+    say!("using {}", tc.describe());
+    store_cache(choice, &tc);
+    Ok(tc)
+}
+
+/// Steps (a) and (b): the rustup toolchain, adding the target if allowed.
+fn rustup_toolchain() -> Result<Option<CrossToolchain>> {
+    let Some(rustup) = which("rustup") else {
+        say!("rustup is not installed: skipping the rustup toolchain");
+        return Ok(None);
+    };
+    let installed = |rustup: &Path| {
+        output_of(
+            Command::new(rustup)
+                .args(["target", "list", "--installed"])
+                .current_dir(workspace_root()),
+        )
+        .is_some_and(|out| out.lines().any(|l| l.trim() == TARGET))
+    };
+    if installed(&rustup) {
+        say!("(a) the active rustup toolchain already has {TARGET}");
+    } else {
+        say!("(b) running `rustup target add {TARGET}`");
+        let ok = Command::new(&rustup)
+            .args(["target", "add", TARGET])
+            .current_dir(workspace_root())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok || !installed(&rustup) {
+            say!("(b) `rustup target add {TARGET}` did not work");
+            return Ok(None);
+        }
+        say!("(b) added {TARGET} to the rustup toolchain");
+    }
+    let sysroot = output_of(
+        Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .current_dir(workspace_root()),
+    )
+    .context("`rustc --print sysroot` failed")?;
+    Ok(Some(CrossToolchain {
+        kind: ToolchainKind::Rustup,
+        cargo: which("cargo").unwrap_or_else(|| "cargo".into()),
+        rustc: None,
+        linker: None,
+        sysroot: PathBuf::from(sysroot.trim()),
+    }))
+}
+
+/// Step (c): Debian's rustc-web/cargo-web/rust-web-src with -Zbuild-std.
+fn debian_toolchain() -> Result<CrossToolchain> {
+    say!(
+        "(c) using Debian's {} with -Zbuild-std",
+        DEBIAN_RUST_PACKAGES.join(" ")
+    );
+    let missing: Vec<&str> = DEBIAN_RUST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        apt_install(
+            &missing,
+            "Debian's Rust toolchain (fallback for the bare-metal target)",
+        )?;
+    }
+    let cargo = dpkg_binary("cargo-web", "cargo")?;
+    let rustc = dpkg_binary("rustc-web", "rustc")?;
+    let sysroot = output_of(Command::new(&rustc).args(["--print", "sysroot"]))
+        .map(|s| PathBuf::from(s.trim()))
+        .with_context(|| format!("`{} --print sysroot` failed", rustc.display()))?;
+    let src = sysroot.join("lib/rustlib/src/rust/library");
+    if !src.is_dir() {
+        bail!(
+            "Debian's rustc has no library source at {} (package rust-web-src): \
+             run `apt-get install -y rust-web-src`",
+            src.display()
+        );
+    }
+    let linker = match rustup_rust_lld() {
+        Some(lld) => {
+            say!(
+                "(c) linker: the rustup toolchain's rust-lld {}",
+                lld.display()
+            );
+            lld
+        }
+        None => {
+            let lld = debian_ld_lld()?;
+            say!("(c) linker: Debian's ld.lld {}", lld.display());
+            lld
+        }
+    };
+    Ok(CrossToolchain {
+        kind: ToolchainKind::Debian,
+        cargo,
+        rustc: Some(rustc),
+        linker: Some(linker),
+        sysroot,
+    })
+}
+
+/// The rustup toolchain's `rust-lld`, if there is one. Setting
+/// `NMIVISOR_NO_RUST_LLD=1` ignores it (to test the `ld.lld` fallback).
+fn rustup_rust_lld() -> Option<PathBuf> {
+    if std::env::var_os("NMIVISOR_NO_RUST_LLD").is_some_and(|v| v != "0") {
+        say!("NMIVISOR_NO_RUST_LLD is set: not looking for rustup's rust-lld");
+        return None;
+    }
+    // Only a rustup-managed rustc has rust-lld; Debian's /usr/bin/rustc has not.
+    which("rustup")?;
+    let rustc = which("rustc")?;
+    let run = |args: &[&str]| {
+        output_of(
+            Command::new(&rustc)
+                .args(args)
+                .current_dir(workspace_root()),
+        )
+    };
+    let sysroot = run(&["--print", "sysroot"])?;
+    let host = run(&["-vV"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))?;
+    let lld = Path::new(sysroot.trim()).join(format!("lib/rustlib/{}/bin/rust-lld", host.trim()));
+    is_executable(&lld).then_some(lld)
+}
+
+/// Debian's `ld.lld`, installing the `lld` package if needed.
+fn debian_ld_lld() -> Result<PathBuf> {
+    if let Some(lld) = which("ld.lld") {
+        return Ok(lld);
+    }
+    apt_install(&["lld"], "a linker for the bare-metal target (ld.lld)")?;
+    which("ld.lld")
+        .or_else(|| {
+            dpkg_files("lld")
+                .into_iter()
+                .find(|p| p.ends_with("bin/ld.lld"))
+        })
+        .context("package lld is installed but ld.lld was not found on PATH")
+}
+
+/// `qemu-system-aarch64`, installing Debian's `qemu-system-arm` if needed.
+/// `NMIVISOR_QEMU` overrides the binary (e.g. a wrapper or a fake for tests).
+pub fn qemu() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("NMIVISOR_QEMU").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(qemu) = which("qemu-system-aarch64") {
+        return Ok(qemu);
+    }
+    say!("qemu-system-aarch64 not found");
+    apt_install(&["qemu-system-arm"], "QEMU (qemu-system-aarch64)")?;
+    let qemu = which("qemu-system-aarch64")
+        .context("qemu-system-arm was installed but qemu-system-aarch64 is not on PATH")?;
+    say!("installed {}", qemu.display());
+    Ok(qemu)
+}
+
+/// `gdb-multiarch`, installing it if possible. It is optional: on failure
+/// this only warns and returns `None`.
+pub fn gdb() -> Option<PathBuf> {
+    if let Some(gdb) = which("gdb-multiarch") {
+        return Some(gdb);
+    }
+    match apt_install(&["gdb-multiarch"], "gdb-multiarch (optional, for --gdb)") {
+        Ok(()) => which("gdb-multiarch"),
+        Err(e) => {
+            say!("warning: {e:#}");
+            None
+        }
+    }
+}
+
+static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+
+/// Installs Debian packages with apt-get, or fails with the exact command
+/// the user has to run when that is not possible here.
+pub fn apt_install(packages: &[&str], what: &str) -> Result<()> {
+    let list = packages.join(" ");
+    if which("apt-get").is_none() {
+        bail!(
+            "{what} is missing and this machine has no apt-get: \
+             install the equivalent of the Debian package(s) `{list}`"
+        );
+    }
+    if !util::is_root() {
+        bail!(
+            "{what} is missing and xtask is not running as root, so it cannot \
+             install it: run `sudo apt-get update && sudo apt-get install -y {list}`"
+        );
+    }
+    say!("installing {what}: apt-get install -y {list}");
+    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
+        util::run(
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("could not install {list}"))
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    output_of(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn dpkg_files(package: &str) -> Vec<PathBuf> {
+    output_of(Command::new("dpkg").args(["-L", package]))
+        .map(|s| s.lines().map(PathBuf::from).collect())
+        .unwrap_or_default()
+}
+
+/// The executable `name` that `package` installs, preferring `/usr/bin`.
+fn dpkg_binary(package: &str, name: &str) -> Result<PathBuf> {
+    let files = dpkg_files(package);
+    let wanted = Path::new("/usr/bin").join(name);
+    files
+        .iter()
+        .find(|p| **p == wanted)
+        .or_else(|| {
+            files
+                .iter()
+                .find(|p| p.ends_with(Path::new("bin").join(name)))
+        })
+        .filter(|p| is_executable(p))
+        .cloned()
+        .with_context(|| {
+            format!(
+                "package {package} is installed but has no executable {name} (dpkg -L {package})"
+            )
+        })
+}
+
+/// The toolchain override rustup was given, part of the cache key.
+fn rustup_toolchain_env() -> String {
+    std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_default()
+}
+
+fn cache_path(choice: ToolchainChoice) -> PathBuf {
+    util::out_dir().join(format!("toolchain-{choice}.cache"))
+}
+
+/// Loads a cached toolchain if every path in it still exists.
+fn load_cache(choice: ToolchainChoice) -> Option<CrossToolchain> {
+    let text = std::fs::read_to_string(cache_path(choice)).ok()?;
+    let map: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    if map.get("version") != Some(&CACHE_VERSION)
+        || map.get("rustup_toolchain").copied() != Some(rustup_toolchain_env().as_str())
+    {
+        return None;
+    }
+    let path = |key: &str| map.get(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let kind = match *map.get("kind")? {
+        "rustup" => ToolchainKind::Rustup,
+        "debian" => ToolchainKind::Debian,
+        _ => return None,
+    };
+    let tc = CrossToolchain {
+        kind,
+        cargo: path("cargo")?,
+        rustc: path("rustc"),
+        linker: path("linker"),
+        sysroot: path("sysroot")?,
+    };
+    // Cheap revalidation: the binaries and the target libraries still exist.
+    let target_ok = match kind {
+        ToolchainKind::Rustup => tc.sysroot.join("lib/rustlib").join(TARGET).is_dir(),
+        ToolchainKind::Debian => tc.sysroot.join("lib/rustlib/src/rust/library").is_dir(),
+    };
+    let bins_ok = [&tc.rustc, &tc.linker]
+        .into_iter()
+        .flatten()
+        .all(|p| is_executable(p))
+        && (tc.kind == ToolchainKind::Rustup || is_executable(&tc.cargo));
+    if !(target_ok && bins_ok) {
+        return None;
+    }
+    let how = match kind {
+        ToolchainKind::Rustup => "rustup",
+        ToolchainKind::Debian => "Debian's rustc-web with -Zbuild-std",
+    };
+    say!("toolchain for {TARGET}: {how} (cached)");
+    Some(tc)
+}
+
+fn store_cache(choice: ToolchainChoice, tc: &CrossToolchain) {
+    let opt = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let text = format!(
+        "version={CACHE_VERSION}\nrustup_toolchain={}\nkind={}\ncargo={}\nrustc={}\nlinker={}\nsysroot={}\n",
+        rustup_toolchain_env(),
+        match tc.kind {
+            ToolchainKind::Rustup => "rustup",
+            ToolchainKind::Debian => "debian",
+        },
+        tc.cargo.display(),
+        opt(&tc.rustc),
+        opt(&tc.linker),
+        tc.sysroot.display(),
+    );
+    let path = cache_path(choice);
+    if let Err(e) =
+        std::fs::create_dir_all(util::out_dir()).and_then(|()| std::fs::write(&path, text))
+    {
+        say!("warning: cannot write {}: {e}", path.display());
+    }
+}
