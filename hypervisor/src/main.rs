@@ -18,8 +18,8 @@ mod console;
 mod debug;
 mod gic;
 mod ipi;
-#[cfg(target_os = "none")]
 mod mm;
+mod vm;
 
 /// Reports a Rust panic and halts this CPU.
 #[cfg(target_os = "none")]

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::build::Flavor;
-use crate::qemu::QemuConfig;
+use crate::bundle::BundleSpec;
+use crate::qemu::{QemuConfig, NATIVE_MACHINE};
 
 /// How long a scenario may run unless it says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,19 +106,36 @@ pub struct Input {
     pub bytes: Vec<u8>,
 }
 
+/// What a scenario boots.
+#[derive(Clone, Debug)]
+pub enum Boot {
+    /// The hypervisor alone (no `-initrd`).
+    Hypervisor,
+    /// The hypervisor with a VM bundle (`-initrd`), written when the
+    /// scenario runs to `target/nmivisor/<scenario name>.cpio`.
+    Bundle(BundleSpec),
+    /// guest-test alone, natively at EL1 on a machine without EL2
+    /// ([`NATIVE_MACHINE`]): the reference run the hypervisor runs are
+    /// compared with.
+    NativeGuest,
+}
+
 /// A QEMU test scenario. Build one with [`Scenario::new`] and the builder
 /// methods; add it to [`crate::scenarios::all`].
 #[derive(Clone, Debug)]
 pub struct Scenario {
     /// Unique name, used by `--filter` and in the report.
     pub name: String,
-    /// Which image to boot.
+    /// What to boot.
+    pub boot: Boot,
+    /// Which hypervisor build: the image booted, or for
+    /// [`Boot::NativeGuest`], the build that also makes the guest.
     pub flavor: Flavor,
     /// `-smp`.
     pub smp: u32,
     /// `-m`.
     pub mem: String,
-    /// `-append` (the hypervisor's command line).
+    /// `-append` (the hypervisor's command line, or the native guest's).
     pub append: Option<String>,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
@@ -140,6 +158,7 @@ impl Scenario {
     pub fn new(name: impl Into<String>) -> Self {
         Scenario {
             name: name.into(),
+            boot: Boot::Hypervisor,
             flavor: Flavor::Normal,
             smp: 1,
             mem: "1G".into(),
@@ -153,6 +172,25 @@ impl Scenario {
             end: End::Exit(0),
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Boot the hypervisor with the VM bundle `spec` (`-initrd`).
+    pub fn bundle(mut self, spec: BundleSpec) -> Self {
+        self.boot = Boot::Bundle(spec);
+        self
+    }
+
+    /// Boot guest-test natively at EL1 (no hypervisor, no EL2) with 256 MiB,
+    /// like the machine a VM gets.
+    pub fn native_guest(mut self) -> Self {
+        self.boot = Boot::NativeGuest;
+        self.mem = "256M".into();
+        self
+    }
+
+    /// Whether the scenario boots guest-test (natively or in a bundle).
+    pub fn needs_guest(&self) -> bool {
+        !matches!(self.boot, Boot::Hypervisor)
     }
 
     /// Boot the image built with `--features test-hooks`.
@@ -252,9 +290,14 @@ impl Scenario {
         self
     }
 
-    /// The QEMU configuration for `kernel`.
-    pub fn qemu_config(&self, kernel: &Path) -> QemuConfig {
+    /// The QEMU configuration for `kernel` (the hypervisor, or the guest
+    /// for [`Boot::NativeGuest`]) and `initrd` (the bundle, if any).
+    pub fn qemu_config(&self, kernel: &Path, initrd: Option<&Path>) -> QemuConfig {
         let mut cfg = QemuConfig::new(kernel);
+        if let Boot::NativeGuest = self.boot {
+            cfg.machine = NATIVE_MACHINE.into();
+        }
+        cfg.initrd = initrd.map(Path::to_path_buf);
         cfg.smp = self.smp;
         cfg.mem = self.mem.clone();
         cfg.append = self.append.clone();
@@ -680,6 +723,34 @@ mod tests {
             })
             .collect();
         assert_eq!(forbids, ["\"panicked\""]);
+    }
+
+    #[test]
+    fn boot_kinds_pick_the_machine() {
+        let hv = Scenario::new("hv").smp(2);
+        let args = hv.qemu_config(Path::new("hv.bin"), None).args().join(" ");
+        assert!(args.starts_with("-machine virt,virtualization=on,gic-version=3 "));
+        assert!(!hv.needs_guest());
+
+        let native = Scenario::new("native").native_guest().smp(4);
+        assert!(native.needs_guest());
+        assert_eq!(
+            native
+                .qemu_config(Path::new("g.bin"), None)
+                .args()
+                .join(" "),
+            "-machine virt,gic-version=3 -cpu max -smp 4 -m 256M -nographic -kernel g.bin"
+        );
+
+        let bundled = Scenario::new("b").bundle(BundleSpec::new().vm("a", "0", "128M"));
+        assert!(bundled.needs_guest());
+        let args = bundled
+            .qemu_config(Path::new("hv.bin"), Some(Path::new("b.cpio")))
+            .args()
+            .join(" ");
+        assert!(
+            args.contains("virtualization=on") && args.ends_with("-kernel hv.bin -initrd b.cpio")
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Turns the linked hypervisor ELF into the bootable image:
+//! Turns a linked bare-metal ELF into a bootable image:
 //!
-//! 1. collect the function symbols, demangle them and encode them with
-//!    [`symtab::encode`];
-//! 2. write that blob into the reserved, zero-filled `.nmv_symtab` section of
-//!    a copy of the ELF (no code address moves: the space was linked in);
-//! 3. cut the flat binary (an arm64 Linux `Image`, what QEMU's `-kernel`
-//!    loads) out of the `PT_LOAD` segments of the patched ELF.
+//! 1. (hypervisor only, [`Symbols::Embed`]) collect the function symbols,
+//!    demangle them and encode them with [`symtab::encode`], then write that
+//!    blob into the reserved, zero-filled `.nmv_symtab` section of a copy of
+//!    the ELF (no code address moves: the space was linked in);
+//! 2. cut the flat binary (an arm64 Linux `Image`, what QEMU's `-kernel`
+//!    loads) out of the `PT_LOAD` segments of the (patched) ELF;
+//! 3. check that it starts with the arm64 Image header.
+//!
+//! The test guest has no `.nmv_symtab` and takes [`Symbols::Omit`].
 //!
 //! Everything here is pure (bytes in, bytes out) so it is unit-tested on a
 //! synthetic ELF.
@@ -23,45 +26,74 @@ pub const IMAGE_MAGIC_OFFSET: usize = 56;
 /// The arm64 Linux Image header magic.
 pub const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
 
-/// The result of [`build_image`].
-pub struct BuiltImage {
-    /// The ELF with the symbol table written into `.nmv_symtab`.
-    pub elf: Vec<u8>,
-    /// The flat, loadable image.
-    pub bin: Vec<u8>,
+/// Whether [`build_image`] embeds the symbol table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Symbols {
+    /// Write the function symbols into `.nmv_symtab` (required to exist).
+    Embed,
+    /// Leave the ELF as it is (images without `.nmv_symtab`, e.g. guests).
+    Omit,
+}
+
+/// What [`build_image`] embedded with [`Symbols::Embed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddedSymtab {
     /// How many function symbols were embedded.
     pub symbols: usize,
     /// Size of the encoded symbol table.
-    pub symtab_len: usize,
+    pub len: usize,
     /// Size reserved for it.
-    pub symtab_capacity: usize,
+    pub capacity: usize,
+}
+
+/// The result of [`build_image`].
+pub struct BuiltImage {
+    /// The ELF, with the symbol table written into `.nmv_symtab` if asked.
+    pub elf: Vec<u8>,
+    /// The flat, loadable image.
+    pub bin: Vec<u8>,
+    /// The embedded symbol table, with [`Symbols::Embed`].
+    pub symtab: Option<EmbeddedSymtab>,
     /// Load (physical) address of the first byte of `bin`.
     pub load_address: u64,
 }
 
-/// Runs the whole pipeline on the bytes of a linked hypervisor ELF.
-pub fn build_image(elf: &[u8]) -> Result<BuiltImage> {
+/// Runs the whole pipeline on the bytes of a linked ELF.
+pub fn build_image(elf: &[u8], symbols: Symbols) -> Result<BuiltImage> {
     let file = ElfFile64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
-    let symbols = function_symbols(&file);
-    let blob = symtab::encode(&symbols);
-    let (patched, capacity) = embed_symtab(elf, &blob)?;
+    let (patched, symtab) = match symbols {
+        Symbols::Omit => (elf.to_vec(), None),
+        Symbols::Embed => {
+            let symbols = function_symbols(&file);
+            let blob = symtab::encode(&symbols);
+            let (patched, capacity) = embed_symtab(elf, &blob)?;
+            let info = EmbeddedSymtab {
+                symbols: symbols.len(),
+                len: blob.len(),
+                capacity,
+            };
+            (patched, Some((blob, info)))
+        }
+    };
     let (load_address, bin) = flat_binary(&patched)?;
     check_image_header(&bin)?;
-    // The table must reach the loaded image, not only the ELF.
-    let offset = symtab_file_offset(&patched)?;
-    let at = image_offset_of(&patched, offset, load_address).with_context(|| {
-        format!("{SYMTAB_SECTION} is not inside a PT_LOAD segment, so the image would not carry it")
-    })?;
-    ensure!(
-        bin.get(at..at + blob.len()) == Some(&blob[..]),
-        "{SYMTAB_SECTION} did not land in the flat image"
-    );
+    if let Some((blob, _)) = &symtab {
+        // The table must reach the loaded image, not only the ELF.
+        let offset = symtab_file_offset(&patched)?;
+        let at = image_offset_of(&patched, offset, load_address).with_context(|| {
+            format!(
+                "{SYMTAB_SECTION} is not inside a PT_LOAD segment, so the image would not carry it"
+            )
+        })?;
+        ensure!(
+            bin.get(at..at + blob.len()) == Some(&blob[..]),
+            "{SYMTAB_SECTION} did not land in the flat image"
+        );
+    }
     Ok(BuiltImage {
         elf: patched,
         bin,
-        symbols: symbols.len(),
-        symtab_len: blob.len(),
-        symtab_capacity: capacity,
+        symtab: symtab.map(|(_, info)| info),
         load_address,
     })
 }
@@ -490,9 +522,53 @@ pub(crate) mod tests {
     #[test]
     fn whole_pipeline() {
         let bytes = fake_hypervisor(4096).write();
-        let img = build_image(&bytes).unwrap();
-        assert_eq!(img.symbols, 3);
+        let img = build_image(&bytes, Symbols::Embed).unwrap();
+        let symtab = img.symtab.unwrap();
+        assert_eq!(symtab.symbols, 3);
         assert_eq!(img.load_address, 0x4020_0000);
-        assert!(img.symtab_len <= img.symtab_capacity);
+        assert!(symtab.len <= symtab.capacity);
+    }
+
+    /// A fake guest: an Image header and no `.nmv_symtab`.
+    fn fake_guest(magic: bool) -> TestElf {
+        let mut text = vec![0u8; 0x80];
+        if magic {
+            text[IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4].copy_from_slice(IMAGE_MAGIC);
+        }
+        TestElf {
+            sections: vec![
+                (".text", 0x4008_0000, text, true),
+                (".data", 0x4008_1000, vec![7; 16], false),
+            ],
+            symbols: vec![("_start", 0x4008_0000, 0x80, elf::STT_FUNC, 1)],
+        }
+    }
+
+    #[test]
+    fn guest_pipeline_without_symtab() {
+        let bytes = fake_guest(true).write();
+        let img = build_image(&bytes, Symbols::Omit).unwrap();
+        assert!(img.symtab.is_none());
+        assert_eq!(img.elf, bytes, "the ELF is left untouched");
+        assert_eq!(img.load_address, 0x4008_0000);
+        assert_eq!(img.bin.len(), 0x1010);
+        assert_eq!(img.bin[0x1000], 7);
+
+        // Embedding needs the section the guest does not have.
+        let err = build_image(&bytes, Symbols::Embed)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(SYMTAB_SECTION), "{err}");
+    }
+
+    #[test]
+    fn guest_pipeline_still_checks_the_magic() {
+        let bytes = fake_guest(false).write();
+        let err = build_image(&bytes, Symbols::Omit)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("arm64 Image header"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! log symbolization. Invoked as `cargo xtask ...`.
 
 mod build;
+mod bundle;
 mod harness;
 mod hosttest;
 mod image;
@@ -19,7 +20,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::build::{Flavor, Images};
+use crate::build::{Built, Flavor, Images};
+use crate::bundle::VmConfig;
+use crate::harness::Boot;
 use crate::provision::ToolchainChoice;
 use crate::qemu::QemuConfig;
 use crate::util::display_path;
@@ -57,12 +60,17 @@ enum Cmd {
     /// Install or find the tools: the aarch64-unknown-none toolchain and QEMU.
     Provision,
 
-    /// Build the hypervisor and the test guest, then the bootable image
-    /// (target/nmivisor/hypervisor.{elf,bin}).
+    /// Build the hypervisor and the test guest, then their bootable images
+    /// (target/nmivisor/hypervisor.{elf,bin} and guest-test.{elf,bin}).
     Build(BuildArgs),
 
-    /// Build, then boot the hypervisor in QEMU (exits with QEMU's exit code;
-    /// quit QEMU with Ctrl-A x).
+    /// Build, then boot the hypervisor in QEMU with guest-test as its one VM
+    /// (exits with QEMU's exit code; quit QEMU with Ctrl-A x).
+    ///
+    /// The VM reaches the hypervisor in a bundle (target/nmivisor/bundle.cpio,
+    /// QEMU -initrd): VM `guest-test` on every CPU with --guest-mem of memory.
+    /// --guest-image boots another arm64 Image instead (VM `guest`);
+    /// --no-guest boots the hypervisor alone.
     Run(RunArgs),
 
     /// Run the host unit tests and the QEMU scenarios; prints
@@ -111,6 +119,28 @@ struct RunArgs {
     /// The hypervisor's command line (QEMU -append), e.g. "nmivisor.test=fault".
     #[arg(long, value_name = "CMDLINE")]
     append: Option<String>,
+
+    /// Boot the hypervisor alone: no VM bundle, no -initrd.
+    #[arg(long)]
+    no_guest: bool,
+
+    /// The guest kernel: any arm64 Image (e.g. a Linux arch/arm64/boot/Image)
+    /// instead of target/nmivisor/guest-test.bin. Its VM is named `guest`.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_guest")]
+    guest_image: Option<PathBuf>,
+
+    /// The VM's memory (its `memory` config key), e.g. 128M or 1G.
+    #[arg(
+        long,
+        default_value = "128M",
+        value_name = "SIZE",
+        conflicts_with = "no_guest"
+    )]
+    guest_mem: String,
+
+    /// The VM's command line (its `cmdline` file), e.g. "console=ttyAMA0".
+    #[arg(long, value_name = "CMDLINE", conflicts_with = "no_guest")]
+    cmdline: Option<String>,
 
     /// An extra argument passed to QEMU verbatim (repeatable), e.g.
     /// --qemu-arg=-d --qemu-arg=int.
@@ -170,7 +200,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Build(args) => {
             let tc = provision::cross_toolchain(cli.toolchain)?;
-            build::build(&tc, args.flavor())?;
+            build::build(&tc, args.flavor())?.guest()?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(args) => run(cli.toolchain, args),
@@ -185,11 +215,40 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The one VM of `cargo xtask run`, booting `image` (guest-test's unless
+/// --guest-image says otherwise).
+fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConfig> {
+    let (name, image) = match (&args.guest_image, guest_test) {
+        (Some(image), _) => ("guest", image.clone()),
+        (None, Some(image)) => (build::GUEST, image.to_path_buf()),
+        (None, None) => anyhow::bail!("no guest image (use --guest-image or --no-guest)"),
+    };
+    Ok(VmConfig {
+        name: name.into(),
+        image,
+        initrd: None,
+        cmdline: args.cmdline.clone().unwrap_or_default(),
+        cpus: bundle::all_cpus(args.smp),
+        memory: args.guest_mem.clone(),
+    })
+}
+
 fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
     let tc = provision::cross_toolchain(choice)?;
     let qemu = provision::qemu()?;
-    let images = build::build(&tc, args.build.flavor())?;
+    let built = build::build(&tc, args.build.flavor())?;
+    let images = &built.hypervisor;
     let mut cfg = QemuConfig::new(display_path(&images.bin));
+    if !args.no_guest {
+        let guest_test = match &args.guest_image {
+            Some(_) => None,
+            None => Some(built.guest()?.bin.as_path()),
+        };
+        let vm = run_vm(&args, guest_test)?;
+        let out = bundle::bundle_path("bundle");
+        bundle::build_bundle(std::slice::from_ref(&vm), &out)?;
+        cfg.initrd = Some(display_path(&out).into());
+    }
     cfg.smp = args.smp;
     cfg.mem = args.mem;
     cfg.cpu = args.cpu;
@@ -205,6 +264,14 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
             "    gdb-multiarch {} -ex 'target remote :1234'",
             display_path(&images.elf)
         );
+        if !args.no_guest && args.guest_image.is_none() {
+            if let Ok(guest) = built.guest() {
+                say!(
+                    "guest-test's symbols: (gdb) add-symbol-file {}",
+                    display_path(&guest.elf)
+                );
+            }
+        }
     }
     let mut cmd = cfg.command(&qemu);
     cmd.current_dir(util::workspace_root());
@@ -237,10 +304,16 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
                 .as_deref()
                 .map(|a| format!(" -append {a:?}"))
                 .unwrap_or_default();
+            let boot = match &s.boot {
+                Boot::Hypervisor => format!("{} image", s.flavor.stem()),
+                Boot::Bundle(spec) => {
+                    format!("{} image + bundle [{}]", s.flavor.stem(), spec.describe())
+                }
+                Boot::NativeGuest => format!("{} natively", build::GUEST),
+            };
             println!(
-                "{:<24} {} image, -smp {}{append}, timeout {}s",
+                "{:<26} {boot}, -smp {}{append}, timeout {}s",
                 s.name,
-                s.flavor.stem(),
                 s.smp,
                 s.timeout.as_secs()
             );
@@ -281,6 +354,21 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
     })
 }
 
+/// The QEMU configuration of scenario `s`: the image it boots and, for a
+/// bundle scenario, the bundle written for it now.
+fn prepare(s: &harness::Scenario, built: &Built) -> Result<QemuConfig> {
+    Ok(match &s.boot {
+        Boot::Hypervisor => s.qemu_config(&built.hypervisor.bin, None),
+        Boot::NativeGuest => s.qemu_config(&built.guest()?.bin, None),
+        Boot::Bundle(spec) => {
+            let out = bundle::bundle_path(&s.name);
+            spec.build(&built.guest()?.bin, &out)
+                .context("cannot write the scenario's bundle")?;
+            s.qemu_config(&built.hypervisor.bin, Some(&out))
+        }
+    })
+}
+
 /// Builds the images the scenarios need, then runs each scenario.
 fn run_scenarios(
     choice: ToolchainChoice,
@@ -307,7 +395,7 @@ fn run_scenarios(
         }
     }
     for s in scenarios {
-        let Some(img) = &images[&s.flavor] else {
+        let Some(built) = &images[&s.flavor] else {
             println!(
                 "scenario {} ... FAILED: the {} image did not build",
                 s.name,
@@ -316,7 +404,15 @@ fn run_scenarios(
             failed += 1;
             continue;
         };
-        let mut cmd = s.qemu_config(&img.bin).command(&qemu);
+        let cfg = match prepare(s, built) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                println!("scenario {} ... FAILED: {e:#}", s.name);
+                failed += 1;
+                continue;
+            }
+        };
+        let mut cmd = cfg.command(&qemu);
         cmd.current_dir(util::workspace_root());
         let outcome = harness::run(s, cmd);
         if outcome.passed() {
@@ -344,4 +440,71 @@ fn run_scenarios(
         }
     }
     Ok((passed, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["cargo xtask", "run"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Cmd::Run(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_boots_guest_test_by_default() {
+        let args = run_args(&["--smp", "2", "--append", "nmivisor.watchdog=1"]);
+        assert!(!args.no_guest);
+        let vm = run_vm(&args, Some(std::path::Path::new("g.bin"))).unwrap();
+        assert_eq!(
+            vm,
+            VmConfig {
+                name: "guest-test".into(),
+                image: "g.bin".into(),
+                initrd: None,
+                cmdline: String::new(),
+                cpus: "0-1".into(),
+                memory: "128M".into(),
+            }
+        );
+        assert_eq!(args.append.as_deref(), Some("nmivisor.watchdog=1"));
+        assert!(run_vm(&args, None).is_err());
+    }
+
+    #[test]
+    fn run_guest_options() {
+        let args = run_args(&[
+            "--guest-image",
+            "Image",
+            "--cmdline",
+            "console=ttyAMA0",
+            "--guest-mem",
+            "512M",
+        ]);
+        let vm = run_vm(&args, None).unwrap();
+        assert_eq!(vm.name, "guest");
+        assert_eq!(vm.image, PathBuf::from("Image"));
+        assert_eq!(vm.cmdline, "console=ttyAMA0");
+        assert_eq!(vm.memory, "512M");
+        assert_eq!(vm.cpus, "0-3");
+        bundle::validate(&[vm]).unwrap();
+
+        assert!(run_args(&["--no-guest"]).no_guest);
+        for clash in [
+            &["--no-guest", "--guest-image", "x"][..],
+            &["--no-guest", "--cmdline", "x"],
+        ] {
+            let argv = ["cargo xtask", "run"].iter().chain(clash);
+            assert!(Cli::try_parse_from(argv).is_err(), "{clash:?}");
+        }
+    }
 }

@@ -6,11 +6,19 @@ use std::process::Command;
 /// The machine nmivisor targets: EL2 available, GICv3.
 pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
 
+/// The same machine without EL2, for booting a guest natively at EL1 (the
+/// reference run of guest-test; QEMU then provides PSCI itself).
+pub const NATIVE_MACHINE: &str = "virt,gic-version=3";
+
 /// Everything that varies between QEMU runs.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
+    /// `-machine`: [`MACHINE`] or [`NATIVE_MACHINE`].
+    pub machine: String,
     /// The flat image given to `-kernel`.
     pub kernel: PathBuf,
+    /// The file given to `-initrd` (the VM bundle), if any.
+    pub initrd: Option<PathBuf>,
     /// Number of CPUs (`-smp`).
     pub smp: u32,
     /// Memory size (`-m`), e.g. `1G`.
@@ -26,10 +34,13 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
-    /// The defaults of `cargo xtask run`: 4 CPUs, 1 GiB, `-cpu max`.
+    /// The defaults of `cargo xtask run`: [`MACHINE`], 4 CPUs, 1 GiB,
+    /// `-cpu max`, no initrd.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         QemuConfig {
+            machine: MACHINE.into(),
             kernel: kernel.into(),
+            initrd: None,
             smp: 4,
             mem: "1G".into(),
             cpu: "max".into(),
@@ -43,7 +54,7 @@ impl QemuConfig {
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
             "-machine",
-            MACHINE,
+            &self.machine,
             "-cpu",
             &self.cpu,
             "-smp",
@@ -57,6 +68,10 @@ impl QemuConfig {
         .map(|s| s.to_string())
         .collect();
         args.push(self.kernel.display().to_string());
+        if let Some(initrd) = &self.initrd {
+            args.push("-initrd".into());
+            args.push(initrd.display().to_string());
+        }
         if let Some(append) = &self.append {
             args.push("-append".into());
             args.push(append.clone());
@@ -96,5 +111,19 @@ mod tests {
             .args()
             .join(" ")
             .ends_with("-append nmivisor.test=fault -s -S -d int"));
+    }
+
+    #[test]
+    fn native_machine_with_initrd() {
+        let mut cfg = QemuConfig::new("guest-test.bin");
+        cfg.machine = NATIVE_MACHINE.into();
+        cfg.mem = "256M".into();
+        cfg.smp = 2;
+        cfg.initrd = Some("bundle.cpio".into());
+        assert_eq!(
+            cfg.args().join(" "),
+            "-machine virt,gic-version=3 -cpu max -smp 2 -m 256M -nographic \
+             -kernel guest-test.bin -initrd bundle.cpio"
+        );
     }
 }

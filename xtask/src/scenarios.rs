@@ -3,7 +3,12 @@
 //!
 //! Every scenario forbids `panicked` and `unexpected exception` unless it
 //! calls `.allow(...)`, and has a timeout (30 s unless it sets one).
+//!
+//! Three kinds of boot (see [`crate::harness::Boot`]): the bare hypervisor,
+//! the hypervisor with a VM bundle (`-initrd`), and guest-test natively at
+//! EL1 without the hypervisor, the reference its VM runs are held to.
 
+use crate::bundle::{all_cpus, BundleSpec, Defect};
 use crate::harness::{contains, regex, Scenario};
 
 /// All scenarios, in the order they run.
@@ -18,7 +23,182 @@ pub fn all() -> Vec<Scenario> {
         list.push(watchdog(n));
         list.push(console_monitor(n));
     }
+    list.extend([1, 2, 4].map(guest_test_native));
+    list.extend([1, 2, 4].map(guest_test_vm));
+    list.extend([
+        bundle_overlapping_cpus(),
+        bundle_too_much_memory(),
+        bundle_missing_image(),
+        bundle_malformed(),
+    ]);
     list
+}
+
+/// One guest-test case: its name and how many CPUs it needs to run.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestCase {
+    /// As printed in `test NAME ... ok`.
+    pub name: &'static str,
+    /// With fewer CPUs the case is not required (guest-test may skip it,
+    /// or report it `ok` with a note; either passes).
+    pub min_cpus: u32,
+}
+
+const fn case(name: &'static str) -> GuestCase {
+    GuestCase { name, min_cpus: 1 }
+}
+
+/// The cases guest-test must pass, natively and in a VM alike.
+pub const GUEST_CASES: &[GuestCase] = &[
+    case("psci-version"),
+    case("psci-features"),
+    case("psci-migrate-info-type"),
+    case("psci-cpu-on-invalid"),
+    case("psci-cpu-on-already-on"),
+    case("psci-cpu-on"),
+    case("psci-affinity-info"),
+    GuestCase {
+        name: "psci-cpu-off-on",
+        min_cpus: 2,
+    },
+    case("psci-cpu-suspend"),
+    case("mmio-abort"),
+    case("outside-ram"),
+    case("fp-simd"),
+    case("counter-monotonic"),
+];
+
+/// Timeout of the scenarios that boot guest-test (it runs in seconds).
+const GUEST_TIMEOUT_SECS: u64 = 60;
+
+/// The summary line of guest-test when all goes well on `cpus` CPUs:
+/// every required case, plus the optional ones if it ran them.
+fn guest_summary(cpus: u32) -> String {
+    let required = GUEST_CASES.iter().filter(|c| cpus >= c.min_cpus).count();
+    let optional = GUEST_CASES.len() - required;
+    let counts: Vec<String> = (required..=required + optional)
+        .map(|n| n.to_string())
+        .collect();
+    format!(r"^({}) passed, 0 failed$", counts.join("|"))
+}
+
+/// guest-test on `cpus` (v)CPUs passes every case: each expected case line
+/// is `ok` exactly once, nothing FAILED, and the summary counts them all
+/// (so it also comes last: guest-test prints it after the cases).
+fn guest_test_passes(mut s: Scenario, cpus: u32) -> Scenario {
+    let summary = guest_summary(cpus);
+    for c in GUEST_CASES.iter().filter(|c| cpus >= c.min_cpus) {
+        let line = format!(r"^test {} \.\.\. ok\b", ::regex::escape(c.name));
+        s = s.expect_count(regex(&line), 1);
+    }
+    s.forbid(contains("FAILED"))
+        .expect_count(regex(&summary), 1)
+        .timeout_secs(GUEST_TIMEOUT_SECS)
+}
+
+/// guest-test's passing run, then the hypervisor powers the machine off.
+fn guest_test_passes_then_power_off(s: Scenario, cpus: u32) -> Scenario {
+    guest_test_passes(s, cpus)
+        .expect_in_order([
+            regex(&guest_summary(cpus)),
+            contains("nmivisor: powering off"),
+        ])
+        .exit_code(0)
+}
+
+/// `guest-test-native-smpN`: guest-test alone at EL1, on QEMU's own PSCI
+/// and PL011: the reference behaviour.
+fn guest_test_native(n: u32) -> Scenario {
+    guest_test_passes(
+        Scenario::new(format!("guest-test-native-smp{n}"))
+            .native_guest()
+            .smp(n),
+        n,
+    )
+    .exit_code(0)
+}
+
+/// `guest-test-smpN`: the hypervisor runs guest-test as the one VM, on
+/// every CPU; it passes as natively, then the hypervisor powers off.
+fn guest_test_vm(n: u32) -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", &all_cpus(n), "128M");
+    guest_test_passes_then_power_off(
+        Scenario::new(format!("guest-test-smp{n}"))
+            .smp(n)
+            .bundle(spec),
+        n,
+    )
+    .forbid(contains("not started"))
+}
+
+/// The hypervisor's refusal of VM `vm`: `nmivisor: vm NAME: not started:
+/// REASON`, where REASON matches `reason` (a regex, case-insensitive).
+fn refused(vm: &str, reason: &str) -> String {
+    format!(r"^nmivisor: vm {vm}: not started: .*(?i:{reason})")
+}
+
+/// A bundle scenario on 4 CPUs: VM `good` (CPUs 0-1) runs guest-test to the
+/// end while the hypervisor refuses VM `bad` for `reason`.
+fn good_vm_and_refused(name: &str, spec: BundleSpec, bad: &str, reason: &str) -> Scenario {
+    let s = Scenario::new(name).smp(4).bundle(spec);
+    guest_test_passes_then_power_off(s, 2)
+        .expect_count(regex(&refused(bad, reason)), 1)
+        .expect_count(contains("not started"), 1)
+        .forbid(contains("vm good: not started"))
+}
+
+/// `bundle-overlapping-cpus`: VM `clash` wants CPU 1, which VM `good`
+/// already owns.
+fn bundle_overlapping_cpus() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("good", "0-1", "128M")
+        .vm("clash", "1-2", "128M")
+        .unchecked();
+    good_vm_and_refused(
+        "bundle-overlapping-cpus",
+        spec,
+        "clash",
+        r"\bcpus? 1\b|overlap",
+    )
+}
+
+/// `bundle-too-much-memory`: VM `big` asks for 64 GiB of a 1 GiB machine.
+fn bundle_too_much_memory() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("good", "0-1", "128M")
+        .vm("big", "2-3", "64G")
+        .unchecked();
+    good_vm_and_refused("bundle-too-much-memory", spec, "big", "memory")
+}
+
+/// `bundle-missing-image`: VM `noimage` has a config but no image.
+fn bundle_missing_image() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("good", "0-1", "128M")
+        .vm("noimage", "2-3", "128M")
+        .defect(Defect::NoImage("noimage".into()));
+    good_vm_and_refused("bundle-missing-image", spec, "noimage", "image")
+}
+
+/// `bundle-malformed`: the archive is cut in half (inside the guest image,
+/// trailer lost). The hypervisor names the problem, runs no VM, and powers
+/// off instead of crashing.
+fn bundle_malformed() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("good", "0-3", "128M")
+        .defect(Defect::Truncate);
+    let problem = regex(r"^nmivisor: bundle: .*(?i:truncat|past the end|trailer|malformed)");
+    Scenario::new("bundle-malformed")
+        .smp(4)
+        .bundle(spec)
+        .expect_in_order([
+            problem.clone(),
+            contains("nmivisor: no VM to run, powering off"),
+        ])
+        .expect_count(problem, 1)
+        .forbid(regex(r"^test "))
+        .timeout_secs(GUEST_TIMEOUT_SECS)
+        .exit_code(0)
 }
 
 /// Symbolized frames name functions by their demangled path.
@@ -27,7 +207,10 @@ const SPIN_MASKED: &str = "hypervisor::boot::test_hooks::spin_with_irqs_masked_b
 /// Every CPU's dump block appears exactly once.
 fn every_cpu_block(mut s: Scenario, n: u32) -> Scenario {
     for i in 0..n {
-        s = s.expect_count(regex(&format!(r"^--- cpu {i} \(MPIDR 0x[0-9a-f]+\) ---$")), 1);
+        s = s.expect_count(
+            regex(&format!(r"^--- cpu {i} \(MPIDR 0x[0-9a-f]+\) ---$")),
+            1,
+        );
     }
     s
 }
@@ -43,13 +226,17 @@ fn dump_masked(n: u32) -> Scenario {
             contains("nmivisor: cpu 2 is spinning"),
             contains("=== nmivisor: dump of all CPUs (test hook), from cpu 0 ==="),
             contains("--- cpu 2 (MPIDR"),
-            regex(&format!(r"^EL2 PC 0x[0-9a-f]{{16}} <{SPIN_MASKED}\+0x[0-9a-f]+>$")),
+            regex(&format!(
+                r"^EL2 PC 0x[0-9a-f]{{16}} <{SPIN_MASKED}\+0x[0-9a-f]+>$"
+            )),
             regex(r"PMR 0x80 "),
             regex(&format!(r"^\s+#0 0x[0-9a-f]{{16}} <{SPIN_MASKED}\+")),
             contains("--- cpu 3 (MPIDR"),
             contains("--- cpu 0 (MPIDR"),
             regex(r"<hypervisor::debug::roundup::dump_all_cpus\+0x[0-9a-f]+>"),
-            contains(format!("=== end of dump: {n} CPUs dumped, 0 not responding ===")),
+            contains(format!(
+                "=== end of dump: {n} CPUs dumped, 0 not responding ==="
+            )),
             contains("nmivisor: powering off"),
         ])
         .forbid(contains("not responding to the NMI"));
@@ -69,7 +256,10 @@ fn dump_hard_masked(n: u32) -> Scenario {
             contains("--- cpu 3 (MPIDR"),
             contains("cpu 3 not responding to the NMI (no answer within 100 ms)"),
             contains("--- cpu 0 (MPIDR"),
-            contains(format!("=== end of dump: {} CPUs dumped, 1 not responding ===", n - 1)),
+            contains(format!(
+                "=== end of dump: {} CPUs dumped, 1 not responding ===",
+                n - 1
+            )),
             contains("nmivisor: powering off"),
         ])
         .expect_count(contains("not responding to the NMI"), 1);
@@ -92,7 +282,10 @@ fn panic_crash_stop(n: u32) -> Scenario {
             contains("--- cpu 0 (MPIDR"),
             contains("--- cpu 1 (MPIDR"),
             regex(r"<hypervisor::boot::test_hooks::panic_on_purpose\+0x[0-9a-f]+>"),
-            contains(format!("=== end of crash dump: {} CPUs stopped, 0 not responding ===", n - 1)),
+            contains(format!(
+                "=== end of crash dump: {} CPUs stopped, 0 not responding ===",
+                n - 1
+            )),
             contains("nmivisor: cpu 1 panicked"),
             contains("nmivisor: powering off after the panic"),
         ])
@@ -131,7 +324,9 @@ fn console_monitor(n: u32) -> Scenario {
         .expect(contains("nmivisor monitor: press Ctrl-] three times"))
         .expect_in_order([
             contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
-            contains(format!("=== end of dump: {n} CPUs dumped, 0 not responding ===")),
+            contains(format!(
+                "=== end of dump: {n} CPUs dumped, 0 not responding ==="
+            )),
         ])
         .until(contains("=== end of dump"));
     every_cpu_block(s, n)
@@ -232,6 +427,219 @@ mod tests {
         let mut twice = log.clone();
         twice.insert(3, log[1].clone());
         assert!(!check(&s.expects, &twice).is_empty());
+    }
+
+    fn find(name: &str) -> Scenario {
+        all()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no scenario {name}"))
+    }
+
+    fn assert_passes(s: &Scenario, log: &[String]) {
+        let failures = check(&s.expects, log);
+        assert!(failures.is_empty(), "{}: {failures:?}", s.name);
+    }
+
+    fn assert_fails(s: &Scenario, log: &[String], why: &str) {
+        assert!(!check(&s.expects, log).is_empty(), "{}: {why}", s.name);
+    }
+
+    /// guest-test's output on `cpus` CPUs, every case ok.
+    fn guest_log(cpus: u32) -> Vec<String> {
+        let mut log = vec!["guest-test: 4 CPUs, PSCI 1.1".to_string()];
+        for c in GUEST_CASES {
+            if cpus >= c.min_cpus {
+                log.push(format!("test {} ... ok", c.name));
+            }
+        }
+        log.push(format!("{} passed, 0 failed", log.len() - 1));
+        log
+    }
+
+    fn with_power_off(mut log: Vec<String>) -> Vec<String> {
+        log.insert(0, "nmivisor v0.1.0 (EL2, GICv3)".into());
+        log.push("nmivisor: vm guest-test: powered off".into());
+        log.push("nmivisor: powering off".into());
+        log
+    }
+
+    #[test]
+    fn guest_test_expectations_accept_the_contract() {
+        for n in [1, 2, 4] {
+            assert_passes(&find(&format!("guest-test-native-smp{n}")), &guest_log(n));
+            assert_passes(
+                &find(&format!("guest-test-smp{n}")),
+                &with_power_off(guest_log(n)),
+            );
+        }
+        // Every case, and notes after `ok`, are accepted.
+        let s = find("guest-test-native-smp2");
+        let mut noted = guest_log(2);
+        noted[1].push_str(" (PSCI 1.1)");
+        assert_passes(&s, &noted);
+    }
+
+    #[test]
+    fn guest_test_with_one_cpu_may_skip_or_pass_cpu_off_on() {
+        let s = find("guest-test-native-smp1");
+        let skipped = guest_log(1);
+        assert!(!skipped.iter().any(|l| l.contains("psci-cpu-off-on")));
+        assert_passes(&s, &skipped);
+        let mut noted = guest_log(2);
+        let at = noted
+            .iter()
+            .position(|l| l.contains("psci-cpu-off-on"))
+            .unwrap();
+        noted[at].push_str(" (skipped: only 1 CPU)");
+        assert_passes(&s, &noted);
+        // ...but never fails it.
+        let mut failed = guest_log(2);
+        failed[at] = "test psci-cpu-off-on ... FAILED: only 1 CPU".into();
+        let last = failed.len() - 1;
+        failed[last] = "12 passed, 1 failed".into();
+        assert_fails(&s, &failed, "a FAILED case");
+    }
+
+    #[test]
+    fn guest_test_expectations_reject_failures() {
+        let s = find("guest-test-smp4");
+        let good = with_power_off(guest_log(4));
+        assert_passes(&s, &good);
+
+        let missing: Vec<String> = good
+            .iter()
+            .filter(|l| !l.contains("fp-simd"))
+            .cloned()
+            .collect();
+        assert_fails(&s, &missing, "a missing case (the count is off too)");
+
+        let mut failed = good.clone();
+        let at = failed
+            .iter()
+            .position(|l| l.contains("mmio-abort"))
+            .unwrap();
+        failed[at] = "test mmio-abort ... FAILED: no abort".into();
+        assert_fails(&s, &failed, "a FAILED case");
+
+        let mut wrong_count = good.clone();
+        let at = wrong_count
+            .iter()
+            .position(|l| l.ends_with("0 failed"))
+            .unwrap();
+        wrong_count[at] = "12 passed, 0 failed".into();
+        assert_fails(&s, &wrong_count, "the wrong count");
+
+        let no_off: Vec<String> = good[..good.len() - 1].to_vec();
+        assert_fails(&s, &no_off, "no power-off line");
+
+        let mut twice = good.clone();
+        twice.insert(3, good[2].clone());
+        assert_fails(&s, &twice, "a case reported twice");
+
+        let mut refused = good.clone();
+        refused.insert(1, "nmivisor: vm guest-test: not started: no image".into());
+        assert_fails(&s, &refused, "a refused VM");
+
+        // The native run needs no nmivisor lines, and the VM run needs them.
+        assert_passes(&find("guest-test-native-smp4"), &guest_log(4));
+        assert_fails(&s, &guest_log(4), "the native log under the hypervisor");
+    }
+
+    #[test]
+    fn native_and_vm_runs_expect_the_same_cases() {
+        let case_lines = |s: &Scenario| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .expects
+                .iter()
+                .filter_map(|e| match e {
+                    crate::harness::Expect::Count(p, 1) if p.to_string().contains("^test ") => {
+                        Some(p.to_string())
+                    }
+                    _ => None,
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        for n in [1, 2, 4] {
+            let native = case_lines(&find(&format!("guest-test-native-smp{n}")));
+            let vm = case_lines(&find(&format!("guest-test-smp{n}")));
+            assert_eq!(native, vm);
+            let want = if n == 1 {
+                GUEST_CASES.len() - 1
+            } else {
+                GUEST_CASES.len()
+            };
+            assert_eq!(native.len(), want);
+        }
+    }
+
+    #[test]
+    fn bundle_scenarios_accept_the_contract() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "bundle-overlapping-cpus",
+                "nmivisor: vm clash: not started: CPU 1 already belongs to VM \"good\"",
+            ),
+            (
+                "bundle-too-much-memory",
+                "nmivisor: vm big: not started: memory 0x1000000000 does not fit: only 0x30000000 bytes are left",
+            ),
+            (
+                "bundle-missing-image",
+                "nmivisor: vm noimage: not started: no image file (the guest kernel)",
+            ),
+        ];
+        for (name, refusal) in cases {
+            let s = find(name);
+            assert_eq!(s.smp, 4);
+            let mut log = with_power_off(guest_log(2));
+            log.insert(1, (*refusal).into());
+            assert_passes(&s, &log);
+            // The other wording the contract allows for overlaps.
+            if *name == "bundle-overlapping-cpus" {
+                log[1] = "nmivisor: vm clash: not started: CPUs overlap with VM good".into();
+                assert_passes(&s, &log);
+            }
+            // Without the refusal, or with the good VM refused, it fails.
+            let mut quiet = log.clone();
+            quiet.remove(1);
+            assert_fails(&s, &quiet, "no refusal");
+            let mut both = log.clone();
+            both.insert(
+                1,
+                "nmivisor: vm good: not started: CPU 1 already belongs".into(),
+            );
+            assert_fails(&s, &both, "the good VM refused");
+            let vm = refusal.split(' ').nth(2).unwrap();
+            let mut wrong = log.clone();
+            wrong[1] = format!("nmivisor: vm {vm}: not started: bad name");
+            assert_fails(&s, &wrong, "a refusal for the wrong reason");
+        }
+    }
+
+    #[test]
+    fn malformed_bundle_expectations() {
+        let s = find("bundle-malformed");
+        let log: Vec<String> = [
+            "nmivisor v0.1.0 (EL2, GICv3)",
+            "nmivisor: bundle: cpio archive, entry at offset 0x1d8: file data runs past the end",
+            "nmivisor: no VM to run, powering off",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_passes(&s, &log);
+        let mut ran = log.clone();
+        ran.insert(2, "test psci-version ... ok".into());
+        assert_fails(&s, &ran, "a VM ran");
+        let mut crashed = log.clone();
+        crashed[2] =
+            "*** unexpected exception: synchronous from current EL (SPx) on cpu 0 ***".into();
+        assert_fails(&s, &crashed, "a crash");
+        let mut vague = log.clone();
+        vague[1] = "nmivisor: bundle: something".into();
+        assert_fails(&s, &vague, "the problem is not named");
     }
 
     #[test]

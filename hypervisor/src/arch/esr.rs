@@ -74,6 +74,74 @@ impl Esr {
     pub fn fault_status(self) -> u8 {
         (self.0 & 0x3f) as u8
     }
+
+    /// The load or store behind a data abort, when the syndrome describes
+    /// it (ISS encoding for an exception from a Data Abort, Arm ARM
+    /// D24.2.41): ISV [24], SAS [23:22], SSE [21], SRT [20:16], SF [15],
+    /// CM [8], S1PTW [7], WnR [6].
+    ///
+    /// `None` unless this is a data abort with ISV = 1, and also for cache
+    /// maintenance (CM) and stage-1 table walk (S1PTW) faults: those are
+    /// not register loads or stores, so there is nothing to emulate.
+    pub fn mmio_access(self) -> Option<MmioAccess> {
+        let iss = self.iss();
+        let is_data_abort = matches!(
+            self.class(),
+            ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame
+        );
+        let bit = |n: u32| iss & (1 << n) != 0;
+        if !is_data_abort || !bit(24) || bit(8) || bit(7) {
+            return None;
+        }
+        Some(MmioAccess {
+            write: bit(6),
+            size: 1 << ((iss >> 22) & 3),
+            reg: ((iss >> 16) & 0x1f) as u8,
+            sign_extend: bit(21),
+            sixty_four: bit(15),
+        })
+    }
+
+    /// The ESR_EL1 for injecting an Undefined Instruction exception
+    /// (EC 0x00, "unknown reason"); `il` is the trapped instruction's
+    /// length (true: 32 bits), ISS zero.
+    pub fn undefined(il: bool) -> Self {
+        Self((il as u64) << IL_SHIFT)
+    }
+
+    /// The ESR_EL1 for injecting a synchronous external data abort
+    /// (DFSC 0x10) without a valid instruction syndrome (ISV = 0): EC 0x25
+    /// if the guest was at EL1 (`same_el`), 0x24 if at EL0; IL = 1; WnR as
+    /// given. FAR_EL1 is valid (FnV = 0): the injector sets it.
+    pub fn sync_external_data_abort(same_el: bool, write: bool) -> Self {
+        let ec: u64 = if same_el { 0x25 } else { 0x24 };
+        Self(ec << EC_SHIFT | 1 << IL_SHIFT | (write as u64) << 6 | 0x10)
+    }
+}
+
+const EC_SHIFT: u32 = 26;
+const IL_SHIFT: u32 = 25;
+
+/// A single-register load or store described by a data abort's syndrome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioAccess {
+    pub write: bool,
+    /// Access size in bytes: 1, 2, 4 or 8 (SAS).
+    pub size: u8,
+    /// The transfer register Xt/Wt (SRT); 31 means XZR/WZR, not SP.
+    pub reg: u8,
+    /// A load sign-extends to the register width (SSE).
+    pub sign_extend: bool,
+    /// The register is 64 bits wide (SF); otherwise a load writes Wt and
+    /// zeroes the upper half.
+    pub sixty_four: bool,
+}
+
+/// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA (bits [43:4]) holds
+/// IPA[51:12]; the page offset comes from FAR_EL2 (Arm ARM, HPFAR_EL2).
+pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
+    let fipa = (hpfar >> 4) & ((1 << 40) - 1);
+    fipa << 12 | far & 0xfff
 }
 
 impl ExceptionClass {
@@ -124,7 +192,13 @@ impl fmt::Debug for Esr {
 impl fmt::Display for Esr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let class = self.class();
-        write!(f, "{:#010x} (EC {:#04x}: {}", self.0, self.ec_raw(), class.name())?;
+        write!(
+            f,
+            "{:#010x} (EC {:#04x}: {}",
+            self.0,
+            self.ec_raw(),
+            class.name()
+        )?;
         if matches!(
             class,
             ExceptionClass::DataAbortLower
@@ -161,6 +235,85 @@ mod tests {
         assert_eq!(Esr(0).class(), ExceptionClass::Unknown);
         assert_eq!(Esr(0x3f << 26).class(), ExceptionClass::Other(0x3f));
         assert_eq!(format!("{}", Esr(0x5a00_0000)), "0x5a000000 (EC 0x16: HVC)");
+    }
+
+    /// Builds a lower-EL data abort ESR with the given ISS.
+    fn data_abort(iss: u64) -> Esr {
+        Esr(0x24 << 26 | 1 << 25 | iss)
+    }
+
+    #[test]
+    fn decodes_mmio_accesses() {
+        // str w1, [x0]: ISV, SAS=2 (word), SRT=1, WnR.
+        let str_w1 = data_abort(1 << 24 | 2 << 22 | 1 << 16 | 1 << 6 | 0x07);
+        assert_eq!(
+            str_w1.mmio_access(),
+            Some(MmioAccess {
+                write: true,
+                size: 4,
+                reg: 1,
+                sign_extend: false,
+                sixty_four: false
+            })
+        );
+        // ldrsh x30, [x2]: SAS=1, SSE, SRT=30, SF.
+        let ldrsh = data_abort(1 << 24 | 1 << 22 | 1 << 21 | 30 << 16 | 1 << 15 | 0x07);
+        assert_eq!(
+            ldrsh.mmio_access(),
+            Some(MmioAccess {
+                write: false,
+                size: 2,
+                reg: 30,
+                sign_extend: true,
+                sixty_four: true
+            })
+        );
+        // strb wzr: SRT 31 is the zero register.
+        let strb = data_abort(1 << 24 | 31 << 16 | 1 << 6);
+        assert_eq!(strb.mmio_access().map(|a| (a.size, a.reg)), Some((1, 31)));
+        // str x3: SAS=3.
+        let str_x = Esr(0x25 << 26 | 1 << 25 | 1 << 24 | 3 << 22 | 3 << 16 | 1 << 15 | 1 << 6);
+        assert_eq!(
+            str_x.mmio_access().map(|a| (a.size, a.sixty_four)),
+            Some((8, true))
+        );
+    }
+
+    #[test]
+    fn no_mmio_access_without_a_valid_syndrome() {
+        assert_eq!(data_abort(2 << 22 | 1 << 6 | 0x07).mmio_access(), None); // ISV = 0
+        assert_eq!(data_abort(1 << 24 | 1 << 8 | 1 << 6).mmio_access(), None); // CM
+        assert_eq!(data_abort(1 << 24 | 1 << 7).mmio_access(), None); // S1PTW
+                                                                      // An instruction abort or an HVC with the same ISS bits.
+        assert_eq!(Esr(0x20 << 26 | 1 << 24).mmio_access(), None);
+        assert_eq!(Esr(0x16 << 26 | 1 << 24).mmio_access(), None);
+    }
+
+    #[test]
+    fn fault_ipa_combines_hpfar_and_far() {
+        // IPA 0x0900_0018: FIPA = 0x9000 in HPFAR[43:4].
+        assert_eq!(fault_ipa(0x9000 << 4, 0xffff_0000_dead_b018), 0x0900_0018);
+        // The widest IPA (52 bits) and the bits HPFAR must not contribute.
+        assert_eq!(fault_ipa(u64::MAX, 0xfff), (1 << 52) - 1);
+        assert_eq!(fault_ipa(0xf, 0), 0);
+    }
+
+    #[test]
+    fn injection_syndromes() {
+        assert_eq!(Esr::undefined(true).0, 0x0200_0000);
+        assert_eq!(Esr::undefined(false).0, 0);
+        assert_eq!(Esr::undefined(true).class(), ExceptionClass::Unknown);
+        let read = Esr::sync_external_data_abort(true, false);
+        assert_eq!(read.0, 0x9600_0010);
+        assert_eq!(read.class(), ExceptionClass::DataAbortSame);
+        assert_eq!(read.mmio_access(), None);
+        assert_eq!(
+            format!("{read}"),
+            "0x96000010 (EC 0x25: data abort from EL2, synchronous external abort)"
+        );
+        let write = Esr::sync_external_data_abort(false, true);
+        assert_eq!(write.0, 0x9200_0050);
+        assert_eq!(write.class(), ExceptionClass::DataAbortLower);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use super::vectors::{TrapFrame, VectorKind};
 /// Vector sources (VectorKind::source) and types (VectorKind::exception_type).
 const FROM_EL2_SPX: u64 = 1;
 const FROM_LOWER_A64: u64 = 2;
+const FROM_LOWER_A32: u64 = 3;
+const SYNC: u64 = 0;
 const IRQ: u64 = 1;
 
 /// Called by every vector with the trap frame it built. Returning resumes
@@ -13,7 +15,21 @@ const IRQ: u64 = 1;
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     let kind = VectorKind(kind);
     match (kind.source(), kind.exception_type()) {
-        (FROM_EL2_SPX | FROM_LOWER_A64, IRQ) => crate::gic::irq::handle_irq(frame),
+        (FROM_EL2_SPX, IRQ) => crate::gic::irq::handle_irq(frame),
+        (FROM_LOWER_A64 | FROM_LOWER_A32, IRQ) => {
+            crate::gic::irq::handle_irq(frame);
+            crate::vm::run::after_guest_exit();
+        }
+        (FROM_LOWER_A64 | FROM_LOWER_A32, SYNC) => {
+            crate::vm::trap::handle_sync(frame);
+            crate::vm::run::after_guest_exit();
+        }
+        // A guest's SError or FIQ is the guest's problem, never a reason to
+        // stop the hypervisor: note it and resume.
+        (FROM_LOWER_A64 | FROM_LOWER_A32, _) => {
+            crate::vm::trap::log_async(kind, frame);
+            crate::vm::run::after_guest_exit();
+        }
         _ => unexpected(kind, frame),
     }
 }

@@ -1,6 +1,8 @@
-//! Boot: the device tree, and (on the target) the boot and secondary-CPU
+//! Boot: the device tree, the VM bundle, and (on the target) the boot and secondary-CPU
 //! paths that bring nmivisor up.
 
+pub mod bundle;
+pub mod cpio;
 pub mod dt;
 #[cfg(target_os = "none")]
 pub mod start;

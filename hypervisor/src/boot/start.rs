@@ -5,7 +5,8 @@ use crate::arch::percpu::{percpu, this_cpu};
 use crate::arch::{cpu, psci, MAX_CPUS};
 use crate::boot::dt::{self, PlatformInfo, PsciConduit};
 use crate::debug::{roundup, watchdog_hw};
-use crate::{console, gic, ipi, mm, println};
+use crate::mm::ram::FreeRam;
+use crate::{console, gic, mm, println, vm};
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Once;
@@ -124,11 +125,42 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     #[cfg(feature = "test-hooks")]
     super::test_hooks::run(bootargs());
 
+    if let Some(bundle) = info.initrd.clone() {
+        let mut ram = free_ram(&info, dtb);
+        // SAFETY: the bundle lies in RAM (the loader put it there), the EL2
+        // map covers it, it is reserved from guest RAM above, and nothing
+        // writes it, so it stays valid for the hypervisor's lifetime.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(bundle.start as *const u8, (bundle.end - bundle.start) as usize)
+        };
+        if vm::create::start_vms(bytes, nr, &mut ram) == 0 {
+            println!("nmivisor: no VM to run, powering off");
+            shutdown(nr);
+        }
+        idle_loop();
+    }
     if dt::bootarg(bootargs(), "nmivisor.idle").is_some() {
         println!("nmivisor: idle; the console monitor is Ctrl-] three times, then h");
         idle_loop();
     }
     shutdown(nr)
+}
+
+/// Host RAM that guests may use: everything but the hypervisor image (with
+/// BSS, stacks and heap), the device tree and the bundle.
+fn free_ram(info: &PlatformInfo, dtb: u64) -> FreeRam {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+    }
+    let image = core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__image_end) as u64;
+    let mut ram = FreeRam::new(info.memory.iter().cloned());
+    ram.reserve(image);
+    ram.reserve(dtb..dtb + device_tree(dtb).len() as u64);
+    if let Some(bundle) = info.initrd.clone() {
+        ram.reserve(bundle);
+    }
+    ram
 }
 
 /// `nmivisor.watchdog=SECONDS` (0 = off), else the default.
@@ -142,16 +174,11 @@ fn watchdog_seconds() -> u64 {
     }
 }
 
-/// Where a CPU with nothing to run waits: interrupts on (PMR and PSTATE),
-/// running work other CPUs queue for it with `ipi::hw::run_on`.
+/// Sends this CPU to its run loop (`vm::run::pcpu_loop`) for good: it runs
+/// work queued with `ipi::hw::run_on`, its vCPU if it has one, and
+/// otherwise waits with interrupts on.
 pub fn idle_loop() -> ! {
-    let me = this_cpu().cpu;
-    loop {
-        if let Some(work) = ipi::hw::take_work(me) {
-            work();
-        }
-        cpu::wfi();
-    }
+    vm::run::restart_loop()
 }
 
 /// Logical CPU 0 is the boot CPU; the others follow in device-tree order.

@@ -70,9 +70,24 @@ fn print_block(frame: Option<&TrapFrame>) {
             print_backtrace(Some(f.elr), f.x[29], stack_of(me));
         }
         Some(f) => {
-            println!("guest state (interrupted at EL{}):", (f.spsr >> 2) & 3);
-            println!("    PC {:#018x}  LR {:#018x}  SP {:#018x}", f.elr, f.x[30], f.sp);
-            println!("    SPSR {:#010x}  ESR {:#010x}", f.spsr, f.esr);
+            match crate::vm::guest::current() {
+                Some((vm, vcpu)) => println!(
+                    "guest state: vm {} vCPU {} (MPIDR {:#x}), interrupted at EL{}",
+                    vm.name,
+                    vcpu.index,
+                    vcpu.mpidr,
+                    (f.spsr >> 2) & 3
+                ),
+                None => println!("guest state: interrupted at EL{}", (f.spsr >> 2) & 3),
+            }
+            println!(
+                "    PC {:#018x}  LR {:#018x}  SP {:#018x}",
+                f.elr,
+                f.x[30],
+                crate::arch::el1::guest_sp(f.spsr)
+            );
+            println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, crate::arch::el1::guest_esr());
+            println!("EL2: PMR {:#04x}", gicv3::pmr());
             print_backtrace(None, cpu::frame_pointer(), stack_of(me));
         }
         None => {

@@ -1,0 +1,211 @@
+//! The guest's EL1 system-register context and the entry into a guest.
+//!
+//! With static partitioning a vCPU owns its physical CPU, so its EL1
+//! registers stay live in the hardware while it runs and traps are handled
+//! without touching them. They are switched as a whole when a vCPU is
+//! loaded (power-on, reset) and saved when it is put (power-off), like
+//! KVM's vcpu_load/vcpu_put. General-purpose and FP/SIMD registers are
+//! switched on every trap by the exception vectors (the trap frame).
+
+use super::vectors::TrapFrame;
+use core::arch::asm;
+
+macro_rules! el1_context {
+    ($($field:ident => $reg:literal),* $(,)?) => {
+        /// Every EL1 (and EL0) register a guest owns.
+        #[derive(Clone, Debug, Default)]
+        pub struct El1Context {
+            $(pub $field: u64,)*
+        }
+
+        impl El1Context {
+            /// Reads the live registers.
+            pub fn save() -> Self {
+                let mut c = Self::default();
+                // SAFETY: reading EL1 system registers at EL2 has no side effects.
+                unsafe {
+                    $(asm!(concat!("mrs {}, ", $reg), out(reg) c.$field, options(nomem, nostack, preserves_flags));)*
+                }
+                c
+            }
+
+            /// Writes every register. Only called on the physical CPU that
+            /// will run this vCPU, before entering it.
+            pub fn restore(&self) {
+                // SAFETY: these registers only affect EL1/EL0 execution, which
+                // belongs to the guest about to run.
+                unsafe {
+                    $(asm!(concat!("msr ", $reg, ", {}"), in(reg) self.$field, options(nomem, nostack, preserves_flags));)*
+                    asm!("isb", options(nomem, nostack, preserves_flags));
+                }
+            }
+        }
+    };
+}
+
+el1_context! {
+    sctlr => "sctlr_el1",
+    actlr => "actlr_el1",
+    cpacr => "cpacr_el1",
+    ttbr0 => "ttbr0_el1",
+    ttbr1 => "ttbr1_el1",
+    tcr => "tcr_el1",
+    mair => "mair_el1",
+    amair => "amair_el1",
+    vbar => "vbar_el1",
+    contextidr => "contextidr_el1",
+    tpidr_el0 => "tpidr_el0",
+    tpidrro_el0 => "tpidrro_el0",
+    tpidr_el1 => "tpidr_el1",
+    esr => "esr_el1",
+    far => "far_el1",
+    afsr0 => "afsr0_el1",
+    afsr1 => "afsr1_el1",
+    par => "par_el1",
+    csselr => "csselr_el1",
+    cntkctl => "cntkctl_el1",
+    mdscr => "mdscr_el1",
+    sp_el0 => "sp_el0",
+    sp_el1 => "sp_el1",
+    elr => "elr_el1",
+    spsr => "spsr_el1",
+    cntv_ctl => "cntv_ctl_el0",
+    cntv_cval => "cntv_cval_el0",
+}
+
+/// SCTLR_EL1 at reset: RES1 bits only, MMU and caches off (Arm ARM D19.2.118).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
+impl El1Context {
+    /// The state of an EL1 that just came out of reset.
+    pub fn reset() -> Self {
+        El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() }
+    }
+}
+
+/// Reads one live EL1 register for dumps: the guest's SP_EL1 / SP_EL0.
+pub fn guest_sp(spsr: u64) -> u64 {
+    let v: u64;
+    // SAFETY: reading the stack pointers of a lower EL has no side effects.
+    unsafe {
+        if spsr & 0xf == 0 {
+            asm!("mrs {}, sp_el0", out(reg) v, options(nomem, nostack, preserves_flags));
+        } else {
+            asm!("mrs {}, sp_el1", out(reg) v, options(nomem, nostack, preserves_flags));
+        }
+    }
+    v
+}
+
+/// The guest's last EL1 exception syndrome (ESR_EL1), for dumps.
+pub fn guest_esr() -> u64 {
+    let v: u64;
+    // SAFETY: reading ESR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, esr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes the registers an exception injected into EL1 sets
+/// (Arm ARM D1.10.2): ESR_EL1, FAR_EL1, ELR_EL1 and SPSR_EL1.
+pub fn set_exception_regs(esr: u64, far: u64, elr: u64, spsr: u64) {
+    // SAFETY: these are the guest's own EL1 exception registers.
+    unsafe {
+        asm!(
+            "msr esr_el1, {esr}",
+            "msr far_el1, {far}",
+            "msr elr_el1, {elr}",
+            "msr spsr_el1, {spsr}",
+            esr = in(reg) esr, far = in(reg) far, elr = in(reg) elr, spsr = in(reg) spsr,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
+/// VBAR_EL1 of the running guest.
+pub fn guest_vbar() -> u64 {
+    let v: u64;
+    // SAFETY: reading VBAR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, vbar_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The EL2 registers that set up a VM's execution environment.
+pub struct GuestControl {
+    pub hcr: u64,
+    pub vttbr: u64,
+    pub vtcr: u64,
+    pub vmpidr: u64,
+    pub cntvoff: u64,
+}
+
+/// HCR_EL2 for guests (Arm ARM D19.2.48): VM (stage 2), SWIO, FMO/IMO/AMO
+/// (physical interrupts to EL2, virtual ones to the guest), TSC (SMC traps),
+/// TWI (WFI traps), RW (EL1 is AArch64), FB and BSU=inner (broadcast TLB and
+/// barrier maintenance within the inner shareable domain).
+pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9)
+    | (1 << 10) | (1 << 13) | (1 << 19) | (1 << 31);
+
+/// Loads a VM's control registers on this CPU.
+pub fn load_guest_control(c: &GuestControl) {
+    let midr: u64;
+    // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
+    // own EL2 translation and exception handling are unaffected. CNTHCTL
+    // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN).
+    unsafe {
+        asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack, preserves_flags));
+        asm!(
+            "msr vtcr_el2, {vtcr}",
+            "msr vttbr_el2, {vttbr}",
+            "msr vpidr_el2, {midr}",
+            "msr vmpidr_el2, {vmpidr}",
+            "msr cntvoff_el2, {cntvoff}",
+            "msr cnthctl_el2, {cnthctl}",
+            "msr mdcr_el2, xzr",
+            "msr hcr_el2, {hcr}",
+            "isb",
+            vtcr = in(reg) c.vtcr,
+            vttbr = in(reg) c.vttbr,
+            midr = in(reg) midr,
+            vmpidr = in(reg) c.vmpidr,
+            cntvoff = in(reg) c.cntvoff,
+            cnthctl = in(reg) 3u64,
+            hcr = in(reg) c.hcr,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+}
+
+/// Enters the guest described by `frame`, which must sit at the very top of
+/// this CPU's EL2 stack: the vectors build every later trap frame at that
+/// same place, so the guest's registers always live there while it runs.
+pub fn enter_guest(frame: &TrapFrame) -> ! {
+    // SAFETY: `frame` is a complete trap frame at the top of this CPU's
+    // stack; `exception_return` restores it and ERETs, leaving SP_EL2 at the
+    // stack top. Nothing on the stack below it is needed any more.
+    unsafe {
+        asm!(
+            "mov sp, {frame}",
+            "b exception_return",
+            frame = in(reg) frame as *const TrapFrame,
+            options(noreturn)
+        )
+    }
+}
+
+/// Runs `f` on this CPU's stack from the top, discarding everything on it.
+/// Used to go back to the run loop from deep inside a trap handler.
+pub fn run_on_fresh_stack(stack_top: u64, f: extern "C" fn() -> !) -> ! {
+    // SAFETY: nothing on this CPU's stack is used after the switch, and `f`
+    // never returns.
+    unsafe {
+        asm!(
+            "mov sp, {top}",
+            "mov x29, xzr",
+            "mov x30, xzr",
+            "br {f}",
+            top = in(reg) stack_top,
+            f = in(reg) f,
+            options(noreturn)
+        )
+    }
+}

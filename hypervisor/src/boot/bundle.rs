@@ -1,0 +1,884 @@
+//! The VM bundle: the newc cpio archive QEMU loads with `-initrd`, holding
+//! one directory per VM:
+//!
+//! | path | |
+//! |---|---|
+//! | `NAME/image` | required: the guest kernel (an arm64 Image) |
+//! | `NAME/initrd` | optional: the guest's initramfs |
+//! | `NAME/cmdline` | optional: the kernel command line (one trailing newline is trimmed) |
+//! | `NAME/config` | required: `key = value` lines, `#` comments, blank lines |
+//!
+//! Config keys: `cpus` lists physical CPUs (`1-3,5`), `memory` is a size in
+//! bytes with an optional `K`, `M` or `G` suffix.
+//!
+//! Two stages, so one VM's mistake never costs the others their boot:
+//! [`parse`] turns the archive into one [`VmEntry`] per directory (only a
+//! malformed archive fails as a whole), then [`admit`] hands out CPUs and
+//! memory in archive order.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::cpio::{self, CpioError};
+use crate::arch::MAX_CPUS;
+
+/// Longest VM name: short enough for console prefixes.
+pub const MAX_NAME_LEN: usize = 15;
+/// Guest memory is mapped with 2 MiB stage-2 blocks.
+pub const MEMORY_GRANULE: u64 = 2 << 20;
+
+/// A set of physical CPU numbers below [`MAX_CPUS`].
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSet(u64);
+
+const _: () = assert!(MAX_CPUS <= 64, "CpuSet is a u64 bitmask");
+
+impl CpuSet {
+    pub const EMPTY: Self = Self(0);
+
+    /// Adds `cpu`; false (and no change) if it is not below [`MAX_CPUS`].
+    pub fn insert(&mut self, cpu: usize) -> bool {
+        if cpu >= MAX_CPUS {
+            return false;
+        }
+        self.0 |= 1 << cpu;
+        true
+    }
+
+    pub fn contains(self, cpu: usize) -> bool {
+        cpu < MAX_CPUS && self.0 & (1 << cpu) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// The CPUs in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_CPUS).filter(move |&cpu| self.contains(cpu))
+    }
+
+    /// The CPUs at or above `nr_cpus`.
+    fn at_or_above(self, nr_cpus: usize) -> Self {
+        Self(
+            self.iter()
+                .filter(|&cpu| cpu >= nr_cpus)
+                .fold(0, |m, cpu| m | 1 << cpu),
+        )
+    }
+
+    /// Parses a list like `1-3,5` (spaces around items allowed); blank
+    /// text is the empty set.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut set = Self::EMPTY;
+        if text.trim().is_empty() {
+            return Ok(set);
+        }
+        for item in text.split(',').map(str::trim) {
+            let (first, last) = match item.split_once('-') {
+                Some((a, b)) => (parse_cpu(a.trim())?, parse_cpu(b.trim())?),
+                None => {
+                    let cpu = parse_cpu(item)?;
+                    (cpu, cpu)
+                }
+            };
+            if first > last {
+                return Err(alloc::format!("range \"{item}\" runs backwards"));
+            }
+            for cpu in first..=last {
+                set.insert(cpu);
+            }
+        }
+        Ok(set)
+    }
+}
+
+fn parse_cpu(text: &str) -> Result<usize, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(alloc::format!("\"{text}\" is not a CPU number"));
+    }
+    match text.parse::<usize>() {
+        Ok(cpu) if cpu < MAX_CPUS => Ok(cpu),
+        _ => Err(alloc::format!(
+            "CPU {text} is beyond the {MAX_CPUS} nmivisor supports"
+        )),
+    }
+}
+
+/// `1-3,5`.
+impl fmt::Display for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        let mut cpus = self.iter().peekable();
+        while let Some(first) = cpus.next() {
+            let mut last = first;
+            while cpus.peek() == Some(&(last + 1)) {
+                last += 1;
+                cpus.next();
+            }
+            if last == first {
+                write!(f, "{sep}{first}")?;
+            } else {
+                write!(f, "{sep}{first}-{last}")?;
+            }
+            sep = ",";
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CpuSet({self})")
+    }
+}
+
+/// One VM as described by the bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSpec<'a> {
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub initrd: Option<&'a [u8]>,
+    pub cmdline: &'a str,
+    pub cpus: CpuSet,
+    pub memory: u64,
+}
+
+/// One VM directory of the bundle: its spec or why it cannot run.
+pub type VmEntry<'a> = Result<VmSpec<'a>, VmError>;
+
+/// A problem with one VM; the other VMs are unaffected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmError {
+    /// The VM's directory name as found in the bundle.
+    pub vm: String,
+    pub kind: VmErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmErrorKind {
+    /// Not 1–15 characters of `[a-z0-9_-]`.
+    BadName,
+    MissingImage,
+    EmptyImage,
+    MissingConfig,
+    /// A file other than image, initrd, cmdline and config (or a nested path).
+    UnknownFile(String),
+    DuplicateFile(String),
+    /// `config` or `cmdline` is not UTF-8.
+    NotText(&'static str),
+    /// A config line that is not `key = value`.
+    ConfigSyntax {
+        line: usize,
+    },
+    UnknownKey {
+        line: usize,
+        key: String,
+    },
+    DuplicateKey {
+        line: usize,
+        key: String,
+    },
+    BadValue {
+        line: usize,
+        key: &'static str,
+        why: String,
+    },
+    MissingKey(&'static str),
+    EmptyCpus,
+    ZeroMemory,
+    /// Admission: CPUs this machine does not have.
+    NoSuchCpus {
+        cpus: CpuSet,
+        nr_cpus: usize,
+    },
+    /// Admission: CPUs an earlier VM already owns.
+    CpusTaken {
+        cpus: CpuSet,
+        owner: String,
+    },
+    MemoryTooSmall(u64),
+    MemoryUnaligned(u64),
+    OutOfMemory {
+        wanted: u64,
+        left: u64,
+    },
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VM \"{}\": {}", self.vm, self.kind)
+    }
+}
+
+/// The reason alone, without the VM's name.
+impl fmt::Display for VmErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use VmErrorKind::*;
+        match self {
+            BadName => write!(
+                f,
+                "bad name: use 1-{MAX_NAME_LEN} characters of a-z, 0-9, _ and -"
+            ),
+            MissingImage => write!(f, "no image file (the guest kernel)"),
+            EmptyImage => write!(f, "the image file is empty"),
+            MissingConfig => write!(f, "no config file"),
+            UnknownFile(file) => write!(f, "unexpected file \"{file}\""),
+            DuplicateFile(file) => write!(f, "file \"{file}\" appears twice"),
+            NotText(file) => write!(f, "{file} is not UTF-8 text"),
+            ConfigSyntax { line } => write!(f, "config line {line}: expected \"key = value\""),
+            UnknownKey { line, key } => {
+                write!(
+                    f,
+                    "config line {line}: unknown key \"{key}\" (known: cpus, memory)"
+                )
+            }
+            DuplicateKey { line, key } => write!(f, "config line {line}: \"{key}\" set twice"),
+            BadValue { line, key, why } => write!(f, "config line {line}: bad {key}: {why}"),
+            MissingKey(key) => write!(f, "config does not set \"{key}\""),
+            EmptyCpus => write!(f, "cpus is empty"),
+            ZeroMemory => write!(f, "memory is zero"),
+            NoSuchCpus { cpus, nr_cpus } => {
+                let (noun, verb) = if cpus.len() == 1 {
+                    ("CPU", "does")
+                } else {
+                    ("CPUs", "do")
+                };
+                write!(
+                    f,
+                    "{noun} {cpus} {verb} not exist (this machine has {nr_cpus})"
+                )
+            }
+            CpusTaken { cpus, owner } => {
+                let (noun, verb) = if cpus.len() == 1 {
+                    ("CPU", "belongs")
+                } else {
+                    ("CPUs", "belong")
+                };
+                write!(f, "{noun} {cpus} already {verb} to VM \"{owner}\"")
+            }
+            MemoryTooSmall(m) => write!(f, "memory {m:#x} is below the 2 MiB minimum"),
+            MemoryUnaligned(m) => write!(f, "memory {m:#x} is not a multiple of 2 MiB"),
+            OutOfMemory { wanted, left } => {
+                write!(
+                    f,
+                    "memory {wanted:#x} does not fit: only {left:#x} bytes are left"
+                )
+            }
+        }
+    }
+}
+
+/// The archive as a whole is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleError {
+    Cpio(CpioError),
+    /// A file outside any VM directory: the bundle was probably built from
+    /// the wrong directory.
+    StrayFile(String),
+    /// The archive holds no VM directory.
+    Empty,
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpio(e) => write!(f, "VM bundle: {e}"),
+            Self::StrayFile(name) => {
+                write!(
+                    f,
+                    "VM bundle: \"{name}\" is not inside a VM directory (NAME/{name}?)"
+                )
+            }
+            Self::Empty => write!(f, "VM bundle: no VM directories"),
+        }
+    }
+}
+
+impl From<CpioError> for BundleError {
+    fn from(e: CpioError) -> Self {
+        Self::Cpio(e)
+    }
+}
+
+/// The files of one VM directory, gathered before interpretation.
+#[derive(Default)]
+struct Files<'a> {
+    image: Option<&'a [u8]>,
+    initrd: Option<&'a [u8]>,
+    cmdline: Option<&'a [u8]>,
+    config: Option<&'a [u8]>,
+    /// The first structural problem found.
+    error: Option<VmErrorKind>,
+}
+
+/// Splits the archive into VMs, in the order their first entry appears.
+pub fn parse(data: &[u8]) -> Result<Vec<VmEntry<'_>>, BundleError> {
+    let mut vms: Vec<(&str, Files<'_>)> = Vec::new();
+    for entry in cpio::entries(data) {
+        let entry = entry?;
+        let path = entry.name.trim_start_matches("./").trim_start_matches('/');
+        if path.is_empty() || path == "." {
+            continue;
+        }
+        let (vm, file) = match path.split_once('/') {
+            Some((vm, "")) => (vm, None),
+            Some((vm, file)) => (vm, Some(file)),
+            None if entry.is_dir() => (path, None),
+            None => return Err(BundleError::StrayFile(path.to_string())),
+        };
+        let index = match vms.iter().position(|(name, _)| *name == vm) {
+            Some(i) => i,
+            None => {
+                vms.push((vm, Files::default()));
+                vms.len() - 1
+            }
+        };
+        let files = &mut vms[index].1;
+        if let Some(file) = file {
+            if files.error.is_none() {
+                files.error = files.add(file, entry.is_dir(), entry.data).err();
+            }
+        }
+    }
+    if vms.is_empty() {
+        return Err(BundleError::Empty);
+    }
+    Ok(vms
+        .into_iter()
+        .map(|(name, files)| vm_entry(name, files))
+        .collect())
+}
+
+impl<'a> Files<'a> {
+    fn add(&mut self, file: &str, is_dir: bool, data: &'a [u8]) -> Result<(), VmErrorKind> {
+        let slot = match file {
+            "image" => &mut self.image,
+            "initrd" => &mut self.initrd,
+            "cmdline" => &mut self.cmdline,
+            "config" => &mut self.config,
+            _ => return Err(VmErrorKind::UnknownFile(file.to_string())),
+        };
+        if is_dir {
+            return Err(VmErrorKind::UnknownFile(file.to_string()));
+        }
+        if slot.replace(data).is_some() {
+            return Err(VmErrorKind::DuplicateFile(file.to_string()));
+        }
+        Ok(())
+    }
+}
+
+fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
+    let err = |kind| VmError {
+        vm: name.to_string(),
+        kind,
+    };
+    if !valid_name(name) {
+        return Err(err(VmErrorKind::BadName));
+    }
+    if let Some(kind) = files.error {
+        return Err(err(kind));
+    }
+    let image = files.image.ok_or_else(|| err(VmErrorKind::MissingImage))?;
+    if image.is_empty() {
+        return Err(err(VmErrorKind::EmptyImage));
+    }
+    let config = files
+        .config
+        .ok_or_else(|| err(VmErrorKind::MissingConfig))?;
+    let config = core::str::from_utf8(config).map_err(|_| err(VmErrorKind::NotText("config")))?;
+    let (cpus, memory) = parse_config(config).map_err(err)?;
+    let cmdline = match files.cmdline {
+        Some(bytes) => {
+            core::str::from_utf8(bytes).map_err(|_| err(VmErrorKind::NotText("cmdline")))?
+        }
+        None => "",
+    };
+    let cmdline = cmdline.strip_suffix('\n').unwrap_or(cmdline);
+    Ok(VmSpec {
+        name,
+        image,
+        initrd: files.initrd,
+        cmdline,
+        cpus,
+        memory,
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Reads `cpus` and `memory` from a config file.
+fn parse_config(text: &str) -> Result<(CpuSet, u64), VmErrorKind> {
+    let mut cpus = None;
+    let mut memory = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
+        if content.is_empty() {
+            continue;
+        }
+        let (key, value) = content
+            .split_once('=')
+            .ok_or(VmErrorKind::ConfigSyntax { line })?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(VmErrorKind::ConfigSyntax { line });
+        }
+        let duplicate = || VmErrorKind::DuplicateKey {
+            line,
+            key: key.to_string(),
+        };
+        match key {
+            "cpus" => {
+                let set = CpuSet::parse(value).map_err(|why| VmErrorKind::BadValue {
+                    line,
+                    key: "cpus",
+                    why,
+                })?;
+                if cpus.replace(set).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            "memory" => {
+                let size = parse_size(value).map_err(|why| VmErrorKind::BadValue {
+                    line,
+                    key: "memory",
+                    why,
+                })?;
+                if memory.replace(size).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            _ => {
+                return Err(VmErrorKind::UnknownKey {
+                    line,
+                    key: key.to_string(),
+                })
+            }
+        }
+    }
+    let cpus = cpus.ok_or(VmErrorKind::MissingKey("cpus"))?;
+    let memory = memory.ok_or(VmErrorKind::MissingKey("memory"))?;
+    if cpus.is_empty() {
+        return Err(VmErrorKind::EmptyCpus);
+    }
+    if memory == 0 {
+        return Err(VmErrorKind::ZeroMemory);
+    }
+    Ok((cpus, memory))
+}
+
+/// `4096`, `64K`, `512M`, `1G` (suffixes are binary and case-insensitive).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let bad = || alloc::format!("\"{text}\" is not a size (bytes, or a number with K, M or G)");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let value: u64 = digits.parse().map_err(|_| bad())?;
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| alloc::format!("\"{text}\" is too large"))
+}
+
+/// Hands out CPUs and memory in order. A VM is admitted when its CPUs exist
+/// (`< nr_cpus`) and no earlier admitted VM owns them, and its memory is a
+/// non-zero multiple of 2 MiB that still fits in `memory_available`. A
+/// rejected VM takes nothing, so later VMs may use what it asked for.
+pub fn admit<'a>(
+    entries: Vec<VmEntry<'a>>,
+    nr_cpus: usize,
+    memory_available: u64,
+) -> Vec<VmEntry<'a>> {
+    let mut owners: Vec<(&'a str, CpuSet)> = Vec::new();
+    let mut left = memory_available;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let spec = entry?;
+            let err = |kind| VmError {
+                vm: spec.name.to_string(),
+                kind,
+            };
+            let missing = spec.cpus.at_or_above(nr_cpus);
+            if !missing.is_empty() {
+                return Err(err(VmErrorKind::NoSuchCpus {
+                    cpus: missing,
+                    nr_cpus,
+                }));
+            }
+            for &(owner, cpus) in &owners {
+                let taken = spec.cpus.intersection(cpus);
+                if !taken.is_empty() {
+                    return Err(err(VmErrorKind::CpusTaken {
+                        cpus: taken,
+                        owner: owner.to_string(),
+                    }));
+                }
+            }
+            if spec.memory < MEMORY_GRANULE {
+                return Err(err(VmErrorKind::MemoryTooSmall(spec.memory)));
+            }
+            if !spec.memory.is_multiple_of(MEMORY_GRANULE) {
+                return Err(err(VmErrorKind::MemoryUnaligned(spec.memory)));
+            }
+            if spec.memory > left {
+                return Err(err(VmErrorKind::OutOfMemory {
+                    wanted: spec.memory,
+                    left,
+                }));
+            }
+            left -= spec.memory;
+            owners.push((spec.name, spec.cpus));
+            Ok(spec)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::cpio::tests::{newc, DIR, FILE};
+
+    const IMAGE: &[u8] = b"MZ fake arm64 Image";
+
+    fn vm_files<'a>(name: &'a str, config: &'a str) -> Vec<(String, u32, &'a [u8])> {
+        vec![
+            (name.to_string(), DIR, &b""[..]),
+            (format!("{name}/image"), FILE, IMAGE),
+            (format!("{name}/config"), FILE, config.as_bytes()),
+        ]
+    }
+
+    fn archive(files: &[(String, u32, &[u8])]) -> Vec<u8> {
+        let refs: Vec<(&str, u32, &[u8])> =
+            files.iter().map(|(n, m, d)| (n.as_str(), *m, *d)).collect();
+        newc(&refs)
+    }
+
+    fn one_vm(config: &str) -> VmEntry<'static> {
+        let data = archive(&vm_files("vm", config)).leak();
+        let mut entries = parse(data).unwrap();
+        assert_eq!(entries.len(), 1);
+        entries.pop().unwrap()
+    }
+
+    fn kind(entry: &VmEntry<'_>) -> VmErrorKind {
+        entry.clone().unwrap_err().kind
+    }
+
+    #[test]
+    fn good_two_vm_bundle() {
+        let mut files = vm_files("linux", "# the Linux guest\ncpus = 1-3\n\nmemory = 512M\n");
+        files.push(("linux/initrd".into(), FILE, b"initramfs"));
+        files.push(("linux/cmdline".into(), FILE, b"console=ttyAMA0 earlycon\n"));
+        files.extend(vm_files("test_0", "cpus=0 # boot CPU\nmemory = 4194304"));
+        let data = archive(&files);
+        let entries = admit(parse(&data).unwrap(), 4, 1 << 30);
+        let linux = entries[0].as_ref().unwrap();
+        assert_eq!(linux.name, "linux");
+        assert_eq!(linux.image, IMAGE);
+        assert_eq!(linux.initrd, Some(&b"initramfs"[..]));
+        assert_eq!(linux.cmdline, "console=ttyAMA0 earlycon");
+        assert_eq!(linux.cpus.iter().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(linux.memory, 512 << 20);
+        let test = entries[1].as_ref().unwrap();
+        assert_eq!((test.name, test.initrd, test.cmdline), ("test_0", None, ""));
+        assert_eq!(test.cpus.iter().collect::<Vec<_>>(), [0]);
+        assert_eq!(test.memory, 4 << 20);
+    }
+
+    #[test]
+    fn accepts_dot_slash_paths_without_directory_entries() {
+        let data = newc(&[
+            (".", DIR, b""),
+            ("./a/", DIR, b""),
+            ("/a/initrd", FILE, b"rd"),
+            ("./a/image", FILE, IMAGE),
+            ("./a/config", FILE, b"cpus = 0\nmemory = 2M\n"),
+        ]);
+        let entries = parse(&data).unwrap();
+        assert_eq!(entries.len(), 1);
+        let a = entries[0].as_ref().unwrap();
+        assert_eq!((a.name, a.initrd), ("a", Some(&b"rd"[..])));
+    }
+
+    #[test]
+    fn whole_bundle_errors() {
+        let data = archive(&vm_files("vm", "cpus = 0\nmemory = 2M"));
+        let cut = &data[..data.len() - 8];
+        assert!(matches!(parse(cut), Err(BundleError::Cpio(_))));
+        assert_eq!(parse(&newc(&[])), Err(BundleError::Empty));
+        let stray = newc(&[("image", FILE, IMAGE)]);
+        let err = parse(&stray).unwrap_err();
+        assert_eq!(err, BundleError::StrayFile("image".into()));
+        assert_eq!(
+            err.to_string(),
+            "VM bundle: \"image\" is not inside a VM directory (NAME/image?)"
+        );
+    }
+
+    #[test]
+    fn per_vm_file_errors_leave_other_vms_alone() {
+        let mut files = vm_files("good", "cpus = 0\nmemory = 2M");
+        files.push(("noimage".into(), DIR, b""));
+        files.push(("noimage/config".into(), FILE, b"cpus = 1\nmemory = 2M"));
+        files.push(("noconfig/image".into(), FILE, IMAGE));
+        files.push(("Bad".into(), DIR, b""));
+        files.extend(vm_files("emptyimg", "cpus = 1\nmemory = 2M"));
+        files.push(("emptyimg/image".into(), FILE, b""));
+        files.push(("extra/image".into(), FILE, IMAGE));
+        files.push(("extra/notes".into(), FILE, b"hi"));
+        files.push(("nested/sub/image".into(), FILE, IMAGE));
+        files.push(("badtext/image".into(), FILE, IMAGE));
+        files.push(("badtext/config".into(), FILE, b"\xff"));
+        files.push(("badcmd/image".into(), FILE, IMAGE));
+        files.push(("badcmd/config".into(), FILE, b"cpus=0\nmemory=2M"));
+        files.push(("badcmd/cmdline".into(), FILE, b"\xfe"));
+        files.push(("sixteen-chars-xx/image".into(), FILE, IMAGE));
+        let data = archive(&files);
+        let entries = parse(&data).unwrap();
+        let kinds: Vec<_> = entries.iter().skip(1).map(kind).collect();
+        assert!(entries[0].is_ok());
+        assert_eq!(
+            kinds,
+            [
+                VmErrorKind::MissingImage,
+                VmErrorKind::MissingConfig,
+                VmErrorKind::BadName,
+                VmErrorKind::DuplicateFile("image".into()),
+                VmErrorKind::UnknownFile("notes".into()),
+                VmErrorKind::UnknownFile("sub/image".into()),
+                VmErrorKind::NotText("config"),
+                VmErrorKind::NotText("cmdline"),
+                VmErrorKind::BadName,
+            ]
+        );
+        assert_eq!(entries[3].clone().unwrap_err().vm, "Bad");
+        assert_eq!(
+            entries[1].clone().unwrap_err().to_string(),
+            "VM \"noimage\": no image file (the guest kernel)"
+        );
+    }
+
+    #[test]
+    fn empty_image_is_rejected() {
+        let data = newc(&[
+            ("e/image", FILE, b""),
+            ("e/config", FILE, b"cpus=0\nmemory=2M"),
+        ]);
+        assert_eq!(kind(&parse(&data).unwrap()[0]), VmErrorKind::EmptyImage);
+    }
+
+    #[test]
+    fn config_errors() {
+        use VmErrorKind::*;
+        let bad = |key, why: &str| BadValue {
+            line: 1,
+            key,
+            why: why.to_string(),
+        };
+        let cases: &[(&str, VmErrorKind)] = &[
+            ("cpus 0", ConfigSyntax { line: 1 }),
+            ("# c\n = 3", ConfigSyntax { line: 2 }),
+            (
+                "cpus = 0\nmemory = 2M\nfoo = 1",
+                UnknownKey {
+                    line: 3,
+                    key: "foo".into(),
+                },
+            ),
+            (
+                "cpus = 0\ncpus = 1",
+                DuplicateKey {
+                    line: 2,
+                    key: "cpus".into(),
+                },
+            ),
+            (
+                "memory = 2M\nmemory = 4M",
+                DuplicateKey {
+                    line: 2,
+                    key: "memory".into(),
+                },
+            ),
+            ("cpus = x", bad("cpus", "\"x\" is not a CPU number")),
+            ("cpus = 1,", bad("cpus", "\"\" is not a CPU number")),
+            ("cpus = 3-1", bad("cpus", "range \"3-1\" runs backwards")),
+            (
+                "cpus = 16",
+                bad("cpus", "CPU 16 is beyond the 16 nmivisor supports"),
+            ),
+            ("cpus = -1", bad("cpus", "\"\" is not a CPU number")),
+            (
+                "memory = 2T",
+                bad(
+                    "memory",
+                    "\"2T\" is not a size (bytes, or a number with K, M or G)",
+                ),
+            ),
+            (
+                "memory = M",
+                bad(
+                    "memory",
+                    "\"M\" is not a size (bytes, or a number with K, M or G)",
+                ),
+            ),
+            (
+                "memory = -5",
+                bad(
+                    "memory",
+                    "\"-5\" is not a size (bytes, or a number with K, M or G)",
+                ),
+            ),
+            (
+                "memory = 99999999999G",
+                bad("memory", "\"99999999999G\" is too large"),
+            ),
+            (
+                "memory = 99999999999999999999",
+                bad(
+                    "memory",
+                    "\"99999999999999999999\" is not a size (bytes, or a number with K, M or G)",
+                ),
+            ),
+            ("memory = 2M", MissingKey("cpus")),
+            ("cpus = 0", MissingKey("memory")),
+            ("cpus = \nmemory = 2M", EmptyCpus),
+            ("cpus = 0\nmemory = 0", ZeroMemory),
+            ("cpus = 0\nmemory = 0K", ZeroMemory),
+        ];
+        for (config, want) in cases {
+            assert_eq!(&kind(&one_vm(config)), want, "config {config:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_cpu_lists() {
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("3g"), Ok(3 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        let set = CpuSet::parse(" 0 , 2-4,7, 9 - 10").unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 2, 3, 4, 7, 9, 10]);
+        assert_eq!(set.len(), 7);
+        assert_eq!(set.to_string(), "0,2-4,7,9-10");
+        assert_eq!(format!("{:?}", CpuSet::EMPTY), "CpuSet()");
+        let mut s = CpuSet::EMPTY;
+        assert!(!s.insert(MAX_CPUS));
+        assert!(s.insert(MAX_CPUS - 1));
+        assert!(!s.contains(MAX_CPUS) && s.contains(MAX_CPUS - 1));
+        assert_eq!(s.union(set).len(), 8);
+    }
+
+    fn spec(name: &'static str, cpus: &str, memory: u64) -> VmEntry<'static> {
+        Ok(VmSpec {
+            name,
+            image: IMAGE,
+            initrd: None,
+            cmdline: "",
+            cpus: CpuSet::parse(cpus).unwrap(),
+            memory,
+        })
+    }
+
+    #[test]
+    fn admission_errors() {
+        let m = MEMORY_GRANULE;
+        let early_error = Err(VmError {
+            vm: "broken".into(),
+            kind: VmErrorKind::MissingImage,
+        });
+        let entries = vec![
+            spec("a", "0-1", 4 * m),
+            early_error.clone(),
+            spec("big", "7-9", m),      // CPUs 8, 9 do not exist
+            spec("b", "1-3", m),        // CPU 1 belongs to a
+            spec("tiny", "4", m / 2),   // below 2 MiB
+            spec("odd", "4", m + 4096), // not a multiple of 2 MiB
+            spec("hog", "4", 8 * m),    // only 4 * 2 MiB left
+            spec("c", "2-3", 4 * m),    // fits exactly: rejected VMs took nothing
+            spec("late", "5", m),       // no memory left
+        ];
+        let got = admit(entries, 8, 8 * m);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1], early_error);
+        let msg = |i: usize| got[i].clone().unwrap_err().to_string();
+        assert_eq!(
+            msg(2),
+            "VM \"big\": CPUs 8-9 do not exist (this machine has 8)"
+        );
+        assert_eq!(msg(3), "VM \"b\": CPU 1 already belongs to VM \"a\"");
+        assert_eq!(
+            msg(4),
+            "VM \"tiny\": memory 0x100000 is below the 2 MiB minimum"
+        );
+        assert_eq!(
+            msg(5),
+            "VM \"odd\": memory 0x201000 is not a multiple of 2 MiB"
+        );
+        assert_eq!(
+            msg(6),
+            "VM \"hog\": memory 0x1000000 does not fit: only 0x800000 bytes are left"
+        );
+        assert!(got[7].is_ok());
+        assert_eq!(
+            msg(8),
+            "VM \"late\": memory 0x200000 does not fit: only 0x0 bytes are left"
+        );
+    }
+
+    #[test]
+    fn every_error_has_a_message() {
+        use VmErrorKind::*;
+        let kinds = [
+            BadName,
+            EmptyImage,
+            MissingConfig,
+            UnknownFile("x".into()),
+            ConfigSyntax { line: 4 },
+            UnknownKey {
+                line: 1,
+                key: "k".into(),
+            },
+            DuplicateKey {
+                line: 2,
+                key: "cpus".into(),
+            },
+            MissingKey("memory"),
+            EmptyCpus,
+            ZeroMemory,
+        ];
+        for kind in kinds {
+            let text = VmError {
+                vm: "v".into(),
+                kind,
+            }
+            .to_string();
+            assert!(text.starts_with("VM \"v\": ") && text.len() > 10, "{text}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Turning the bundle into running VMs at boot.
+//!
+//! Each VM is checked on its own: a VM that cannot run is reported with
+//! `nmivisor: vm NAME: not started: REASON` and the others go on.
+
+use super::guest::{self, Vcpu, Vm, GUEST_RAM_IPA};
+use super::guest_dt::{self, GuestDtConfig};
+use super::layout;
+use super::run;
+use crate::arch::cpu;
+use crate::boot::bundle::{self, VmSpec};
+use crate::mm::ram::FreeRam;
+use crate::mm::stage2::Stage2Tables;
+use crate::println;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Display;
+
+/// Guest RAM is carved in 2 MiB blocks so stage 2 can use block mappings.
+const RAM_ALIGN: u64 = 2 << 20;
+/// Room reserved for a guest's device tree.
+const DTB_MAX: u64 = 64 << 10;
+
+fn refuse(name: &str, why: impl Display) {
+    println!("nmivisor: vm {name}: not started: {why}");
+}
+
+/// Parses and admits the bundle, builds every VM that can run, installs the
+/// VM table and starts each VM's boot vCPU. Returns how many VMs started.
+pub fn start_vms(bundle_bytes: &'static [u8], nr_cpus: usize, ram: &mut FreeRam) -> usize {
+    let entries = match bundle::parse(bundle_bytes) {
+        Ok(entries) => entries,
+        Err(e) => {
+            println!("nmivisor: bundle: {e}");
+            return 0;
+        }
+    };
+    let mut vms = Vec::new();
+    for entry in bundle::admit(entries, nr_cpus, ram.total()) {
+        match entry {
+            Err(e) => refuse(&e.vm, &e.kind),
+            Ok(spec) => match build(&spec, vms.len(), ram) {
+                Ok(vm) => vms.push(vm),
+                Err(why) => refuse(spec.name, why),
+            },
+        }
+    }
+    let vms = guest::install(vms);
+    for vm in vms {
+        let cpus: Vec<String> = vm.vcpus.iter().map(|v| v.pcpu.to_string()).collect();
+        println!(
+            "nmivisor: vm {}: {} vCPUs on CPUs {}, {} MiB RAM (IPA {:#x}, PA {:#x})",
+            vm.name,
+            vm.vcpus.len(),
+            cpus.join(","),
+            (vm.ram.end - vm.ram.start) >> 20,
+            vm.ram.start,
+            vm.ram_pa
+        );
+        if vm.load().is_none() {
+            refuse(&vm.name, "loading into guest RAM failed");
+            continue;
+        }
+        run::boot_vm(vm);
+    }
+    vms.len()
+}
+
+/// Builds one VM: RAM, stage 2, device tree, layout.
+fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, String> {
+    let header = layout::parse_header(spec.image).map_err(|e| e.to_string())?;
+    let ipa = GUEST_RAM_IPA..GUEST_RAM_IPA + spec.memory;
+    let layout = layout::place(ipa.clone(), header, spec.initrd.map(|i| i.len() as u64), DTB_MAX)
+        .map_err(|e| e.to_string())?;
+    let vcpus: Vec<Vcpu> = spec.cpus.iter().enumerate().map(|(i, pcpu)| Vcpu::new(i, pcpu)).collect();
+    let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
+    let dtb = guest_dt::build(&GuestDtConfig {
+        memory: ipa.clone(),
+        vcpu_mpidrs: &mpidrs,
+        bootargs: spec.cmdline,
+        initrd: layout.initrd.clone(),
+    })
+    .map_err(|e| alloc::format!("device tree: {e:?}"))?;
+    if dtb.len() as u64 > DTB_MAX {
+        return Err(alloc::format!("device tree of {} bytes is too large", dtb.len()));
+    }
+
+    let pa = ram
+        .alloc(spec.memory, RAM_ALIGN)
+        .ok_or_else(|| alloc::format!("no {} MiB block of free RAM left", spec.memory >> 20))?;
+    let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
+    let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
+    Ok(Vm::new(
+        index,
+        spec.name.to_string(),
+        ipa,
+        pa,
+        vcpus,
+        stage2,
+        cpu::counter(),
+        layout,
+        spec.image,
+        spec.initrd,
+        dtb,
+    ))
+}

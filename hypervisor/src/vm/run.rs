@@ -1,0 +1,162 @@
+//! The per-CPU run loop and the vCPU lifecycle: start, stop, VM power-off
+//! and reset.
+//!
+//! Every physical CPU ends up in [`pcpu_loop`], running on its stack below
+//! a reserved trap-frame slot at the very top. Entering a vCPU fills that
+//! slot and ERETs; every trap from the guest builds its frame in the same
+//! slot. Leaving a vCPU for good (CPU_OFF, VM stop) restarts the loop on a
+//! fresh stack, so nothing piles up.
+
+use super::guest::{self, owned_by, Power, StartRequest, Vcpu, Vm, VmState};
+use crate::arch::el1::{self, El1Context, GuestControl, HCR_GUEST};
+use crate::arch::percpu::cpu_id;
+use crate::arch::vectors::TrapFrame;
+use crate::arch::{cpu, gicv3};
+use crate::gic::priority;
+use crate::debug::dump::stack_of;
+use crate::ipi::message::Message;
+use crate::mm::stage2;
+use crate::{ipi, println};
+
+/// SPSR for a vCPU's first instruction: EL1h, all of DAIF masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+
+/// Top of this CPU's stack minus the guest trap-frame slot.
+fn loop_stack_top(cpu: usize) -> u64 {
+    stack_of(cpu).end - core::mem::size_of::<TrapFrame>() as u64
+}
+
+/// Restarts this CPU's run loop from a fresh stack.
+pub fn restart_loop() -> ! {
+    el1::run_on_fresh_stack(loop_stack_top(cpu_id()), pcpu_loop)
+}
+
+/// Where every physical CPU waits: runs work queued for it, enters its vCPU
+/// once that is asked to start, and otherwise sleeps in WFI.
+pub extern "C" fn pcpu_loop() -> ! {
+    let me = cpu_id();
+    // The loop may be restarted from inside a trap or interrupt handler,
+    // where PSTATE.I is set: it is thread context from here on.
+    gicv3::set_pmr(priority::PMR_ON);
+    gicv3::local_irq_unmask();
+    loop {
+        if let Some(work) = ipi::hw::take_work(me) {
+            work();
+        }
+        if let Some((vm, vcpu)) = owned_by(me) {
+            if vcpu.power() == Power::OnPending && vm.state() == VmState::Running {
+                enter(vm, vcpu);
+            }
+        }
+        cpu::wfi();
+    }
+}
+
+/// Loads `vcpu` on this CPU from reset and enters it.
+fn enter(vm: &Vm, vcpu: &Vcpu) -> ! {
+    let req = vcpu.start_request();
+    vcpu.set_power(Power::On);
+    El1Context::reset().restore();
+    el1::load_guest_control(&GuestControl {
+        hcr: HCR_GUEST,
+        vttbr: vm.stage2.vttbr(),
+        vtcr: stage2::vtcr(),
+        vmpidr: vcpu.mpidr | 1 << 31,
+        cntvoff: vm.cntvoff,
+    });
+    stage2::flush_current_vmid();
+
+    let top = stack_of(cpu_id()).end;
+    let slot = (top - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+    // SAFETY: the slot is the reserved top of this CPU's stack, below which
+    // the run loop runs; nothing else uses it. It is fully initialized here.
+    let frame = unsafe {
+        slot.write_bytes(0, 1);
+        &mut *slot
+    };
+    frame.x[0] = req.context;
+    frame.elr = req.entry;
+    frame.spsr = SPSR_EL1H_MASKED;
+    el1::enter_guest(frame)
+}
+
+/// Whether the guest interrupted by a trap on this CPU may be resumed:
+/// called after every trap from a lower EL. A vCPU that was turned off or
+/// whose VM stopped or is resetting is abandoned here, and the CPU goes
+/// back to its run loop.
+pub fn after_guest_exit() {
+    let Some((vm, vcpu)) = guest::current() else { return };
+    if vcpu.power() != Power::On || vm.state() != VmState::Running {
+        vcpu.set_power(Power::Off);
+        restart_loop();
+    }
+}
+
+/// Starts `vcpu` (PSCI CPU_ON, VM start): marks it pending and kicks its CPU.
+pub fn start_vcpu(vcpu: &Vcpu, req: StartRequest) -> bool {
+    if !vcpu.request_start(req) {
+        return false;
+    }
+    kick(vcpu.pcpu);
+    true
+}
+
+fn kick(pcpu: usize) {
+    if pcpu == cpu_id() {
+        return;
+    }
+    ipi::hw::send(pcpu, Message::VcpuKick);
+}
+
+/// Starts a VM's boot vCPU at the kernel with x0 = the DTB.
+pub fn boot_vm(vm: &Vm) {
+    let Some(boot) = vm.vcpus.first() else { return };
+    start_vcpu(boot, StartRequest { entry: vm.layout.kernel.start, context: vm.layout.dtb.start });
+}
+
+/// Makes every other vCPU of `vm` leave the guest and waits (bounded) until
+/// none runs, so the VM's memory can be rewritten.
+fn stop_other_vcpus(vm: &Vm, me: Option<usize>) {
+    for vcpu in vm.vcpus.iter().filter(|v| Some(v.index) != me) {
+        if vcpu.power() != Power::Off {
+            vcpu.set_power(Power::Off);
+            kick(vcpu.pcpu);
+        }
+    }
+}
+
+/// PSCI SYSTEM_OFF: stops the VM; the machine powers off when no VM runs.
+pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
+    vm.set_state(VmState::Stopped);
+    stop_other_vcpus(vm, Some(vcpu.index));
+    vcpu.set_power(Power::Off);
+    println!("nmivisor: vm {}: powered off (SYSTEM_OFF from vCPU {})", vm.name, vcpu.index);
+    if guest::vms().iter().all(|v| v.state() == VmState::Stopped) {
+        println!("nmivisor: all VMs stopped");
+        crate::boot::start::shutdown(crate::boot::start::nr_cpus());
+    }
+    restart_loop()
+}
+
+/// PSCI SYSTEM_RESET: stops every vCPU, reloads the VM from its image and
+/// starts it again on its boot vCPU.
+pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
+    vm.set_state(VmState::Resetting);
+    stop_other_vcpus(vm, Some(vcpu.index));
+    vcpu.set_power(Power::Off);
+    // Give the other vCPUs' CPUs time to leave the guest; they check the VM
+    // state on their way out of any trap or interrupt.
+    let deadline = cpu::deadline_after_us(100_000);
+    while cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    println!("nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})", vm.name, vcpu.index);
+    if vm.load().is_none() {
+        println!("nmivisor: vm {}: reload failed, stopping it", vm.name);
+        vm.set_state(VmState::Stopped);
+        restart_loop();
+    }
+    vm.set_state(VmState::Running);
+    boot_vm(vm);
+    restart_loop()
+}

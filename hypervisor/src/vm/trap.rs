@@ -1,0 +1,208 @@
+//! Guest exits: synchronous exceptions from EL1/EL0, decoded with the pure
+//! ESR module and dispatched. Every guest-controlled value gets a defined
+//! answer (an SMCCC error, an injected abort or UNDEFINED, a rate-limited
+//! log line), never a hypervisor panic.
+
+use super::guest::{self, Power, StartRequest, Vcpu, Vm};
+use super::hypercall::{self, Call, VendorCall, CONSOLE_WRITE_MAX};
+use super::inject::{self, ExceptionKind, GuestState};
+use super::psci::{self, PowerState, PsciCall, PsciVm};
+use super::run;
+use crate::arch::el1;
+use crate::arch::esr::{fault_ipa, Esr, ExceptionClass};
+use crate::arch::vectors::TrapFrame;
+use crate::arch::{cpu, gicv3};
+use crate::debug::ratelimit::{Allow, RateLimit};
+use crate::println;
+use core::arch::asm;
+
+/// Handles a synchronous exception from the guest running on this CPU.
+pub fn handle_sync(frame: &mut TrapFrame) {
+    let Some((vm, vcpu)) = guest::current() else {
+        // A lower-EL trap with no vCPU here cannot happen; say so and stop
+        // this CPU rather than return into an unknown EL1.
+        crate::debug::dump::unexpected_exception(crate::arch::vectors::VectorKind(8), frame);
+        cpu::halt();
+    };
+    // Traps may take long (PSCI, console, dumps): let interrupts in, NMIs
+    // above all, while the trap frame keeps the guest state.
+    gicv3::local_irq_unmask();
+    let esr = Esr(frame.esr);
+    match esr.class() {
+        ExceptionClass::Hvc64 => hypercall(vm, vcpu, frame),
+        ExceptionClass::Smc64 => {
+            // A trapped SMC returns to the SMC itself (Arm ARM D1.10.1).
+            frame.elr += 4;
+            hypercall(vm, vcpu, frame);
+        }
+        ExceptionClass::WfiWfe => {
+            frame.elr += 4;
+            wait_for_interrupt();
+        }
+        ExceptionClass::DataAbortLower => data_abort(vm, frame, esr),
+        ExceptionClass::InstructionAbortLower => {
+            log(vm, "instruction fetch outside guest RAM", frame.far);
+            inject_sync(frame, instruction_abort_esr(frame.spsr));
+        }
+        _ => {
+            log(vm, "unhandled exception class, injecting UNDEFINED", frame.esr);
+            inject_sync(frame, Esr::undefined(esr.il()).0);
+        }
+    }
+    gicv3::local_irq_mask();
+}
+
+/// A physical SError or FIQ taken while a guest ran: logged (rate-limited).
+pub fn log_async(kind: crate::arch::vectors::VectorKind, frame: &TrapFrame) {
+    if let Some((vm, _)) = guest::current() {
+        let (ty, _) = kind.describe();
+        log(vm, ty, frame.esr);
+    }
+}
+
+/// Idles the CPU until any physical interrupt is pending; the interrupt
+/// is then taken as soon as the guest resumes (or right here).
+fn wait_for_interrupt() {
+    cpu::wfi();
+}
+
+static GUEST_LOG: RateLimit = RateLimit::new();
+
+/// A rate-limited line about something a guest did.
+fn log(vm: &Vm, what: &str, value: u64) {
+    match GUEST_LOG.allow() {
+        Allow::Yes => println!("nmivisor: vm {}: {what} ({value:#x})", vm.name),
+        Allow::Last => println!("nmivisor: vm {}: {what} ({value:#x}); further guest faults not logged", vm.name),
+        Allow::No => {}
+    }
+}
+
+/// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
+/// MMIO. No emulated device answers yet, so each one becomes a synchronous
+/// external abort in the guest.
+fn data_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr) {
+    let hpfar: u64;
+    // SAFETY: reading HPFAR_EL2 has no side effects.
+    unsafe { asm!("mrs {}, hpfar_el2", out(reg) hpfar, options(nomem, nostack, preserves_flags)) };
+    let ipa = fault_ipa(hpfar, frame.far);
+    let write = esr.mmio_access().is_some_and(|a| a.write);
+    log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
+    let same_el = frame.spsr & 0xf != 0;
+    inject_sync(frame, Esr::sync_external_data_abort(same_el, write).0);
+}
+
+/// ESR for a synchronous external abort on instruction fetch (EC 0x21 from
+/// EL1, 0x20 from EL0; IFSC 0x10).
+fn instruction_abort_esr(spsr: u64) -> u64 {
+    let ec = if spsr & 0xf != 0 { 0x21 } else { 0x20 };
+    ec << 26 | 1 << 25 | 0x10
+}
+
+/// Takes a synchronous exception with syndrome `esr` to the guest's EL1.
+fn inject_sync(frame: &mut TrapFrame, esr: u64) {
+    let state = GuestState {
+        pstate: frame.spsr,
+        pc: frame.elr,
+        vbar_el1: el1::guest_vbar(),
+        sctlr_el1: el1::El1Context::save().sctlr,
+    };
+    match inject::inject(&state, ExceptionKind::Sync) {
+        Ok(to) => {
+            el1::set_exception_regs(esr, frame.far, to.elr_el1, to.spsr_el1);
+            frame.elr = to.pc;
+            frame.spsr = to.pstate;
+        }
+        Err(e) => {
+            // Nothing sane to resume: stop this vCPU, keep the hypervisor.
+            println!("nmivisor: {e}; stopping this vCPU");
+            if let Some((_, vcpu)) = guest::current() {
+                vcpu.set_power(Power::Off);
+            }
+        }
+    }
+}
+
+/// The PSCI view of a VM.
+struct PsciView<'a>(&'a Vm);
+
+impl PsciVm for PsciView<'_> {
+    fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<usize> {
+        self.0.vcpu_by_mpidr(mpidr).map(|v| v.index)
+    }
+
+    fn power_state(&self, vcpu: usize) -> PowerState {
+        match self.0.vcpus.get(vcpu).map(Vcpu::power) {
+            Some(Power::On) => PowerState::On,
+            Some(Power::OnPending) => PowerState::OnPending,
+            _ => PowerState::Off,
+        }
+    }
+
+    fn entry_is_valid(&self, ipa: u64) -> bool {
+        self.0.ipa_to_pa(ipa, 4).is_some() && ipa % 4 == 0
+    }
+}
+
+/// An HVC or SMC from the guest (SMCCC): x0 is the function ID, x1..x3 the
+/// arguments; results go back in x0.
+fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
+    let fid = frame.x[0] as u32;
+    let args = [frame.x[1], frame.x[2], frame.x[3]];
+    let call = hypercall::decode(fid, args);
+    let result = match call.fixed_result() {
+        Some(r) => r,
+        None => match call {
+            Call::Psci(fid) => psci_call(vm, vcpu, fid, args),
+            Call::Vendor(VendorCall::ConsoleWrite { addr, len }) => console_write(vm, addr, len),
+            Call::Vendor(VendorCall::Dump) => {
+                let reason = alloc::format!("requested by vm {} vCPU {}", vm.name, vcpu.index);
+                crate::debug::roundup::dump_all_cpus(&reason);
+                0
+            }
+            _ => hypercall::NOT_SUPPORTED,
+        },
+    };
+    frame.x[0] = result as u64;
+}
+
+fn console_write(vm: &Vm, addr: u64, len: usize) -> i64 {
+    let mut buf = [0u8; CONSOLE_WRITE_MAX];
+    let Some(bytes) = buf.get_mut(..len) else { return hypercall::INVALID_PARAMETERS };
+    if vm.read_guest(addr, bytes).is_none() {
+        return hypercall::INVALID_PARAMETERS;
+    }
+    vm.console_write(bytes);
+    len as i64
+}
+
+fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
+    match psci::handle(fid, args, &PsciView(vm)) {
+        None => hypercall::NOT_SUPPORTED,
+        Some(PsciCall::Return(r)) => r,
+        Some(PsciCall::CpuOn { vcpu: target, entry, context }) => {
+            match vm.vcpus.get(target) {
+                Some(t) if run::start_vcpu(t, StartRequest { entry, context }) => 0,
+                // Lost a race with another CPU_ON for the same vCPU.
+                Some(_) => psci::ret::ALREADY_ON,
+                None => psci::ret::INVALID_PARAMETERS,
+            }
+        }
+        Some(PsciCall::CpuOff) => {
+            vcpu.set_power(Power::Off);
+            gicv3::local_irq_mask();
+            run::restart_loop()
+        }
+        Some(PsciCall::Suspend) => {
+            wait_for_interrupt();
+            0
+        }
+        Some(PsciCall::SystemOff) => {
+            gicv3::local_irq_mask();
+            run::system_off(vm, vcpu)
+        }
+        Some(PsciCall::SystemReset) => {
+            gicv3::local_irq_mask();
+            run::system_reset(vm, vcpu)
+        }
+    }
+}

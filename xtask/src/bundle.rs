@@ -1,0 +1,667 @@
+//! The VM bundle: the one file QEMU loads with `-initrd` that carries every
+//! guest and its configuration. The hypervisor finds it through the device
+//! tree's `/chosen` `linux,initrd-start`/`-end` and parses it itself.
+//!
+//! The format is a newc (`070701`) cpio archive with one directory per VM:
+//!
+//! | path | |
+//! |---|---|
+//! | `NAME/image` | required: the guest kernel, an arm64 Image |
+//! | `NAME/initrd` | optional: the guest's initramfs |
+//! | `NAME/cmdline` | optional: the guest's command line (text) |
+//! | `NAME/config` | required: `key = value` lines, `#` comments |
+//!
+//! Config keys: `cpus`, the physical CPUs the VM owns (`0-3`, `1,3`), and
+//! `memory`, a size with an optional K, M or G suffix. VM names are 1-15
+//! characters of `a-z`, `0-9`, `_` and `-`.
+//!
+//! [`build_bundle`] checks what it can before writing (names, CPU lists,
+//! sizes, overlapping CPUs, the images' arm64 header); the hypervisor checks
+//! again against the real machine. [`BundleSpec`] describes bundles of
+//! guest-test VMs as data for the QEMU scenarios, including deliberately
+//! broken ones ([`Defect`], [`BundleSpec::unchecked`]) that the hypervisor
+//! must refuse without crashing.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::util::{self, display_path};
+use crate::{image, say};
+
+/// Longest VM name (the hypervisor prefixes console lines with it).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// One VM of a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// The VM's directory name: 1-15 characters of `[a-z0-9_-]`.
+    pub name: String,
+    /// The guest kernel (an arm64 Image).
+    pub image: PathBuf,
+    /// The guest's initramfs, if any.
+    pub initrd: Option<PathBuf>,
+    /// The guest's command line; empty means no `cmdline` file.
+    pub cmdline: String,
+    /// Physical CPUs, e.g. `0-3` or `1,3`.
+    pub cpus: String,
+    /// Memory size, e.g. `128M`.
+    pub memory: String,
+}
+
+impl VmConfig {
+    /// The text of the VM's `config` file.
+    pub fn config_text(&self) -> String {
+        format!(
+            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n",
+            self.name, self.cpus, self.memory
+        )
+    }
+}
+
+/// The CPU list naming every CPU of an `n`-CPU machine: `0`, `0-1`, `0-3`...
+pub fn all_cpus(n: u32) -> String {
+    match n {
+        0 | 1 => "0".into(),
+        n => format!("0-{}", n - 1),
+    }
+}
+
+/// Where the bundle called `name` is written: `target/nmivisor/NAME.cpio`.
+pub fn bundle_path(name: &str) -> PathBuf {
+    util::out_dir().join(format!("{name}.cpio"))
+}
+
+/// Checks `vms`, then writes their bundle to `out`.
+pub fn build_bundle(vms: &[VmConfig], out: &Path) -> Result<()> {
+    validate(vms)?;
+    let members = members(vms, &[], true)?;
+    write_out(&archive(&members)?, vms, out)
+}
+
+/// A deliberate mistake in a bundle, for the scenarios that check the
+/// hypervisor refuses it gracefully.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// Leave out the image of the VM with this name.
+    NoImage(String),
+    /// Cut the finished archive to half its length: the data of the file
+    /// that spans the middle (a guest image) runs past the end, and the
+    /// trailer is gone.
+    Truncate,
+}
+
+/// Writes the bundle of `vms` to `out` with `defects`, checking nothing but
+/// that the files can be read. For scenarios only.
+pub fn build_broken_bundle(vms: &[VmConfig], defects: &[Defect], out: &Path) -> Result<()> {
+    let mut bytes = archive(&members(vms, defects, false)?)?;
+    if defects.contains(&Defect::Truncate) {
+        bytes.truncate(bytes.len() / 2);
+    }
+    write_out(&bytes, vms, out)
+}
+
+fn write_out(bytes: &[u8], vms: &[VmConfig], out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    say!(
+        "bundle: {} ({} bytes, VMs: {})",
+        display_path(out),
+        bytes.len(),
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// Checks names (valid, unique), CPU lists, memory sizes and that no two
+/// VMs share a CPU.
+pub fn validate(vms: &[VmConfig]) -> Result<()> {
+    ensure!(!vms.is_empty(), "a bundle needs at least one VM");
+    let mut owners: Vec<(&str, BTreeSet<u32>)> = Vec::new();
+    for vm in vms {
+        check_name(&vm.name)?;
+        ensure!(
+            !owners.iter().any(|(n, _)| *n == vm.name),
+            "VM name {:?} is used twice",
+            vm.name
+        );
+        let cpus = parse_cpus(&vm.cpus).with_context(|| format!("VM {}: bad cpus", vm.name))?;
+        parse_size(&vm.memory).with_context(|| format!("VM {}: bad memory", vm.name))?;
+        for (other, theirs) in &owners {
+            let shared: Vec<String> = cpus.intersection(theirs).map(u32::to_string).collect();
+            ensure!(
+                shared.is_empty(),
+                "VMs {other} and {} both want CPU {}",
+                vm.name,
+                shared.join(",")
+            );
+        }
+        owners.push((&vm.name, cpus));
+    }
+    Ok(())
+}
+
+/// Checks a VM name: 1-15 characters of `[a-z0-9_-]`.
+pub fn check_name(name: &str) -> Result<()> {
+    ensure!(
+        (1..=MAX_NAME_LEN).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')),
+        "bad VM name {name:?}: use 1-{MAX_NAME_LEN} characters of a-z, 0-9, _ and -"
+    );
+    Ok(())
+}
+
+/// Parses a CPU list (`0-3`, `1,3`, `0-1, 4`) into the set of CPU numbers.
+pub fn parse_cpus(text: &str) -> Result<BTreeSet<u32>> {
+    let mut set = BTreeSet::new();
+    for item in text.split(',').map(str::trim) {
+        let num = |s: &str| -> Result<u32> {
+            let s = s.trim();
+            ensure!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+                "{s:?} is not a CPU number"
+            );
+            Ok(s.parse()?)
+        };
+        let (first, last) = match item.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(item)?, num(item)?),
+        };
+        ensure!(first <= last, "range {item:?} runs backwards");
+        ensure!(last < 64, "CPU {last} is out of range");
+        set.extend(first..=last);
+    }
+    Ok(set)
+}
+
+/// Parses a size: bytes, or a number with a K, M or G suffix (binary
+/// units, either case). Zero is refused.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (digits, shift) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    ensure!(
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+        "{text:?} is not a size (a number of bytes, or a number with K, M or G)"
+    );
+    let value: u64 = digits.parse()?;
+    let size = value
+        .checked_mul(1 << shift)
+        .with_context(|| format!("{text:?} is too large"))?;
+    ensure!(size > 0, "the size is zero");
+    Ok(size)
+}
+
+/// One archive member: a directory (no data) or a regular file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Member {
+    path: String,
+    dir: bool,
+    data: Vec<u8>,
+}
+
+/// The members for `vms` in archive order: each VM's directory, then its
+/// config, cmdline, image and initrd. With `check_images`, every image
+/// must carry the arm64 Image header.
+fn members(vms: &[VmConfig], defects: &[Defect], check_images: bool) -> Result<Vec<Member>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let mut out = Vec::new();
+    for vm in vms {
+        let file = |name: &str, data: Vec<u8>| Member {
+            path: format!("{}/{name}", vm.name),
+            dir: false,
+            data,
+        };
+        out.push(Member {
+            path: vm.name.clone(),
+            dir: true,
+            data: Vec::new(),
+        });
+        out.push(file("config", vm.config_text().into_bytes()));
+        if !vm.cmdline.is_empty() {
+            out.push(file("cmdline", vm.cmdline.clone().into_bytes()));
+        }
+        if !defects.contains(&Defect::NoImage(vm.name.clone())) {
+            let data = read(&vm.image)?;
+            if check_images {
+                image::check_image_header(&data).with_context(|| {
+                    format!(
+                        "VM {}: {} is not an arm64 Image",
+                        vm.name,
+                        vm.image.display()
+                    )
+                })?;
+            }
+            out.push(file("image", data));
+        }
+        if let Some(initrd) = &vm.initrd {
+            out.push(file("initrd", read(initrd)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `members` as a newc cpio archive (fixed owner and time, so the
+/// same inputs give the same bytes).
+fn archive(members: &[Member]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let size = u32::try_from(m.data.len())
+            .with_context(|| format!("{} is too large for a cpio archive", m.path))?;
+        let (mode, nlink) = if m.dir {
+            (0o040_755, 2)
+        } else {
+            (0o100_644, 1)
+        };
+        let ino = u32::try_from(i + 1)?;
+        let mut w = cpio::NewcBuilder::new(&m.path)
+            .ino(ino)
+            .mode(mode)
+            .nlink(nlink)
+            .write(out, size);
+        w.write_all(&m.data)?;
+        out = w.finish()?;
+    }
+    Ok(cpio::newc::trailer(out)?)
+}
+
+/// One guest-test VM of a [`BundleSpec`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestVm {
+    /// VM name.
+    pub name: String,
+    /// Physical CPUs.
+    pub cpus: String,
+    /// Memory size.
+    pub memory: String,
+}
+
+/// A bundle of guest-test VMs described as data: the image path is only
+/// known once the guest is built, so scenarios carry this and the runner
+/// calls [`BundleSpec::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSpec {
+    /// The VMs, in archive order.
+    pub vms: Vec<GuestVm>,
+    /// Deliberate mistakes.
+    pub defects: Vec<Defect>,
+    /// Whether [`validate`] runs (off for bundles the hypervisor must refuse
+    /// on their configuration, e.g. overlapping CPUs).
+    pub checked: bool,
+}
+
+impl Default for BundleSpec {
+    fn default() -> Self {
+        BundleSpec {
+            vms: Vec::new(),
+            defects: Vec::new(),
+            checked: true,
+        }
+    }
+}
+
+impl BundleSpec {
+    /// An empty bundle; add VMs with [`BundleSpec::vm`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a guest-test VM.
+    pub fn vm(mut self, name: &str, cpus: &str, memory: &str) -> Self {
+        self.vms.push(GuestVm {
+            name: name.into(),
+            cpus: cpus.into(),
+            memory: memory.into(),
+        });
+        self
+    }
+
+    /// Adds a deliberate mistake.
+    pub fn defect(mut self, d: Defect) -> Self {
+        self.defects.push(d);
+        self
+    }
+
+    /// Skips [`validate`]: the configuration is wrong on purpose.
+    pub fn unchecked(mut self) -> Self {
+        self.checked = false;
+        self
+    }
+
+    /// The VM configurations, each booting `image`.
+    pub fn configs(&self, image: &Path) -> Vec<VmConfig> {
+        self.vms
+            .iter()
+            .map(|v| VmConfig {
+                name: v.name.clone(),
+                image: image.to_path_buf(),
+                initrd: None,
+                cmdline: String::new(),
+                cpus: v.cpus.clone(),
+                memory: v.memory.clone(),
+            })
+            .collect()
+    }
+
+    /// Writes the bundle to `out`, every VM booting `image`.
+    pub fn build(&self, image: &Path, out: &Path) -> Result<()> {
+        let vms = self.configs(image);
+        if self.checked && self.defects.is_empty() {
+            build_bundle(&vms, out)
+        } else {
+            if vms.is_empty() {
+                bail!("a bundle needs at least one VM");
+            }
+            build_broken_bundle(&vms, &self.defects, out)
+        }
+    }
+
+    /// A short description for `cargo xtask test --list`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .vms
+            .iter()
+            .map(|v| format!("{} cpus {} mem {}", v.name, v.cpus, v.memory))
+            .collect();
+        for d in &self.defects {
+            parts.push(match d {
+                Defect::NoImage(vm) => format!("no image for {vm}"),
+                Defect::Truncate => "truncated".into(),
+            });
+        }
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "xtask-bundle-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// An "image" of `len` bytes with the arm64 magic.
+    fn fake_image(len: usize, fill: u8) -> Vec<u8> {
+        let mut v = vec![fill; len];
+        v[image::IMAGE_MAGIC_OFFSET..image::IMAGE_MAGIC_OFFSET + 4]
+            .copy_from_slice(image::IMAGE_MAGIC);
+        v
+    }
+
+    /// (path, mode, data) of every entry, read back with the `cpio` crate.
+    fn read_back(mut bytes: &[u8]) -> std::io::Result<Vec<(String, u32, Vec<u8>)>> {
+        let mut out = Vec::new();
+        loop {
+            let mut r = cpio::NewcReader::new(bytes)?;
+            if r.entry().is_trailer() {
+                return Ok(out);
+            }
+            let (name, mode) = (r.entry().name().to_owned(), r.entry().mode());
+            let mut data = Vec::new();
+            r.read_to_end(&mut data)?;
+            out.push((name, mode, data));
+            bytes = r.finish()?;
+        }
+    }
+
+    fn vm(name: &str, image: &Path, cpus: &str) -> VmConfig {
+        VmConfig {
+            name: name.into(),
+            image: image.into(),
+            initrd: None,
+            cmdline: String::new(),
+            cpus: cpus.into(),
+            memory: "128M".into(),
+        }
+    }
+
+    #[test]
+    fn builds_and_reads_back() {
+        let dir = Scratch::new();
+        let img = fake_image(1001, 0x11);
+        let initrd = b"initramfs bytes".to_vec();
+        let a = VmConfig {
+            initrd: Some(dir.file("initrd", &initrd)),
+            cmdline: "console=ttyAMA0 quiet".into(),
+            ..vm("guest-test", &dir.file("image", &img), "0-1")
+        };
+        let img2 = fake_image(64, 0x22);
+        let b = VmConfig {
+            memory: "1G".into(),
+            ..vm("second_2", &dir.file("image2", &img2), "2,3")
+        };
+        let out = dir.0.join("out/bundle.cpio");
+        build_bundle(&[a, b], &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(&bytes[..6], b"070701");
+
+        let entries = read_back(&bytes).unwrap();
+        let paths: Vec<(&str, u32)> = entries.iter().map(|e| (e.0.as_str(), e.1)).collect();
+        assert_eq!(
+            paths,
+            [
+                ("guest-test", 0o040755),
+                ("guest-test/config", 0o100644),
+                ("guest-test/cmdline", 0o100644),
+                ("guest-test/image", 0o100644),
+                ("guest-test/initrd", 0o100644),
+                ("second_2", 0o040755),
+                ("second_2/config", 0o100644),
+                ("second_2/image", 0o100644),
+            ]
+        );
+        let data = |p: &str| &entries.iter().find(|e| e.0 == p).unwrap().2;
+        assert_eq!(data("guest-test/image"), &img);
+        assert_eq!(data("guest-test/initrd"), &initrd);
+        assert_eq!(data("guest-test/cmdline"), b"console=ttyAMA0 quiet");
+        assert_eq!(data("second_2/image"), &img2);
+        assert!(data("guest-test").is_empty());
+        let config = String::from_utf8(data("second_2/config").clone()).unwrap();
+        let pairs: Vec<&str> = config.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(pairs, ["cpus = 2,3", "memory = 1G"]);
+        assert!(config.starts_with('#'));
+
+        // Reproducible: the same inputs give the same bytes.
+        let again = dir.0.join("again.cpio");
+        build_bundle(
+            &[
+                VmConfig {
+                    initrd: Some(dir.0.join("initrd")),
+                    cmdline: "console=ttyAMA0 quiet".into(),
+                    ..vm("guest-test", &dir.0.join("image"), "0-1")
+                },
+                VmConfig {
+                    memory: "1G".into(),
+                    ..vm("second_2", &dir.0.join("image2"), "2,3")
+                },
+            ],
+            &again,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(again).unwrap(), bytes);
+    }
+
+    #[test]
+    fn entries_are_4_byte_aligned() {
+        // newc pads header+name and data to 4 bytes; odd sizes exercise it.
+        let dir = Scratch::new();
+        let out = dir.0.join("b.cpio");
+        build_bundle(&[vm("a", &dir.file("i", &fake_image(67, 1)), "0")], &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len() % 4, 0);
+        let mut at = 0;
+        let mut magics = 0;
+        while let Some(pos) = bytes[at..].windows(6).position(|w| w == b"070701") {
+            assert_eq!((at + pos) % 4, 0);
+            at += pos + 6;
+            magics += 1;
+        }
+        assert_eq!(magics, 4, "dir, config, image, trailer");
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "guest-test", "vm_0", "abcdefghijklmno"] {
+            check_name(good).unwrap();
+        }
+        for bad in ["", "Guest", "a/b", "a b", "abcdefghijklmnop", "vm.1", "é"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        let set = |t: &str| parse_cpus(t).unwrap().into_iter().collect::<Vec<_>>();
+        assert_eq!(set("0-3"), [0, 1, 2, 3]);
+        assert_eq!(set("1,3"), [1, 3]);
+        assert_eq!(set(" 0-1, 4 ,6-6"), [0, 1, 4, 6]);
+        for bad in ["", "3-1", "a", "1,,2", "-1", "1-", "64", "0x1"] {
+            assert!(parse_cpus(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn all_cpus_covers_the_machine() {
+        assert_eq!(all_cpus(1), "0");
+        assert_eq!(all_cpus(2), "0-1");
+        assert_eq!(all_cpus(8), "0-7");
+        assert_eq!(parse_cpus(&all_cpus(4)).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("128M").unwrap(), 128 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "M",
+            "12T",
+            "1.5G",
+            "-1M",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validation_refuses_bad_bundles() {
+        let img = Path::new("/nonexistent");
+        let err = |vms: &[VmConfig]| format!("{:#}", validate(vms).unwrap_err());
+        assert!(err(&[]).contains("at least one VM"));
+        assert!(err(&[vm("Bad", img, "0")]).contains("bad VM name"));
+        assert!(err(&[vm("a", img, "0"), vm("a", img, "1")]).contains("used twice"));
+        assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2"));
+        assert!(err(&[vm("a", img, "")]).contains("bad cpus"));
+        let no_mem = VmConfig {
+            memory: "lots".into(),
+            ..vm("a", img, "0")
+        };
+        assert!(err(&[no_mem]).contains("bad memory"));
+        validate(&[vm("a", img, "0-1"), vm("b", img, "2-3")]).unwrap();
+    }
+
+    #[test]
+    fn refuses_images_without_the_arm64_header() {
+        let dir = Scratch::new();
+        let out = dir.0.join("b.cpio");
+        let e = build_bundle(&[vm("a", &dir.file("elf", b"\x7fELF..."), "0")], &out).unwrap_err();
+        assert!(format!("{e:#}").contains("not an arm64 Image"), "{e:#}");
+        let e = build_bundle(&[vm("a", &dir.0.join("missing"), "0")], &out).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn broken_bundles_for_the_scenarios() {
+        let dir = Scratch::new();
+        let img = dir.file("image", &fake_image(4096, 0x33));
+        let out = dir.0.join("broken.cpio");
+
+        // Overlapping CPUs and too much memory are written as asked.
+        let spec = BundleSpec::new()
+            .vm("good", "0-1", "128M")
+            .vm("clash", "1-2", "64G")
+            .unchecked();
+        assert!(BundleSpec {
+            checked: true,
+            ..spec.clone()
+        }
+        .build(&img, &out)
+        .is_err());
+        spec.build(&img, &out).unwrap();
+        let entries = read_back(&std::fs::read(&out).unwrap()).unwrap();
+        let config = &entries.iter().find(|e| e.0 == "clash/config").unwrap().2;
+        let config = String::from_utf8_lossy(config);
+        assert!(config.contains("cpus = 1-2") && config.contains("memory = 64G"));
+
+        // A VM without an image: the other VM keeps its own.
+        BundleSpec::new()
+            .vm("good", "0-1", "128M")
+            .vm("noimage", "2-3", "128M")
+            .defect(Defect::NoImage("noimage".into()))
+            .build(&img, &out)
+            .unwrap();
+        let paths: Vec<String> = read_back(&std::fs::read(&out).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert!(paths.contains(&"good/image".into()));
+        assert!(paths.contains(&"noimage/config".into()));
+        assert!(!paths.contains(&"noimage/image".into()));
+
+        // Truncated: the reader fails partway, inside the image data.
+        let spec = BundleSpec::new()
+            .vm("good", "0-3", "128M")
+            .defect(Defect::Truncate);
+        spec.build(&img, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(bytes.len() < 4096);
+        assert_eq!(&bytes[..6], b"070701");
+        assert!(read_back(&bytes).is_err());
+        assert_eq!(spec.describe(), "good cpus 0-3 mem 128M; truncated");
+    }
+}
