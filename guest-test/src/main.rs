@@ -1,13 +1,89 @@
-//! guest-test: a tiny EL1 guest. Its scenarios arrive with the VM issue; for
-//! now it only builds, so the workspace layout is complete.
+//! guest-test: a tiny EL1 guest that checks the interfaces a VM sees.
+//!
+//! It runs the same way natively on QEMU's `virt` machine (no EL2: QEMU
+//! emulates PSCI over HVC itself) and as a VM under nmivisor. The boot CPU
+//! runs a fixed list of named cases ([`runner`]) and prints exactly one line
+//! per case, `test NAME ... ok` or `test NAME ... FAILED: reason`, then
+//! `N passed, M failed`, and powers the system off with PSCI SYSTEM_OFF.
+//!
+//! | case | checks |
+//! |---|---|
+//! | `psci-version` | PSCI_VERSION >= 1.0 |
+//! | `psci-features` | 0 for the functions the guest uses, -1 for an unused ID |
+//! | `psci-migrate-info-type` | 2 (no migration needed) |
+//! | `psci-cpu-on-invalid` | CPU_ON of an MPIDR not in the DT: -2 |
+//! | `psci-cpu-on-already-on` | CPU_ON of the caller: -4 |
+//! | `psci-cpu-on` | every secondary starts, runs Rust, checks in; AFFINITY_INFO = ON |
+//! | `psci-affinity-info` | level 1 and an unknown MPIDR: -2 |
+//! | `psci-cpu-off-on` | CPU_OFF, AFFINITY_INFO reaches OFF, CPU_ON again |
+//! | `psci-cpu-suspend` | standby returns 0, woken by the virtual timer |
+//! | `mmio-abort` | a read of unassigned MMIO is a synchronous external abort |
+//! | `outside-ram` | RAM's last word works; the next page aborts |
+//! | `fp-simd` | v0-v31 survive 1000 hypercalls, on every CPU |
+//! | `counter-monotonic` | CNTVCT_EL0 never goes back and advances, on every CPU |
+//!
+//! Any unexpected exception or panic prints a line starting
+//! `guest-test: unexpected exception` (or `guest-test: panic`), fails the
+//! running case and powers off: every wait is bounded by the virtual
+//! counter, so the outcome is never a hang.
+//!
+//! The console is the device tree's PL011 if it has one, else nmivisor's
+//! console hypercall ([`console`]). Boot argument
+//! `guest-test.qemu-affinity-level` (in /chosen/bootargs, QEMU `-append`)
+//! lets `psci-affinity-info` accept QEMU's built-in PSCI, which answers
+//! AFFINITY_INFO for affinity level 1 with ON instead of
+//! INVALID_PARAMETERS; the case's line then says so.
+//!
+//! The crate builds two ways:
+//! - for `aarch64-unknown-none` it is the guest image;
+//! - for the host only the pure helpers ([`esr`], [`line`], [`mmu`],
+//!   [`topology`]) are compiled, for their unit tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+// Pure logic: builds everywhere, unit-tested on the host.
+mod esr;
+mod line;
+mod mmu;
+mod topology;
+
+// The guest proper: asm, system registers, MMIO and hypercalls.
+#[cfg(target_os = "none")]
+mod cases;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod dt;
+#[cfg(target_os = "none")]
+mod entry;
+#[cfg(target_os = "none")]
+mod fault;
+#[cfg(target_os = "none")]
+mod gic;
+#[cfg(target_os = "none")]
+mod psci;
+#[cfg(target_os = "none")]
+mod runner;
+#[cfg(target_os = "none")]
+mod secondary;
+#[cfg(target_os = "none")]
+mod timer;
+#[cfg(target_os = "none")]
+mod vectors;
+
+/// Reports a Rust panic like an unexpected exception: the running case
+/// fails and the system powers off.
 #[cfg(target_os = "none")]
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        core::hint::spin_loop();
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let me = cpu::index();
+    match info.location() {
+        Some(at) => println!("guest-test: panic on cpu {me} at {at}: {}", info.message()),
+        None => println!("guest-test: panic on cpu {me}: {}", info.message()),
     }
+    runner::abort(me, "panic")
 }
 
 #[cfg(not(target_os = "none"))]

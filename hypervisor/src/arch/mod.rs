@@ -16,6 +16,8 @@ pub mod exception;
 #[cfg(target_os = "none")]
 pub mod gicv3;
 #[cfg(target_os = "none")]
+pub mod ich;
+#[cfg(target_os = "none")]
 pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod psci;

@@ -12,7 +12,7 @@ use crate::mm::stage2::Stage2Tables;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 /// Guest RAM starts at the same IPA as QEMU virt's RAM, so kernels built
@@ -43,6 +43,8 @@ pub struct Vcpu {
     /// The physical CPU that runs it.
     pub pcpu: usize,
     power: AtomicU8,
+    /// True while its physical CPU is in the guest or in a trap from it.
+    resident: AtomicBool,
     start: Mutex<StartRequest>,
 }
 
@@ -51,7 +53,14 @@ impl Vcpu {
     /// ICC_SGI1R's 16-bit target lists can reach every vCPU.
     pub fn new(index: usize, pcpu: usize) -> Self {
         let mpidr = ((index as u64 / 16) << 8) | (index as u64 % 16);
-        Vcpu { index, mpidr, pcpu, power: AtomicU8::new(Power::Off as u8), start: Mutex::new(StartRequest::default()) }
+        Vcpu {
+            index,
+            mpidr,
+            pcpu,
+            power: AtomicU8::new(Power::Off as u8),
+            resident: AtomicBool::new(false),
+            start: Mutex::new(StartRequest::default()),
+        }
     }
 
     pub fn power(&self) -> Power {
@@ -64,6 +73,15 @@ impl Vcpu {
 
     pub fn set_power(&self, p: Power) {
         self.power.store(p as u8, Ordering::Release);
+    }
+
+    /// Whether its physical CPU is running it (or handling one of its traps).
+    pub fn is_resident(&self) -> bool {
+        self.resident.load(Ordering::Acquire)
+    }
+
+    pub fn set_resident(&self, r: bool) {
+        self.resident.store(r, Ordering::Release);
     }
 
     /// Asks for the vCPU to start at `req`; fails unless it is off.
@@ -80,8 +98,19 @@ impl Vcpu {
         true
     }
 
-    pub fn start_request(&self) -> StartRequest {
-        *self.start.lock()
+    /// Claims a pending start on the vCPU's own CPU: OnPending -> On and
+    /// marks it resident. None if the start was withdrawn meanwhile.
+    pub fn claim_start(&self) -> Option<StartRequest> {
+        let req = self.start.lock();
+        self.set_resident(true);
+        let claimed = self
+            .power
+            .compare_exchange(Power::OnPending as u8, Power::On as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !claimed {
+            self.set_resident(false);
+        }
+        claimed.then_some(*req)
     }
 }
 

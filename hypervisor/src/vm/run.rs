@@ -28,6 +28,9 @@ fn loop_stack_top(cpu: usize) -> u64 {
 
 /// Restarts this CPU's run loop from a fresh stack.
 pub fn restart_loop() -> ! {
+    if let Some((_, vcpu)) = guest::current() {
+        vcpu.set_resident(false);
+    }
     el1::run_on_fresh_stack(loop_stack_top(cpu_id()), pcpu_loop)
 }
 
@@ -45,7 +48,9 @@ pub extern "C" fn pcpu_loop() -> ! {
         }
         if let Some((vm, vcpu)) = owned_by(me) {
             if vcpu.power() == Power::OnPending && vm.state() == VmState::Running {
-                enter(vm, vcpu);
+                if let Some(req) = vcpu.claim_start() {
+                    enter(vm, vcpu, req);
+                }
             }
         }
         cpu::wfi();
@@ -53,9 +58,7 @@ pub extern "C" fn pcpu_loop() -> ! {
 }
 
 /// Loads `vcpu` on this CPU from reset and enters it.
-fn enter(vm: &Vm, vcpu: &Vcpu) -> ! {
-    let req = vcpu.start_request();
-    vcpu.set_power(Power::On);
+fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
     El1Context::reset().restore();
     el1::load_guest_control(&GuestControl {
         hcr: HCR_GUEST,
@@ -114,15 +117,28 @@ pub fn boot_vm(vm: &Vm) {
     start_vcpu(boot, StartRequest { entry: vm.layout.kernel.start, context: vm.layout.dtb.start });
 }
 
+/// How long the other vCPUs of a VM get to leave the guest.
+const LEAVE_TIMEOUT_US: u64 = 1_000_000;
+
 /// Makes every other vCPU of `vm` leave the guest and waits (bounded) until
-/// none runs, so the VM's memory can be rewritten.
-fn stop_other_vcpus(vm: &Vm, me: Option<usize>) {
-    for vcpu in vm.vcpus.iter().filter(|v| Some(v.index) != me) {
-        if vcpu.power() != Power::Off {
-            vcpu.set_power(Power::Off);
+/// none is resident, so the VM's memory can be rewritten. Returns false if
+/// one did not leave in time.
+fn stop_other_vcpus(vm: &Vm, me: Option<usize>) -> bool {
+    let others = || vm.vcpus.iter().filter(move |v| Some(v.index) != me);
+    for vcpu in others() {
+        vcpu.set_power(Power::Off);
+        if vcpu.is_resident() {
             kick(vcpu.pcpu);
         }
     }
+    let deadline = cpu::deadline_after_us(LEAVE_TIMEOUT_US);
+    while others().any(Vcpu::is_resident) {
+        if cpu::counter() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
 }
 
 /// PSCI SYSTEM_OFF: stops the VM; the machine powers off when no VM runs.
@@ -142,13 +158,11 @@ pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
 /// starts it again on its boot vCPU.
 pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
     vm.set_state(VmState::Resetting);
-    stop_other_vcpus(vm, Some(vcpu.index));
     vcpu.set_power(Power::Off);
-    // Give the other vCPUs' CPUs time to leave the guest; they check the VM
-    // state on their way out of any trap or interrupt.
-    let deadline = cpu::deadline_after_us(100_000);
-    while cpu::counter() < deadline {
-        core::hint::spin_loop();
+    if !stop_other_vcpus(vm, Some(vcpu.index)) {
+        println!("nmivisor: vm {}: a vCPU did not stop; reset abandoned, VM stopped", vm.name);
+        vm.set_state(VmState::Stopped);
+        restart_loop();
     }
     println!("nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})", vm.name, vcpu.index);
     if vm.load().is_none() {

@@ -1,0 +1,102 @@
+//! The GICv3 virtual CPU interface control registers (ICH_*_EL2), through
+//! aarch64-cpu where it has them. ICH_ELRSR_EL2 is read with our own
+//! accessor because aarch64-cpu lacks it.
+
+use aarch64_cpu::registers::{
+    Readable, Writeable, ICH_AP0R0_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR10_EL2,
+    ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
+    ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2,
+    ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+};
+use core::arch::asm;
+
+/// Most list registers the architecture allows.
+pub const MAX_LRS: usize = 16;
+
+/// Number of list registers this CPU implements (ICH_VTR_EL2.ListRegs + 1).
+pub fn nr_lrs() -> usize {
+    ((ICH_VTR_EL2.get() & 0x1f) as usize + 1).min(MAX_LRS)
+}
+
+/// Reads ICH_LR<n>_EL2; LRs beyond 15 read as 0.
+pub fn read_lr(n: usize) -> u64 {
+    match n {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
+        _ => 0,
+    }
+}
+
+/// Writes ICH_LR<n>_EL2; LRs beyond 15 are ignored.
+pub fn write_lr(n: usize, v: u64) {
+    match n {
+        0 => ICH_LR0_EL2.set(v),
+        1 => ICH_LR1_EL2.set(v),
+        2 => ICH_LR2_EL2.set(v),
+        3 => ICH_LR3_EL2.set(v),
+        4 => ICH_LR4_EL2.set(v),
+        5 => ICH_LR5_EL2.set(v),
+        6 => ICH_LR6_EL2.set(v),
+        7 => ICH_LR7_EL2.set(v),
+        8 => ICH_LR8_EL2.set(v),
+        9 => ICH_LR9_EL2.set(v),
+        10 => ICH_LR10_EL2.set(v),
+        11 => ICH_LR11_EL2.set(v),
+        12 => ICH_LR12_EL2.set(v),
+        13 => ICH_LR13_EL2.set(v),
+        14 => ICH_LR14_EL2.set(v),
+        15 => ICH_LR15_EL2.set(v),
+        _ => {}
+    }
+}
+
+pub fn read_hcr() -> u64 {
+    ICH_HCR_EL2.get()
+}
+
+pub fn write_hcr(v: u64) {
+    ICH_HCR_EL2.set(v);
+}
+
+pub fn read_misr() -> u64 {
+    ICH_MISR_EL2.get()
+}
+
+/// ICH_ELRSR_EL2: bit n set when LR n holds no interrupt.
+pub fn read_elrsr() -> u64 {
+    let v: u64;
+    // SAFETY: reading ICH_ELRSR_EL2 has no side effects.
+    unsafe { asm!("mrs {}, ich_elrsr_el2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Resets the virtual CPU interface for a vCPU starting from reset: no
+/// LRs, no active priorities, VMCR (virtual PMR, group enables) zero.
+pub fn reset_virtual_interface() {
+    for n in 0..nr_lrs() {
+        write_lr(n, 0);
+    }
+    ICH_AP0R0_EL2.set(0);
+    ICH_AP1R0_EL2.set(0);
+    ICH_VMCR_EL2.set(0);
+    write_hcr(1);
+}
+
+/// ICH_VMCR_EL2.VPMR [31:24]: the guest's priority mask, for dumps.
+pub fn virtual_pmr() -> u8 {
+    (ICH_VMCR_EL2.get() >> 24) as u8
+}
