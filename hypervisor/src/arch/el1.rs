@@ -2,10 +2,12 @@
 //!
 //! With static partitioning a vCPU owns its physical CPU, so its EL1
 //! registers stay live in the hardware while it runs and traps are handled
-//! without touching them. They are switched as a whole when a vCPU is
-//! loaded (power-on, reset) and saved when it is put (power-off), like
-//! KVM's vcpu_load/vcpu_put. General-purpose and FP/SIMD registers are
-//! switched on every trap by the exception vectors (the trap frame).
+//! without touching them. They are loaded as a whole when a vCPU starts
+//! (power-on, CPU_ON, reset) from the architectural reset state; nothing
+//! needs them back after power-off, since PSCI restarts a vCPU from reset.
+//! [`El1Context::save`] reads them all for dumps and debugging.
+//! General-purpose and FP/SIMD registers are switched on every trap by the
+//! exception vectors (the trap frame).
 
 use super::vectors::TrapFrame;
 use core::arch::asm;
@@ -121,6 +123,14 @@ pub fn set_exception_regs(esr: u64, far: u64, elr: u64, spsr: u64) {
     };
 }
 
+/// SCTLR_EL1 of the running guest.
+pub fn guest_sctlr() -> u64 {
+    let v: u64;
+    // SAFETY: reading SCTLR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, sctlr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 /// VBAR_EL1 of the running guest.
 pub fn guest_vbar() -> u64 {
     let v: u64;
@@ -151,6 +161,8 @@ pub fn load_guest_control(c: &GuestControl) {
     // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
     // own EL2 translation and exception handling are unaffected. CNTHCTL
     // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN).
+    // MDCR_EL2.HPMN = PMCR_EL0.N hands the guest every PMU counter, no trap
+    // bits set (HPMN = 0 would be reserved without FEAT_HPMN0).
     unsafe {
         asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack, preserves_flags));
         asm!(
@@ -160,7 +172,9 @@ pub fn load_guest_control(c: &GuestControl) {
             "msr vmpidr_el2, {vmpidr}",
             "msr cntvoff_el2, {cntvoff}",
             "msr cnthctl_el2, {cnthctl}",
-            "msr mdcr_el2, xzr",
+            "mrs {tmp}, pmcr_el0",
+            "ubfx {tmp}, {tmp}, #11, #5",
+            "msr mdcr_el2, {tmp}",
             "msr hcr_el2, {hcr}",
             "isb",
             vtcr = in(reg) c.vtcr,
@@ -170,6 +184,7 @@ pub fn load_guest_control(c: &GuestControl) {
             cntvoff = in(reg) c.cntvoff,
             cnthctl = in(reg) 3u64,
             hcr = in(reg) c.hcr,
+            tmp = out(reg) _,
             options(nomem, nostack, preserves_flags)
         );
     }

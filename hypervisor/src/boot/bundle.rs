@@ -296,14 +296,14 @@ pub enum BundleError {
 impl fmt::Display for BundleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Cpio(e) => write!(f, "VM bundle: {e}"),
+            Self::Cpio(e) => write!(f, "{e}"),
             Self::StrayFile(name) => {
                 write!(
                     f,
-                    "VM bundle: \"{name}\" is not inside a VM directory (NAME/{name}?)"
+                    "\"{name}\" is not inside a VM directory (NAME/{name}?)"
                 )
             }
-            Self::Empty => write!(f, "VM bundle: no VM directories"),
+            Self::Empty => write!(f, "no VM directories"),
         }
     }
 }
@@ -638,7 +638,7 @@ mod tests {
         assert_eq!(err, BundleError::StrayFile("image".into()));
         assert_eq!(
             err.to_string(),
-            "VM bundle: \"image\" is not inside a VM directory (NAME/image?)"
+            "\"image\" is not inside a VM directory (NAME/image?)"
         );
     }
 

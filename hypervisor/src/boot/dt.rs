@@ -206,11 +206,12 @@ fn gic_intid(cells: &[u8]) -> Option<u32> {
     }
 }
 
-/// The value of `key=` in a kernel-style command line, if present.
+/// The value of `key` in a kernel-style command line: `key=value` gives
+/// the value, a bare `key` gives "" (a flag), absent gives None.
 pub fn bootarg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_ascii_whitespace().find_map(|word| {
-        let (k, v) = word.split_once('=')?;
-        (k == key).then_some(v)
+    cmdline.split_ascii_whitespace().find_map(|word| match word.split_once('=') {
+        Some((k, v)) => (k == key).then_some(v),
+        None => (word == key).then_some(""),
     })
 }
 
@@ -361,5 +362,7 @@ mod tests {
         assert_eq!(bootarg("a=1 nmivisor.test=fault b", "nmivisor.test"), Some("fault"));
         assert_eq!(bootarg("nmivisor.testx=1", "nmivisor.test"), None);
         assert_eq!(bootarg("", "x"), None);
+        assert_eq!(bootarg("quiet nmivisor.idle", "nmivisor.idle"), Some(""));
+        assert_eq!(bootarg("nmivisor.idle=1", "nmivisor.idle"), Some("1"));
     }
 }

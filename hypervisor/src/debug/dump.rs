@@ -112,4 +112,5 @@ pub fn unexpected_exception(kind: VectorKind, frame: &TrapFrame) {
     let stack = if kind.source() < 2 { stack_of(cpu) } else { 0..0 };
     print_backtrace(Some(frame.elr), frame.x[29], stack);
     println!("cpu {cpu} halted");
+    crate::debug::roundup::mark_stopped(cpu);
 }

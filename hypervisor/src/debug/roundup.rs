@@ -45,6 +45,11 @@ pub fn live_cpus() -> CpuMask {
         .fold(CpuMask::EMPTY, CpuMask::with)
 }
 
+/// "1 CPU", "3 CPUs".
+fn cpus(n: usize) -> alloc::string::String {
+    alloc::format!("{n} CPU{}", if n == 1 { "" } else { "s" })
+}
+
 fn ticks(us: u64) -> u64 {
     cpu::counter_freq().saturating_mul(us) / 1_000_000
 }
@@ -166,8 +171,8 @@ pub fn dump_all_cpus(reason: &str) {
     };
     print_block(None);
     println!(
-        "=== end of dump: {} CPUs dumped, {} not responding ===",
-        live_cpus().len() - missing.len(),
+        "=== end of dump: {} dumped, {} not responding ===",
+        cpus(live_cpus().len() - missing.len()),
         missing.len()
     );
 }
@@ -196,8 +201,8 @@ pub fn crash_stop_all() -> bool {
     let missing = roundup(targets, Message::CrashStop).unwrap_or(targets);
     print_block(None);
     println!(
-        "=== end of crash dump: {} CPUs stopped, {} not responding ===",
-        targets.len() - missing.len(),
+        "=== end of crash dump: {} stopped, {} not responding ===",
+        cpus(targets.len() - missing.len()),
         missing.len()
     );
     true
@@ -217,7 +222,9 @@ pub fn stop_others() -> CpuMask {
     missing
 }
 
-fn mark_stopped(me: usize) {
+/// Takes a CPU that stopped for good (a STOP, a crash, an unexpected
+/// exception) out of dumps, shutdown and the watchdog ring.
+pub fn mark_stopped(me: usize) {
     STOPPED.fetch_or(1 << me, Ordering::AcqRel);
     crate::debug::watchdog_hw::cpu_offline(me);
 }

@@ -16,6 +16,11 @@ static WORK: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS]
 /// Posts `msg` to `cpu` and sends the SGI the message table assigns to it.
 pub fn send(cpu: usize, msg: Message) {
     if let Some(sgi) = MAILBOXES.post(cpu, msg) {
+        // The mailbox store must be visible before the SGI can arrive: a
+        // system-register write is not ordered after earlier stores without
+        // a barrier (GICv3 spec 12.1.6; Linux does the same before SGIs).
+        // SAFETY: a DSB has no memory-safety effects.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
         send_sgi(cpu, sgi);
     }
 }

@@ -104,7 +104,7 @@ fn inject_sync(frame: &mut TrapFrame, esr: u64) {
         pstate: frame.spsr,
         pc: frame.elr,
         vbar_el1: el1::guest_vbar(),
-        sctlr_el1: el1::El1Context::save().sctlr,
+        sctlr_el1: el1::guest_sctlr(),
     };
     match inject::inject(&state, ExceptionKind::Sync) {
         Ok(to) => {
