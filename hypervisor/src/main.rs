@@ -19,6 +19,7 @@ mod debug;
 mod gic;
 mod ipi;
 mod mm;
+mod vgic;
 mod vm;
 
 /// Reports a Rust panic and halts this CPU.

@@ -16,19 +16,16 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     let kind = VectorKind(kind);
     match (kind.source(), kind.exception_type()) {
         (FROM_EL2_SPX, IRQ) => crate::gic::irq::handle_irq(frame),
-        (FROM_LOWER_A64 | FROM_LOWER_A32, IRQ) => {
-            crate::gic::irq::handle_irq(frame);
-            crate::vm::run::after_guest_exit();
-        }
-        (FROM_LOWER_A64 | FROM_LOWER_A32, SYNC) => {
-            crate::vm::trap::handle_sync(frame);
-            crate::vm::run::after_guest_exit();
-        }
-        // A guest's SError or FIQ is the guest's problem, never a reason to
-        // stop the hypervisor: note it and resume.
-        (FROM_LOWER_A64 | FROM_LOWER_A32, _) => {
-            crate::vm::trap::log_async(kind, frame);
-            crate::vm::run::after_guest_exit();
+        (FROM_LOWER_A64 | FROM_LOWER_A32, ty) => {
+            crate::vm::run::guest_exited();
+            match ty {
+                IRQ => crate::gic::irq::handle_irq(frame),
+                SYNC => crate::vm::trap::handle_sync(frame),
+                // A guest's SError or FIQ is the guest's problem, never a
+                // reason to stop the hypervisor: note it and resume.
+                _ => crate::vm::trap::log_async(kind, frame),
+            }
+            crate::vm::run::resume_guest();
         }
         _ => unexpected(kind, frame),
     }

@@ -18,6 +18,12 @@ pub fn nr_lrs() -> usize {
     ((ICH_VTR_EL2.get() & 0x1f) as usize + 1).min(MAX_LRS)
 }
 
+/// Priority bits of the virtual CPU interface (ICH_VTR_EL2.PRIbits + 1),
+/// which the emulated distributor matches.
+pub fn priority_bits() -> u8 {
+    (((ICH_VTR_EL2.get() >> 29) & 7) + 1) as u8
+}
+
 /// Reads ICH_LR<n>_EL2; LRs beyond 15 read as 0.
 pub fn read_lr(n: usize) -> u64 {
     match n {

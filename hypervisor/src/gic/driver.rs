@@ -101,12 +101,17 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
             (IntId::sgi(Sgi::Nmi.intid()), priority::NMI),
             (IntId::sgi(Sgi::Kick.intid()), priority::NORMAL),
             (IntId::ppi(EL2_TIMER_INTID - 16), priority::NORMAL),
+            // Virtual timer (passed to guests) and GIC maintenance.
+            (IntId::ppi(27 - 16), priority::NORMAL),
+            (IntId::ppi(25 - 16), priority::NORMAL),
         ] {
             gic.set_group(intid, frame, Group::Group1NS)?;
             gic.set_interrupt_priority(intid, frame, prio)?;
             gic.enable_interrupt(intid, frame, true)?;
         }
-        gic.set_trigger(IntId::ppi(EL2_TIMER_INTID - 16), frame, Trigger::Level)?;
+        for ppi in [EL2_TIMER_INTID, 27, 25] {
+            gic.set_trigger(IntId::ppi(ppi - 16), frame, Trigger::Level)?;
+        }
     }
 
     if let Some(intid) = uart_intid.filter(|&i| (32..1020).contains(&i)) {

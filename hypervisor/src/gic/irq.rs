@@ -12,6 +12,7 @@ use super::driver::{uart_intid, EL2_TIMER_INTID};
 use crate::arch::gicv3;
 use crate::arch::vectors::TrapFrame;
 use crate::ipi::message::Sgi;
+use crate::vgic::hw::{vtimer_interrupt, MAINTENANCE_INTID, VTIMER_INTID};
 
 /// INTIDs 1020..1023 are special: nothing to handle (GICv3 spec 2.2.1).
 const SPURIOUS_START: u32 = 1020;
@@ -29,10 +30,24 @@ pub fn handle_irq(frame: &TrapFrame) {
         return;
     }
 
+    if intid == VTIMER_INTID {
+        // Handed to the guest through a HW list register: the guest's
+        // deactivation of the virtual interrupt deactivates this one.
+        let linked = vtimer_interrupt();
+        gicv3::end_of_interrupt(intid);
+        if !linked {
+            gicv3::deactivate(intid);
+        }
+        return;
+    }
+
     gicv3::local_irq_unmask();
     match intid {
         i if Sgi::from_intid(i) == Some(Sgi::Kick) => crate::ipi::hw::handle_sgi(Sgi::Kick, frame),
         EL2_TIMER_INTID => crate::debug::watchdog_hw::tick(),
+        // Taking the guest exit was the point: the list registers are
+        // refilled before the guest resumes.
+        MAINTENANCE_INTID => {}
         i if Some(i) == uart_intid() => crate::debug::monitor_hw::uart_interrupt(),
         other => crate::debug::ratelimit::log_unexpected_irq(other),
     }

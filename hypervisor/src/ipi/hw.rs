@@ -56,8 +56,9 @@ pub fn handle_sgi(sgi: Sgi, frame: &TrapFrame) {
             Message::Debug => crate::debug::roundup::on_debug(frame),
             // The idle loop runs queued work once this handler returns.
             Message::CallFunction => {}
-            // Leaving the guest was the point; the vCPU loop re-evaluates.
-            Message::VcpuKick => {}
+            // Leaving the guest was the point: the list registers are
+            // refilled on the way back in.
+            Message::VcpuKick | Message::VcpuNmiKick => {}
         }
     }
 }

@@ -86,6 +86,10 @@ message_table! {
     Backtrace => Nmi,
     /// Enter the debug roundup.
     Debug => Nmi,
+    /// Exit the guest at once: a virtual interrupt at NMI priority is
+    /// pending for this CPU's vCPU (it must get through even while this CPU
+    /// runs the hypervisor with normal interrupts masked).
+    VcpuNmiKick => Nmi,
     /// Save state for a crash dump and park: another CPU is panicking.
     CrashStop => Nmi,
     /// Park this CPU for good (orderly stop).
@@ -193,6 +197,7 @@ mod tests {
             [
                 Message::Backtrace,
                 Message::Debug,
+                Message::VcpuNmiKick,
                 Message::CrashStop,
                 Message::Stop
             ]

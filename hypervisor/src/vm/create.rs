@@ -4,10 +4,12 @@
 //! `nmivisor: vm NAME: not started: REASON` and the others go on.
 
 use super::guest::{self, Vcpu, Vm, GUEST_RAM_IPA};
-use super::guest_dt::{self, GuestDtConfig};
+use super::devices_dt::{ArchTimerNode, GicV3Node, GIC_PHANDLE};
+use super::guest_dt::{GuestDt, GuestDtConfig};
 use super::layout;
 use super::run;
-use crate::arch::cpu;
+use crate::arch::{cpu, ich};
+use crate::vgic::Vgic;
 use crate::boot::bundle::{self, VmSpec};
 use crate::mm::ram::FreeRam;
 use crate::mm::stage2::Stage2Tables;
@@ -18,6 +20,8 @@ use core::fmt::Display;
 
 /// Guest RAM is carved in 2 MiB blocks so stage 2 can use block mappings.
 const RAM_ALIGN: u64 = 2 << 20;
+/// SPIs each VM's distributor implements (INTIDs 32..96).
+const NR_SPIS: usize = 64;
 /// Room reserved for a guest's device tree.
 const DTB_MAX: u64 = 64 << 10;
 
@@ -74,13 +78,19 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         .map_err(|e| e.to_string())?;
     let vcpus: Vec<Vcpu> = spec.cpus.iter().enumerate().map(|(i, pcpu)| Vcpu::new(i, pcpu)).collect();
     let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
-    let dtb = guest_dt::build(&GuestDtConfig {
+    let dt_config = GuestDtConfig {
         memory: ipa.clone(),
         vcpu_mpidrs: &mpidrs,
         bootargs: spec.cmdline,
         initrd: layout.initrd.clone(),
-    })
-    .map_err(|e| alloc::format!("device tree: {e:?}"))?;
+    };
+    let gic = GicV3Node { nr_vcpus: vcpus.len() };
+    let dtb = GuestDt::new(&dt_config)
+        .interrupt_parent(GIC_PHANDLE)
+        .device(&gic)
+        .device(&ArchTimerNode)
+        .build()
+        .map_err(|e| e.to_string())?;
     if dtb.len() as u64 > DTB_MAX {
         return Err(alloc::format!("device tree of {} bytes is too large", dtb.len()));
     }
@@ -102,5 +112,6 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         spec.image,
         spec.initrd,
         dtb,
+        Vgic::with_mpidrs(&mpidrs, NR_SPIS, ich::priority_bits()),
     ))
 }

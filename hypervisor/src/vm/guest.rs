@@ -9,6 +9,7 @@ use super::layout::Layout;
 use crate::arch::percpu::cpu_id;
 use crate::arch::MAX_CPUS;
 use crate::mm::stage2::Stage2Tables;
+use crate::vgic::Vgic;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -140,6 +141,8 @@ pub struct Vm {
     pub image: &'static [u8],
     pub initrd: Option<&'static [u8]>,
     pub dtb: Vec<u8>,
+    /// The emulated GICv3; take it through `vgic::hw::lock`.
+    pub vgic: Mutex<Vgic>,
     state: AtomicU8,
     console: Mutex<LineBuffer>,
 }
@@ -158,8 +161,10 @@ impl Vm {
         image: &'static [u8],
         initrd: Option<&'static [u8]>,
         dtb: Vec<u8>,
+        vgic: Vgic,
     ) -> Self {
         Vm {
+            vgic: Mutex::new(vgic),
             id,
             name,
             ram,

@@ -10,7 +10,9 @@ pub mod inject;
 pub mod psci;
 
 pub mod console;
+pub mod devices_dt;
 pub mod layout;
+pub mod memmap;
 
 #[cfg(target_os = "none")]
 pub mod create;

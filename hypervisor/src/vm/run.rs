@@ -16,7 +16,7 @@ use crate::gic::priority;
 use crate::debug::dump::stack_of;
 use crate::ipi::message::Message;
 use crate::mm::stage2;
-use crate::{ipi, println};
+use crate::{ipi, println, vgic};
 
 /// SPSR for a vCPU's first instruction: EL1h, all of DAIF masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -68,6 +68,8 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
         cntvoff: vm.cntvoff,
     });
     stage2::flush_current_vmid();
+    vgic::hw::vcpu_reset(vm, vcpu);
+    vgic::hw::flush(vm, vcpu);
 
     let top = stack_of(cpu_id()).end;
     let slot = (top - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
@@ -83,16 +85,25 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
     el1::enter_guest(frame)
 }
 
-/// Whether the guest interrupted by a trap on this CPU may be resumed:
-/// called after every trap from a lower EL. A vCPU that was turned off or
-/// whose VM stopped or is resetting is abandoned here, and the CPU goes
-/// back to its run loop.
-pub fn after_guest_exit() {
+/// First thing on every trap from the guest: its list registers flow back
+/// into the vGIC state.
+pub fn guest_exited() {
+    if let Some((vm, vcpu)) = guest::current() {
+        vgic::hw::fold(vm, vcpu);
+    }
+}
+
+/// Last thing before returning to the guest after a trap. A vCPU that was
+/// turned off, or whose VM stopped or is resetting, is abandoned here and
+/// the CPU goes back to its run loop; otherwise the list registers are
+/// refilled for it.
+pub fn resume_guest() {
     let Some((vm, vcpu)) = guest::current() else { return };
     if vcpu.power() != Power::On || vm.state() != VmState::Running {
         vcpu.set_power(Power::Off);
         restart_loop();
     }
+    vgic::hw::flush(vm, vcpu);
 }
 
 /// Starts `vcpu` (PSCI CPU_ON, VM start): marks it pending and kicks its CPU.

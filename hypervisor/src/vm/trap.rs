@@ -13,7 +13,7 @@ use crate::arch::esr::{fault_ipa, Esr, ExceptionClass};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
 use crate::debug::ratelimit::{Allow, RateLimit};
-use crate::println;
+use crate::{println, vgic};
 use core::arch::asm;
 
 /// Handles a synchronous exception from the guest running on this CPU.
@@ -37,9 +37,17 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
         ExceptionClass::WfiWfe => {
             frame.elr += 4;
-            wait_for_interrupt();
+            vgic::hw::wait_for_interrupt(vm, vcpu);
         }
-        ExceptionClass::DataAbortLower => data_abort(vm, frame, esr),
+        ExceptionClass::SysReg => {
+            if vgic::hw::sysreg_trap(vm, vcpu, esr.iss(), &mut frame.x) {
+                frame.elr += 4;
+            } else {
+                log(vm, "system register access not emulated, injecting UNDEFINED", u64::from(esr.iss()));
+                inject_sync(frame, Esr::undefined(esr.il()).0);
+            }
+        }
+        ExceptionClass::DataAbortLower => data_abort(vm, vcpu, frame, esr),
         ExceptionClass::InstructionAbortLower => {
             log(vm, "instruction fetch outside guest RAM", frame.far);
             inject_sync(frame, instruction_abort_esr(frame.spsr));
@@ -60,12 +68,6 @@ pub fn log_async(kind: crate::arch::vectors::VectorKind, frame: &TrapFrame) {
     }
 }
 
-/// Idles the CPU until any physical interrupt is pending; the interrupt
-/// is then taken as soon as the guest resumes (or right here).
-fn wait_for_interrupt() {
-    cpu::wfi();
-}
-
 static GUEST_LOG: RateLimit = RateLimit::new();
 
 /// A rate-limited line about something a guest did.
@@ -78,17 +80,39 @@ fn log(vm: &Vm, what: &str, value: u64) {
 }
 
 /// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
-/// MMIO. No emulated device answers yet, so each one becomes a synchronous
-/// external abort in the guest.
-fn data_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr) {
+/// MMIO. An access with a valid syndrome to an emulated device is carried
+/// out; anything else becomes a synchronous external abort in the guest.
+fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
     let hpfar: u64;
     // SAFETY: reading HPFAR_EL2 has no side effects.
     unsafe { asm!("mrs {}, hpfar_el2", out(reg) hpfar, options(nomem, nostack, preserves_flags)) };
     let ipa = fault_ipa(hpfar, frame.far);
+    if let Some(access) = esr.mmio_access() {
+        let reg = usize::from(access.reg);
+        let value = if reg == 31 { 0 } else { frame.x[reg] };
+        if let vgic::hw::Mmio::Done(read) = vgic::hw::mmio(vm, vcpu, ipa, &access, value) {
+            if let (Some(v), true) = (read, reg != 31) {
+                frame.x[reg] = extend(v, &access);
+            }
+            frame.elr += 4;
+            return;
+        }
+    }
     let write = esr.mmio_access().is_some_and(|a| a.write);
     log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
     let same_el = frame.spsr & 0xf != 0;
     inject_sync(frame, Esr::sync_external_data_abort(same_el, write).0);
+}
+
+/// A loaded value as the register receives it: sign-extended when the load
+/// was signed (ISS.SSE), and cut to 32 bits for a W register (ISS.SF = 0).
+fn extend(v: u64, a: &crate::arch::esr::MmioAccess) -> u64 {
+    let bits = u32::from(a.size) * 8;
+    let mut v = if bits < 64 { v & ((1u64 << bits) - 1) } else { v };
+    if a.sign_extend && bits < 64 && v & (1 << (bits - 1)) != 0 {
+        v |= !((1u64 << bits) - 1);
+    }
+    if a.sixty_four { v } else { v & 0xffff_ffff }
 }
 
 /// ESR for a synchronous external abort on instruction fetch (EC 0x21 from
@@ -154,6 +178,7 @@ fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
         None => match call {
             Call::Psci(fid) => psci_call(vm, vcpu, fid, args),
             Call::Vendor(VendorCall::ConsoleWrite { addr, len }) => console_write(vm, addr, len),
+            Call::Vendor(VendorCall::Test(0)) => inject_test_interrupt(vm, args),
             Call::Vendor(VendorCall::Dump) => {
                 let reason = alloc::format!("requested by vm {} vCPU {}", vm.name, vcpu.index);
                 crate::debug::roundup::dump_all_cpus(&reason);
@@ -163,6 +188,21 @@ fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
         },
     };
     frame.x[0] = result as u64;
+}
+
+/// NMV_TEST_BASE + 0: the "virtual NMI" API for tests: make INTID x2
+/// pending at priority x3 on vCPU x1 of the calling VM.
+fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
+    let (Ok(vcpu), Ok(intid), Ok(priority)) =
+        (usize::try_from(args[0]), u32::try_from(args[1]), u8::try_from(args[2]))
+    else {
+        return hypercall::INVALID_PARAMETERS;
+    };
+    if vgic::hw::inject(vm, vcpu, intid, priority) {
+        0
+    } else {
+        hypercall::INVALID_PARAMETERS
+    }
 }
 
 fn console_write(vm: &Vm, addr: u64, len: usize) -> i64 {
@@ -193,7 +233,7 @@ fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
             run::restart_loop()
         }
         Some(PsciCall::Suspend) => {
-            wait_for_interrupt();
+            vgic::hw::wait_for_interrupt(vm, vcpu);
             0
         }
         Some(PsciCall::SystemOff) => {
