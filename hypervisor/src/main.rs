@@ -16,6 +16,7 @@ mod arch;
 mod boot;
 mod console;
 mod debug;
+mod devices;
 mod gic;
 mod ipi;
 mod mm;

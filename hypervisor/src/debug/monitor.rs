@@ -18,6 +18,7 @@ pub const HELP: &str = "\
 nmivisor monitor: press Ctrl-] three times, then
   d      dump every CPU (NMI backtrace of all CPUs)
   c      dump this CPU
+  n      send console input to the next VM
   h, ?   show this help
   Ctrl-] send one Ctrl-] to the guest
   any other key returns to the guest
@@ -30,6 +31,8 @@ pub enum MonitorCommand {
     DumpAll,
     /// Dump the CPU that reads the console.
     DumpThis,
+    /// Move console input focus to the next VM.
+    NextVm,
     /// Print [`HELP`].
     Help,
 }
@@ -110,6 +113,7 @@ impl Monitor {
                 ESCAPE => Action::Forward(Bytes::new(1, None)),
                 b'd' => Action::Command(MonitorCommand::DumpAll),
                 b'c' => Action::Command(MonitorCommand::DumpThis),
+                b'n' => Action::Command(MonitorCommand::NextVm),
                 b'h' | b'?' => Action::Command(MonitorCommand::Help),
                 _ => Action::Nothing,
             };
@@ -167,6 +171,7 @@ mod tests {
         for (key, cmd) in [
             (b'd', MonitorCommand::DumpAll),
             (b'c', MonitorCommand::DumpThis),
+            (b'n', MonitorCommand::NextVm),
             (b'h', MonitorCommand::Help),
             (b'?', MonitorCommand::Help),
         ] {

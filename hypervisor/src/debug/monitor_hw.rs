@@ -19,9 +19,9 @@ pub fn uart_interrupt() {
             }
             Action::Command(MonitorCommand::DumpThis) => super::roundup::dump_this_cpu(),
             Action::Command(MonitorCommand::Help) => println!("{HELP}"),
-            // Guest console input arrives with the emulated PL011; until
-            // then bytes typed at the hypervisor console go nowhere.
-            Action::Forward(_) | Action::Nothing => {}
+            Action::Command(MonitorCommand::NextVm) => crate::vm::uart::next_focus(),
+            Action::Forward(bytes) => crate::vm::uart::console_input(&bytes),
+            Action::Nothing => {}
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `nmivisor: vm NAME: not started: REASON` and the others go on.
 
 use super::guest::{self, Vcpu, Vm, GUEST_RAM_IPA};
-use super::devices_dt::{ArchTimerNode, GicV3Node, GIC_PHANDLE};
+use super::devices_dt::{ArchTimerNode, GicV3Node, Pl011Node, GIC_PHANDLE, UART_PATH};
 use super::guest_dt::{GuestDt, GuestDtConfig};
 use super::layout;
 use super::run;
@@ -89,6 +89,8 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         .interrupt_parent(GIC_PHANDLE)
         .device(&gic)
         .device(&ArchTimerNode)
+        .device(&Pl011Node)
+        .stdout_path(UART_PATH)
         .build()
         .map_err(|e| e.to_string())?;
     if dtb.len() as u64 > DTB_MAX {

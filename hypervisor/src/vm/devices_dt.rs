@@ -9,7 +9,13 @@ use vm_fdt::FdtWriter;
 /// The GIC's phandle, the root's `interrupt-parent`.
 pub const GIC_PHANDLE: u32 = 1;
 
+/// The PL011's clock's phandle.
+pub const CLOCK_PHANDLE: u32 = 2;
+/// `/chosen/stdout-path` for the PL011.
+pub const UART_PATH: &str = "/pl011@9000000";
+
 /// GIC interrupt specifier types (first cell).
+const GIC_SPI: u32 = 0;
 const GIC_PPI: u32 = 1;
 /// IRQ_TYPE_LEVEL_HIGH (third cell).
 const LEVEL_HIGH: u32 = 4;
@@ -60,6 +66,30 @@ impl DtNode for ArchTimerNode {
     }
 }
 
+/// The emulated PL011 and the 24 MHz fixed clock its binding asks for
+/// (`arm,pl011.yaml`: clocks "uartclk" and "apb_pclk").
+pub struct Pl011Node;
+
+impl DtNode for Pl011Node {
+    fn write(&self, fdt: &mut FdtWriter) -> vm_fdt::FdtWriterResult<()> {
+        let clk = fdt.begin_node("apb-pclk")?;
+        fdt.property_string("compatible", "fixed-clock")?;
+        fdt.property_u32("#clock-cells", 0)?;
+        fdt.property_u32("clock-frequency", 24_000_000)?;
+        fdt.property_string("clock-output-names", "clk24mhz")?;
+        fdt.property_phandle(CLOCK_PHANDLE)?;
+        fdt.end_node(clk)?;
+
+        let uart = fdt.begin_node(&UART_PATH[1..])?;
+        fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
+        fdt.property_array_u64("reg", &[memmap::UART.start, memmap::UART.end - memmap::UART.start])?;
+        fdt.property_array_u32("interrupts", &[GIC_SPI, memmap::UART_INTID - 32, LEVEL_HIGH])?;
+        fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
+        fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
+        fdt.end_node(uart)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +117,22 @@ mod tests {
         assert_eq!(root.property("interrupt-parent").unwrap().as_usize(), Some(GIC_PHANDLE as usize));
         let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
         assert_eq!(timer.property("interrupts").unwrap().value.len(), 12 * 4);
+    }
+
+    #[test]
+    fn pl011_node_parses_back() {
+        let mpidrs = [0];
+        let cfg = GuestDtConfig { memory: 0x4000_0000..0x4800_0000, vcpu_mpidrs: &mpidrs, bootargs: "", initrd: None };
+        let blob = GuestDt::new(&cfg).device(&Pl011Node).stdout_path(UART_PATH).build().unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let uart = fdt.chosen().stdout().unwrap();
+        assert!(uart.compatible().unwrap().all().any(|c| c == "arm,pl011"));
+        let reg = uart.reg().unwrap().next().unwrap();
+        assert_eq!((reg.starting_address as u64, reg.size), (0x0900_0000, Some(0x1000)));
+        let irq: Vec<u8> = uart.property("interrupts").unwrap().value.to_vec();
+        assert_eq!(irq, [0u32, 1, 4].iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>());
+        let clk = fdt.find_node("/apb-pclk").unwrap();
+        assert_eq!(clk.property("clock-frequency").unwrap().as_usize(), Some(24_000_000));
+        assert_eq!(clk.property("phandle").unwrap().as_usize(), Some(CLOCK_PHANDLE as usize));
     }
 }

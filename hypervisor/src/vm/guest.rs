@@ -9,6 +9,7 @@ use super::layout::Layout;
 use crate::arch::percpu::cpu_id;
 use crate::arch::MAX_CPUS;
 use crate::mm::stage2::Stage2Tables;
+use crate::devices::pl011::Pl011;
 use crate::vgic::Vgic;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -143,6 +144,8 @@ pub struct Vm {
     pub dtb: Vec<u8>,
     /// The emulated GICv3; take it through `vgic::hw::lock`.
     pub vgic: Mutex<Vgic>,
+    /// The emulated PL011; see `vm::uart`.
+    pub uart: Mutex<Pl011>,
     state: AtomicU8,
     console: Mutex<LineBuffer>,
 }
@@ -165,6 +168,7 @@ impl Vm {
     ) -> Self {
         Vm {
             vgic: Mutex::new(vgic),
+            uart: Mutex::new(Pl011::new()),
             id,
             name,
             ram,

@@ -13,6 +13,10 @@ pub const GICR_FRAME: u64 = 0x2_0000;
 /// Room QEMU virt leaves for redistributors below the UART.
 pub const GICR_MAX_VCPUS: usize = 123;
 
+/// The emulated PL011 (4 KiB) and its interrupt (SPI 1, INTID 33).
+pub const UART: Range<u64> = 0x0900_0000..0x0900_1000;
+pub const UART_INTID: u32 = 33;
+
 /// The redistributor range for `nr_vcpus` vCPUs.
 pub fn gicr(nr_vcpus: usize) -> Range<u64> {
     GICR_BASE..GICR_BASE + GICR_FRAME * nr_vcpus as u64

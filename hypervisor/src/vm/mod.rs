@@ -22,3 +22,5 @@ pub mod guest;
 pub mod run;
 #[cfg(target_os = "none")]
 pub mod trap;
+#[cfg(target_os = "none")]
+pub mod uart;

@@ -71,6 +71,10 @@ pub fn log_async(kind: crate::arch::vectors::VectorKind, frame: &TrapFrame) {
 static GUEST_LOG: RateLimit = RateLimit::new();
 
 /// A rate-limited line about something a guest did.
+pub fn log_guest(vm: &Vm, what: &str, value: u64) {
+    log(vm, what, value);
+}
+
 fn log(vm: &Vm, what: &str, value: u64) {
     match GUEST_LOG.allow() {
         Allow::Yes => println!("nmivisor: vm {}: {what} ({value:#x})", vm.name),
@@ -90,7 +94,15 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
     if let Some(access) = esr.mmio_access() {
         let reg = usize::from(access.reg);
         let value = if reg == 31 { 0 } else { frame.x[reg] };
-        if let vgic::hw::Mmio::Done(read) = vgic::hw::mmio(vm, vcpu, ipa, &access, value) {
+        let done = if super::uart::is_uart(ipa) {
+            Some(super::uart::mmio(vm, &access, ipa - super::memmap::UART.start, value))
+        } else {
+            match vgic::hw::mmio(vm, vcpu, ipa, &access, value) {
+                vgic::hw::Mmio::Done(read) => Some(read),
+                vgic::hw::Mmio::NotMine => None,
+            }
+        };
+        if let Some(read) = done {
             if let (Some(v), true) = (read, reg != 31) {
                 frame.x[reg] = extend(v, &access);
             }

@@ -1,0 +1,3 @@
+//! Emulated devices guests see.
+
+pub mod pl011;

@@ -1,0 +1,286 @@
+//! An emulated Arm PrimeCell UART (PL011), as Linux's amba-pl011 driver and
+//! guest-test use it (PL011 TRM, ARM DDI 0183).
+//!
+//! Transmission completes at once: the TX FIFO is always empty, so TXFE is
+//! set and the TX interrupt is always raised (the driver masks it when it has
+//! nothing to send, as on QEMU's model). Received bytes wait in a FIFO; the
+//! RX and RX-timeout interrupts are raised while it holds any. The model is
+//! pure: the caller moves transmitted bytes to the console and drives the
+//! interrupt line into the vGIC.
+
+/// Register offsets (PL011 TRM, table 3-1).
+mod reg {
+    pub const DR: u64 = 0x000;
+    pub const RSR_ECR: u64 = 0x004;
+    pub const FR: u64 = 0x018;
+    pub const ILPR: u64 = 0x020;
+    pub const IBRD: u64 = 0x024;
+    pub const FBRD: u64 = 0x028;
+    pub const LCR_H: u64 = 0x02c;
+    pub const CR: u64 = 0x030;
+    pub const IFLS: u64 = 0x034;
+    pub const IMSC: u64 = 0x038;
+    pub const RIS: u64 = 0x03c;
+    pub const MIS: u64 = 0x040;
+    pub const ICR: u64 = 0x044;
+    pub const DMACR: u64 = 0x048;
+    /// PeriphID0..3 then PCellID0..3, one byte per word.
+    pub const ID_START: u64 = 0xfe0;
+}
+
+/// UARTFR bits.
+const FR_RXFE: u32 = 1 << 4;
+const FR_TXFF: u32 = 1 << 5;
+const FR_RXFF: u32 = 1 << 6;
+const FR_TXFE: u32 = 1 << 7;
+/// Interrupt bits (RIS/MIS/IMSC/ICR).
+pub const INT_RX: u32 = 1 << 4;
+pub const INT_TX: u32 = 1 << 5;
+pub const INT_RT: u32 = 1 << 6;
+const INT_ALL: u32 = 0x7ff;
+/// UARTLCR_H.FEN: FIFOs enabled (else they are one byte deep).
+const LCR_FEN: u32 = 1 << 4;
+
+/// PeriphID (PL011 r1p5) and PrimeCell ID, as QEMU's model reports them.
+const IDS: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
+
+/// Receive FIFO depth (PL011: 16 entries).
+pub const RX_FIFO: usize = 16;
+
+/// The UART's register state.
+#[derive(Clone, Debug)]
+pub struct Pl011 {
+    rx: [u8; RX_FIFO],
+    rx_head: usize,
+    rx_len: usize,
+    ibrd: u32,
+    fbrd: u32,
+    ilpr: u32,
+    lcr_h: u32,
+    cr: u32,
+    ifls: u32,
+    imsc: u32,
+    dmacr: u32,
+    /// Bytes dropped because the guest did not read fast enough.
+    pub overruns: u64,
+}
+
+/// What a register access did besides its value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    /// A byte the guest transmitted.
+    pub tx: Option<u8>,
+    /// The access was to a register the model does not have: RAZ/WI.
+    pub unhandled: bool,
+}
+
+impl Default for Pl011 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pl011 {
+    /// Reset state: UART and FIFOs off, all interrupts masked.
+    pub const fn new() -> Self {
+        Pl011 {
+            rx: [0; RX_FIFO],
+            rx_head: 0,
+            rx_len: 0,
+            ibrd: 0,
+            fbrd: 0,
+            ilpr: 0,
+            lcr_h: 0,
+            cr: 0x300,
+            ifls: 0x12,
+            imsc: 0,
+            dmacr: 0,
+            overruns: 0,
+        }
+    }
+
+    fn rx_depth(&self) -> usize {
+        if self.lcr_h & LCR_FEN != 0 {
+            RX_FIFO
+        } else {
+            1
+        }
+    }
+
+    /// Raw interrupt status.
+    fn ris(&self) -> u32 {
+        let mut ris = INT_TX;
+        if self.rx_len > 0 {
+            ris |= INT_RX | INT_RT;
+        }
+        ris
+    }
+
+    /// The interrupt line: any unmasked raw interrupt.
+    pub fn irq_level(&self) -> bool {
+        self.ris() & self.imsc != 0
+    }
+
+    /// Queues a received byte; false (and counted) if the FIFO is full.
+    pub fn receive(&mut self, byte: u8) -> bool {
+        if self.rx_len >= self.rx_depth() {
+            self.overruns += 1;
+            return false;
+        }
+        self.rx[(self.rx_head + self.rx_len) % RX_FIFO] = byte;
+        self.rx_len += 1;
+        true
+    }
+
+    /// Room left in the receive FIFO.
+    pub fn rx_room(&self) -> usize {
+        self.rx_depth().saturating_sub(self.rx_len)
+    }
+
+    fn pop_rx(&mut self) -> u32 {
+        if self.rx_len == 0 {
+            return 0;
+        }
+        let b = self.rx[self.rx_head];
+        self.rx_head = (self.rx_head + 1) % RX_FIFO;
+        self.rx_len -= 1;
+        u32::from(b)
+    }
+
+    fn flags(&self) -> u32 {
+        let mut fr = FR_TXFE;
+        if self.rx_len == 0 {
+            fr |= FR_RXFE;
+        }
+        if self.rx_len >= self.rx_depth() {
+            fr |= FR_RXFF;
+        }
+        debug_assert_eq!(fr & FR_TXFF, 0);
+        fr
+    }
+
+    /// A guest read of `size` bytes at `offset`. Registers are 32 bits wide;
+    /// narrower reads of the low byte(s) are allowed, as on the hardware.
+    pub fn read(&mut self, offset: u64, size: u8) -> (u64, Effect) {
+        let unhandled = Effect { unhandled: true, ..Effect::default() };
+        if size > 4 || offset % 4 != 0 {
+            return (0, unhandled);
+        }
+        let v = match offset {
+            reg::DR => self.pop_rx(),
+            reg::RSR_ECR => 0,
+            reg::FR => self.flags(),
+            reg::ILPR => self.ilpr,
+            reg::IBRD => self.ibrd,
+            reg::FBRD => self.fbrd,
+            reg::LCR_H => self.lcr_h,
+            reg::CR => self.cr,
+            reg::IFLS => self.ifls,
+            reg::IMSC => self.imsc,
+            reg::RIS => self.ris(),
+            reg::MIS => self.ris() & self.imsc,
+            reg::DMACR => self.dmacr,
+            o @ reg::ID_START..=0xffc => u32::from(IDS[((o - reg::ID_START) / 4) as usize]),
+            _ => return (0, unhandled),
+        };
+        (u64::from(v), Effect::default())
+    }
+
+    /// A guest write of `size` bytes at `offset`.
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> Effect {
+        let unhandled = Effect { unhandled: true, ..Effect::default() };
+        if size > 4 || offset % 4 != 0 {
+            return unhandled;
+        }
+        let v = value as u32;
+        match offset {
+            reg::DR => return Effect { tx: Some(v as u8), unhandled: false },
+            reg::RSR_ECR => {}
+            reg::ILPR => self.ilpr = v & 0xff,
+            reg::IBRD => self.ibrd = v & 0xffff,
+            reg::FBRD => self.fbrd = v & 0x3f,
+            reg::LCR_H => {
+                if (v ^ self.lcr_h) & LCR_FEN != 0 {
+                    // Switching the FIFOs on or off flushes them.
+                    self.rx_len = 0;
+                }
+                self.lcr_h = v & 0xff;
+            }
+            reg::CR => self.cr = v & 0xff87,
+            reg::IFLS => self.ifls = v & 0x3f,
+            reg::IMSC => self.imsc = v & INT_ALL,
+            // RX/RT follow the FIFO and TX is always raised, so clearing
+            // only matters for the bits the model never sets.
+            reg::ICR => {}
+            reg::DMACR => self.dmacr = v & 0x7,
+            _ => return unhandled,
+        }
+        Effect::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_primecell_ids() {
+        let mut u = Pl011::new();
+        let ids: Vec<u64> = (0..8).map(|i| u.read(0xfe0 + i * 4, 4).0).collect();
+        assert_eq!(ids, vec![0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1]);
+    }
+
+    #[test]
+    fn transmits_at_once_and_raises_tx_when_unmasked() {
+        let mut u = Pl011::new();
+        assert_eq!(u.write(0x000, 4, u64::from(b'A')).tx, Some(b'A'));
+        assert_eq!(u.read(0x018, 4).0 as u32 & (FR_TXFE | FR_TXFF), FR_TXFE);
+        assert!(!u.irq_level());
+        u.write(0x038, 4, u64::from(INT_TX));
+        assert!(u.irq_level());
+        assert_eq!(u.read(0x040, 4).0 as u32, INT_TX);
+    }
+
+    #[test]
+    fn receives_through_the_fifo_with_interrupts() {
+        let mut u = Pl011::new();
+        u.write(0x02c, 4, u64::from(LCR_FEN));
+        u.write(0x038, 4, u64::from(INT_RX | INT_RT));
+        assert!(!u.irq_level());
+        for b in b"hello" {
+            assert!(u.receive(*b));
+        }
+        assert!(u.irq_level());
+        assert_eq!(u.read(0x018, 4).0 as u32 & FR_RXFE, 0);
+        let got: Vec<u8> = (0..5).map(|_| u.read(0x000, 4).0 as u8).collect();
+        assert_eq!(got, b"hello");
+        assert_ne!(u.read(0x018, 4).0 as u32 & FR_RXFE, 0);
+        assert!(!u.irq_level());
+        assert_eq!(u.read(0x000, 4).0, 0, "reading an empty FIFO gives 0");
+    }
+
+    #[test]
+    fn fifo_depth_follows_fen_and_overruns_are_counted() {
+        let mut u = Pl011::new();
+        assert!(u.receive(1));
+        assert!(!u.receive(2), "FIFOs off: one byte deep");
+        assert_eq!(u.overruns, 1);
+        u.write(0x02c, 4, u64::from(LCR_FEN));
+        assert_eq!(u.rx_room(), RX_FIFO);
+        for i in 0..RX_FIFO {
+            assert!(u.receive(i as u8));
+        }
+        assert!(!u.receive(0));
+        assert_ne!(u.read(0x018, 4).0 as u32 & FR_RXFF, 0);
+    }
+
+    #[test]
+    fn odd_accesses_are_raz_wi() {
+        let mut u = Pl011::new();
+        assert!(u.read(0x001, 1).1.unhandled);
+        assert!(u.read(0x000, 8).1.unhandled);
+        assert!(u.read(0x800, 4).1.unhandled);
+        assert!(u.write(0x800, 4, 1).unhandled);
+        assert_eq!(u.read(0x800, 4).0, 0);
+    }
+}
