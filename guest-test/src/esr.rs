@@ -86,6 +86,9 @@ pub fn vector_name(index: u64) -> &'static str {
 /// The synchronous exception from the current EL using SP_ELx.
 pub const VECTOR_SYNC_EL1H: u64 = 4;
 
+/// Vector index of an IRQ taken from EL1 with SP_EL1.
+pub const VECTOR_IRQ_EL1H: u64 = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,18 @@
 //! | `outside-ram` | RAM's last word works; the next page aborts |
 //! | `fp-simd` | v0-v31 survive 1000 hypercalls, on every CPU |
 //! | `counter-monotonic` | CNTVCT_EL0 never goes back and advances, on every CPU |
+//! | `gic-registers` | enable, pending, active and priority (byte) registers of an SGI, a PPI and an SPI; GICD_TYPER, GICR_TYPER, PIDR2 |
+//! | `nmi-while-masked` | with PMR "off" (0xc0) an NMI SGI (0x80) is taken, a normal SGI only after PMR "on" (0xe0) |
+//! | `nmi-preempts-irq` | an NMI SGI nests in a normal SGI's handler; a same-priority SGI waits |
+//! | `priority-order` | 7 SGIs pending at once are taken by priority, then INTID |
+//! | `lr-overflow` | 12 SGIs and PPIs plus an NMI SGI pending at once: each taken once, NMI first, then by priority |
+//! | `roundup` | one IRM=1 NMI SGI reaches every other CPU spinning with PMR "off" within 1 s |
+//! | `sgi-storm` | 1000 SGIs from each CPU to each other CPU, none lost or doubled |
+//! | `timer` | the virtual timer's PPI 27 is taken once on every CPU, at or after CVAL (within 1 s), with ISTATUS set |
+//!
+//! The interrupt cases program the GIC like Linux with
+//! `irqchip.gicv3_pseudo_nmi=1` ([`gic`] has the priorities); they need
+//! the device tree's `arm,gic-v3` node.
 //!
 //! Any unexpected exception or panic prints a line starting
 //! `guest-test: unexpected exception` (or `guest-test: panic`), fails the
@@ -62,6 +74,8 @@ mod entry;
 mod fault;
 #[cfg(target_os = "none")]
 mod gic;
+#[cfg(target_os = "none")]
+mod irq;
 #[cfg(target_os = "none")]
 mod psci;
 #[cfg(target_os = "none")]

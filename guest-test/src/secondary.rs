@@ -16,6 +16,16 @@ pub enum Job {
     Counter = 2,
     /// PSCI CPU_OFF: does not come back unless the call fails.
     CpuOff = 3,
+    /// [`crate::cases::nmi::masked_receiver`].
+    NmiWhileMasked = 4,
+    /// [`crate::cases::nmi::preempt_receiver`].
+    NmiPreemptsIrq = 5,
+    /// [`crate::cases::nmi::roundup_member`].
+    Roundup = 6,
+    /// [`crate::cases::sgi_storm::run_on_this_cpu`].
+    SgiStorm = 7,
+    /// [`crate::cases::vtimer::run_on_this_cpu`].
+    Timer = 8,
 }
 
 impl Job {
@@ -24,6 +34,11 @@ impl Job {
             1 => Some(Job::FpSimd),
             2 => Some(Job::Counter),
             3 => Some(Job::CpuOff),
+            4 => Some(Job::NmiWhileMasked),
+            5 => Some(Job::NmiPreemptsIrq),
+            6 => Some(Job::Roundup),
+            7 => Some(Job::SgiStorm),
+            8 => Some(Job::Timer),
             _ => None,
         }
     }
@@ -81,6 +96,11 @@ extern "C" fn secondary_main(me: usize) -> ! {
         let out = match Job::from_u32(job) {
             Some(Job::FpSimd) => crate::cases::fpsimd::run_on_this_cpu(),
             Some(Job::Counter) => crate::cases::counter::run_on_this_cpu(),
+            Some(Job::NmiWhileMasked) => crate::cases::nmi::masked_receiver(),
+            Some(Job::NmiPreemptsIrq) => crate::cases::nmi::preempt_receiver(),
+            Some(Job::Roundup) => crate::cases::nmi::roundup_member(),
+            Some(Job::SgiStorm) => crate::cases::sgi_storm::run_on_this_cpu(),
+            Some(Job::Timer) => crate::cases::vtimer::run_on_this_cpu(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

@@ -6,6 +6,10 @@ use core::arch::asm;
 /// INTID of the virtual timer's interrupt.
 pub const VTIMER_INTID: u32 = 27;
 
+/// The virtual timer's GIC priority (a normal interrupt that passes
+/// [`crate::gic::PMR_ON`]).
+pub const PRIORITY: u8 = 0xa0;
+
 /// CNTV_CTL_EL0 bits.
 const ENABLE: u64 = 1 << 0;
 const ISTATUS: u64 = 1 << 2;
@@ -13,14 +17,18 @@ const ISTATUS: u64 = 1 << 2;
 /// Fires the virtual timer `ticks` counter ticks from now, its interrupt
 /// unmasked at the timer (it stays masked in PSTATE).
 pub fn arm_in(ticks: u64) {
-    let now = crate::cpu::counter();
+    arm_at(crate::cpu::counter() + ticks);
+}
+
+/// Fires the virtual timer when CNTVCT_EL0 reaches `cval`.
+pub fn arm_at(cval: u64) {
     // SAFETY: programs this CPU's virtual timer, which nothing else uses.
     unsafe {
         asm!(
             "msr cntv_cval_el0, {cval}",
             "msr cntv_ctl_el0, {ctl}",
             "isb",
-            cval = in(reg) now + ticks,
+            cval = in(reg) cval,
             ctl = in(reg) ENABLE,
             options(nomem, nostack, preserves_flags)
         );

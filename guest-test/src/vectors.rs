@@ -1,8 +1,10 @@
 //! The EL1 exception vectors. All 16 entries save every general-purpose
 //! register and the exception registers in a [`Frame`] on the current
-//! stack and call [`exception_handler`]. An expected fault
-//! ([`crate::fault`]) is skipped and execution resumes; anything else is
-//! reported with a register dump and fails the running case.
+//! stack (and the FP/SIMD registers below it) and call
+//! [`exception_handler`]. An IRQ goes to [`crate::irq::handle`]; an
+//! expected fault ([`crate::fault`]) is skipped and execution resumes;
+//! anything else is reported with a register dump and fails the running
+//! case.
 
 use crate::{cpu, esr, fault, runner};
 use core::arch::global_asm;
@@ -26,6 +28,8 @@ const _: () = assert!(FRAME_SIZE == 288);
 global_asm!(
     r#"
 .equ FRAME_SIZE, {frame_size}
+/* FPSR and FPCR, then q0-q31. */
+.equ FP_SIZE, 528
 
 .macro VENTRY index
     .balign 0x80
@@ -68,12 +72,56 @@ exception_common:
     stp     x2, x3, [sp, #272]
     mov     x1, x0
     mov     x0, sp
+    /*
+     * FP/SIMD state below the frame: an interrupt may arrive anywhere,
+     * and compiled code (handlers included) uses these registers.
+     */
+    sub     sp, sp, #FP_SIZE
+    stp     q0, q1, [sp, #16]
+    stp     q2, q3, [sp, #48]
+    stp     q4, q5, [sp, #80]
+    stp     q6, q7, [sp, #112]
+    stp     q8, q9, [sp, #144]
+    stp     q10, q11, [sp, #176]
+    stp     q12, q13, [sp, #208]
+    stp     q14, q15, [sp, #240]
+    stp     q16, q17, [sp, #272]
+    stp     q18, q19, [sp, #304]
+    stp     q20, q21, [sp, #336]
+    stp     q22, q23, [sp, #368]
+    stp     q24, q25, [sp, #400]
+    stp     q26, q27, [sp, #432]
+    stp     q28, q29, [sp, #464]
+    stp     q30, q31, [sp, #496]
+    mrs     x2, fpsr
+    mrs     x3, fpcr
+    stp     x2, x3, [sp, #0]
     /* A frame record so a debugger can walk past the exception. */
-    ldr     x2, [sp, #256]
+    ldr     x2, [x0, #256]
     stp     x29, x2, [sp, #-16]!
     mov     x29, sp
     bl      exception_handler
     add     sp, sp, #16
+    ldp     x2, x3, [sp, #0]
+    msr     fpsr, x2
+    msr     fpcr, x3
+    ldp     q0, q1, [sp, #16]
+    ldp     q2, q3, [sp, #48]
+    ldp     q4, q5, [sp, #80]
+    ldp     q6, q7, [sp, #112]
+    ldp     q8, q9, [sp, #144]
+    ldp     q10, q11, [sp, #176]
+    ldp     q12, q13, [sp, #208]
+    ldp     q14, q15, [sp, #240]
+    ldp     q16, q17, [sp, #272]
+    ldp     q18, q19, [sp, #304]
+    ldp     q20, q21, [sp, #336]
+    ldp     q22, q23, [sp, #368]
+    ldp     q24, q25, [sp, #400]
+    ldp     q26, q27, [sp, #432]
+    ldp     q28, q29, [sp, #464]
+    ldp     q30, q31, [sp, #496]
+    add     sp, sp, #FP_SIZE
     /* Resume: ELR may have been moved past the faulting instruction. */
     ldp     x2, x3, [sp, #256]
     msr     elr_el1, x2
@@ -112,6 +160,10 @@ extern "C" fn exception_handler(frame: &mut Frame, vector: u64) {
     let me = cpu::index();
     if vector == esr::VECTOR_SYNC_EL1H && fault::take_expected(me, frame.esr, frame.far) {
         frame.elr += 4;
+        return;
+    }
+    if vector == esr::VECTOR_IRQ_EL1H {
+        crate::irq::handle();
         return;
     }
     if REPORTING[me].swap(true, Ordering::Relaxed) {

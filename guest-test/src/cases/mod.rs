@@ -6,12 +6,18 @@
 
 pub mod counter;
 pub mod fpsimd;
+pub mod gic_registers;
 pub mod memory;
+pub mod nmi;
+pub mod ordering;
 pub mod psci;
+pub mod sgi_storm;
 pub mod suspend;
+pub mod vtimer;
 
 use crate::line::Line;
 use crate::secondary::{self, Job, Outcome as JobOutcome};
+use crate::topology::MAX_CPUS;
 
 /// Why a case failed.
 pub type Reason = Line<160>;
@@ -86,6 +92,38 @@ pub static CASES: &[Case] = &[
         name: "counter-monotonic",
         run: counter::counter_monotonic,
     },
+    Case {
+        name: "gic-registers",
+        run: gic_registers::gic_registers,
+    },
+    Case {
+        name: "nmi-while-masked",
+        run: nmi::nmi_while_masked,
+    },
+    Case {
+        name: "nmi-preempts-irq",
+        run: nmi::nmi_preempts_irq,
+    },
+    Case {
+        name: "priority-order",
+        run: ordering::priority_order,
+    },
+    Case {
+        name: "lr-overflow",
+        run: ordering::lr_overflow,
+    },
+    Case {
+        name: "roundup",
+        run: nmi::roundup,
+    },
+    Case {
+        name: "sgi-storm",
+        run: sgi_storm::sgi_storm,
+    },
+    Case {
+        name: "timer",
+        run: vtimer::timer,
+    },
 ];
 
 /// How long a job on another CPU may take.
@@ -137,4 +175,40 @@ fn on_every_cpu(
         None => Ok(()),
         Some(r) => Err(r),
     }
+}
+
+/// The job outcome code of a CPU whose GIC setup failed
+/// ([`setup_failed`]).
+pub const SETUP_FAILED: u64 = u64::MAX - 1;
+
+/// Why each CPU's GIC setup last failed.
+static SETUP_FAILURE: [spin::Mutex<&str>; MAX_CPUS] = [const { spin::Mutex::new("") }; MAX_CPUS];
+
+/// Sets up the GIC for an interrupt case on the calling CPU: the
+/// distributor (once it is, this only reads GICD_CTLR), this CPU's
+/// redistributor and CPU interface; then clears the CPU's interrupt log.
+/// PSTATE.I stays set.
+pub fn irq_setup() -> Result<crate::gic::Gic, &'static str> {
+    let g = crate::gic::get()?;
+    g.init_distributor()?;
+    g.init_this_cpu()?;
+    crate::irq::reset_log(crate::cpu::index());
+    Ok(g)
+}
+
+/// A job's outcome when [`irq_setup`] failed with `why`.
+pub fn setup_failed(why: &'static str) -> JobOutcome {
+    *SETUP_FAILURE[crate::cpu::index()].lock() = why;
+    JobOutcome {
+        code: SETUP_FAILED,
+        detail: 0,
+    }
+}
+
+/// The reason for a [`SETUP_FAILED`] outcome from `cpu`.
+pub fn explain_setup(cpu: usize) -> Reason {
+    crate::line::format(format_args!(
+        "cpu {cpu}: GIC setup failed: {}",
+        *SETUP_FAILURE[cpu].lock()
+    ))
 }

@@ -10,21 +10,23 @@
 
 use super::Outcome;
 use crate::entry::{secondary_entry_address, RESUME_CONTEXT};
-use crate::{dt, fail, gic, psci, timer};
+use crate::{fail, gic, psci, timer};
 
 /// Original power_state format: standby (StateType 0), power level 0,
 /// StateID 0.
 const STANDBY: u64 = 0;
 
 pub fn cpu_suspend() -> Outcome {
-    let p = dt::platform();
-    let (Some(gicd), Some(gicr)) = (p.gicd, p.gicr) else {
-        fail!("no GICv3 in the device tree to route the wake-up timer");
+    let g = match gic::get() {
+        Ok(g) => g,
+        Err(why) => fail!("cannot route the wake-up timer: {why}"),
     };
-    let rd = match gic::enable_wakeup(gicd, gicr, timer::VTIMER_INTID) {
-        Ok(rd) => rd,
-        Err(why) => fail!("cannot set up the wake-up interrupt: {why}"),
-    };
+    if let Err(why) = g.init_distributor().and_then(|_| g.init_this_cpu()) {
+        fail!("cannot set up the GIC for the wake-up interrupt: {why}");
+    }
+    let vtimer = g.irq(timer::VTIMER_INTID);
+    vtimer.set_priority(timer::PRIORITY);
+    vtimer.enable();
     timer::arm_in(crate::cpu::ticks_from_ms(1));
     let r = psci::cpu_suspend(STANDBY, secondary_entry_address(), RESUME_CONTEXT);
     let fired = timer::fired();
@@ -35,7 +37,7 @@ pub fn cpu_suspend() -> Outcome {
     if !gic::is_special(intid) {
         gic::end_of_interrupt(intid);
     }
-    gic::disable_wakeup(rd, timer::VTIMER_INTID);
+    vtimer.disable();
     if r != psci::SUCCESS {
         fail!("CPU_SUSPEND(standby) = {r}, want 0 (timer condition met: {fired})");
     }
