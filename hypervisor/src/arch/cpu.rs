@@ -39,14 +39,6 @@ pub fn deadline_after_us(us: u64) -> u64 {
     counter().saturating_add(counter_freq().saturating_mul(us) / 1_000_000)
 }
 
-/// Busy-wait for `us` microseconds.
-pub fn delay_us(us: u64) {
-    let end = deadline_after_us(us);
-    while counter() < end {
-        core::hint::spin_loop();
-    }
-}
-
 /// The current frame pointer (x29).
 #[inline(always)]
 pub fn frame_pointer() -> u64 {
@@ -70,20 +62,9 @@ pub fn mask_all() {
     unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
 }
 
-pub fn wfe() {
-    // SAFETY: WFE only waits.
-    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
-}
-
 pub fn wfi() {
     // SAFETY: WFI only waits.
     unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
-}
-
-/// Wake CPUs waiting in WFE after the stores before it are visible.
-pub fn sev() {
-    // SAFETY: DSB and SEV have no memory-safety effects.
-    unsafe { asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
 }
 
 /// Stop this CPU for good: every exception masked, waiting forever.

@@ -58,20 +58,6 @@ pub fn set_pmr(pmr: u8) {
     unsafe { asm!("msr icc_pmr_el1, {}", "dsb sy", in(reg) u64::from(pmr), options(nostack, preserves_flags)) };
 }
 
-/// The running priority (ICC_RPR_EL1).
-pub fn running_priority() -> u8 {
-    let v: u64;
-    // SAFETY: reading RPR has no side effects.
-    unsafe { asm!("mrs {}, icc_rpr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v as u8
-}
-
-/// Writes ICC_SGI1R_EL1 (GICv3 spec 12.2.22) to send a Group 1 SGI.
-pub fn send_sgi1r(value: u64) {
-    // SAFETY: sends an SGI; the ISB makes sure it is issued now.
-    unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value, options(nostack, preserves_flags)) };
-}
-
 /// Arms the EL2 physical timer (CNTHP) to fire in `ticks` counter ticks.
 pub fn arm_el2_timer(ticks: u64) {
     // SAFETY: programs this CPU's EL2 physical timer: TVAL, then CTL.ENABLE=1, IMASK=0.

@@ -1,14 +1,12 @@
 //! The GICv3 virtual CPU interface control registers (ICH_*_EL2), through
-//! aarch64-cpu where it has them. ICH_ELRSR_EL2 is read with our own
-//! accessor because aarch64-cpu lacks it.
+//! aarch64-cpu.
 
 use aarch64_cpu::registers::{
     Readable, Writeable, ICH_AP0R0_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR10_EL2,
     ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
     ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_LR8_EL2, ICH_LR9_EL2,
-    ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+    ICH_VMCR_EL2, ICH_VTR_EL2,
 };
-use core::arch::asm;
 
 /// Most list registers the architecture allows.
 pub const MAX_LRS: usize = 16;
@@ -76,18 +74,6 @@ pub fn read_hcr() -> u64 {
 
 pub fn write_hcr(v: u64) {
     ICH_HCR_EL2.set(v);
-}
-
-pub fn read_misr() -> u64 {
-    ICH_MISR_EL2.get()
-}
-
-/// ICH_ELRSR_EL2: bit n set when LR n holds no interrupt.
-pub fn read_elrsr() -> u64 {
-    let v: u64;
-    // SAFETY: reading ICH_ELRSR_EL2 has no side effects.
-    unsafe { asm!("mrs {}, ich_elrsr_el2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
 }
 
 /// Resets the virtual CPU interface for a vCPU starting from reset: no

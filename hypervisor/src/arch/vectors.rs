@@ -63,7 +63,7 @@ impl VectorKind {
 }
 
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 
 global_asm!(
     r#"
@@ -130,7 +130,17 @@ exception_common:
     mrs     x6, fpsr
     mrs     x7, fpcr
     stp     x6, x7, [sp, #OFF_FPSR]
+    /*
+     * The frame record links an unwind from the handler into the
+     * interrupted EL2 code. A guest's x29 and PC are not EL2 frames: for
+     * exceptions from a lower EL (vectors 8..15) the chain ends here.
+     */
+    cmp     x0, #8
+    b.hs    1f
     stp     x29, x2, [sp, #OFF_RECORD]
+    b       2f
+1:  stp     xzr, xzr, [sp, #OFF_RECORD]
+2:
     add     x8, sp, #OFF_Q
     stp     q0, q1, [x8, #32 * 0]
     stp     q2, q3, [x8, #32 * 1]

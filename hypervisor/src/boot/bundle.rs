@@ -58,6 +58,7 @@ impl CpuSet {
         self.0.count_ones() as usize
     }
 
+    #[cfg(test)]
     pub fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }

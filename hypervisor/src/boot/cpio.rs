@@ -20,6 +20,7 @@ const TRAILER: &str = "TRAILER!!!";
 
 /// File-type bits of `mode` (as in `st_mode`).
 const S_IFMT: u32 = 0o170000;
+#[cfg(test)]
 const S_IFREG: u32 = 0o100000;
 const S_IFDIR: u32 = 0o040000;
 
@@ -34,6 +35,7 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    #[cfg(test)]
     pub fn is_file(&self) -> bool {
         self.mode & S_IFMT == S_IFREG
     }

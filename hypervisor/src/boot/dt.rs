@@ -301,7 +301,7 @@ mod tests {
     fn parses_a_qemu_virt_like_tree() {
         let blob = build(&Spec { initrd: Some((0x4800_0000, 0x4810_0000)), ..Spec::default() });
         let p = parse(&blob).unwrap();
-        assert_eq!(p.memory.as_slice(), &[0x4000_0000..0x8000_0000]);
+        assert_eq!(p.memory.as_slice(), core::slice::from_ref(&(0x4000_0000..0x8000_0000)));
         assert_eq!(p.cpus.as_slice(), &[0, 1, 2, 3]);
         assert_eq!(p.cpus_ignored, 0);
         assert_eq!(p.gicd, 0x0800_0000..0x0801_0000);

@@ -58,7 +58,7 @@ fn boot_failed(what: core::fmt::Arguments) -> ! {
 
 /// The device tree QEMU (or a loader) passed in x0.
 fn device_tree(dtb: u64) -> &'static [u8] {
-    if dtb == 0 || dtb % 8 != 0 {
+    if dtb == 0 || !dtb.is_multiple_of(8) {
         return &[];
     }
     // SAFETY: the boot protocol puts a DTB at `dtb`, inside RAM that the
@@ -107,10 +107,16 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     let nr = assign_logical_cpus(&info);
     let mpidrs: alloc::vec::Vec<u64> = (0..nr).map(mpidr_of).collect();
     if let Err(e) = gic::driver::init(&info, &mpidrs, info.uart_intid) {
-        boot_failed(format_args!("GICv3: {e:?}"));
+        boot_failed(format_args!("GICv3: {e}"));
     }
     console::enable_rx_interrupt();
     watchdog_hw::configure(watchdog_seconds());
+    if let Some(v) = dt::bootarg(bootargs(), "nmivisor.nmi_timeout_ms") {
+        match v.parse() {
+            Ok(ms) => roundup::set_arrival_timeout_ms(ms),
+            Err(_) => println!("nmivisor: ignoring nmivisor.nmi_timeout_ms={v}: not a number"),
+        }
+    }
     cpu_online();
     for logical in 1..nr {
         start_secondary(logical);
@@ -175,7 +181,7 @@ fn watchdog_seconds() -> u64 {
 }
 
 /// Sends this CPU to its run loop (`vm::run::pcpu_loop`) for good: it runs
-/// work queued with `ipi::hw::run_on`, its vCPU if it has one, and
+/// work queued with `ipi::hw::run_on` (test hooks), its vCPU if it has one, and
 /// otherwise waits with interrupts on.
 pub fn idle_loop() -> ! {
     vm::run::restart_loop()
@@ -203,7 +209,7 @@ fn assign_logical_cpus(info: &PlatformInfo) -> usize {
 
 fn start_secondary(logical: usize) {
     let mpidr = mpidr_of(logical);
-    if let Err(e) = psci::cpu_on(mpidr, secondary_entry as usize as u64, logical as u64) {
+    if let Err(e) = psci::cpu_on(mpidr, secondary_entry as *const () as u64, logical as u64) {
         println!("cpu {logical} (MPIDR {mpidr:#x}) failed to start: PSCI CPU_ON: {e}");
         return;
     }

@@ -124,6 +124,7 @@ impl CpuLock {
     }
 
     /// The CPU holding the lock, if any.
+    #[cfg(test)]
     pub fn owner(&self) -> Option<usize> {
         match unpack(self.state.load(Ordering::Relaxed)).0 {
             NO_OWNER => None,

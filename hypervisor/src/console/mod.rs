@@ -3,4 +3,6 @@
 pub mod lock;
 mod output;
 
+// Only the bare-metal image prints; host tests reach `output` directly.
+#[cfg(target_os = "none")]
 pub use output::*;

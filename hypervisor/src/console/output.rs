@@ -9,13 +9,15 @@
 use core::fmt::{self, Write};
 
 /// How long a normal print waits for another CPU's output before busting.
+#[cfg(target_os = "none")]
 const PRINT_TIMEOUT_US: u64 = 1_000_000;
 /// How long a crash or NMI dump waits before busting.
+#[cfg(target_os = "none")]
 const CRASH_TIMEOUT_US: u64 = 100_000;
 
 #[cfg(target_os = "none")]
 mod hw {
-    use super::super::lock::{Acquired, CpuLock};
+    use super::super::lock::{CpuLock, CpuLockGuard};
     use crate::arch::{cpu, percpu};
     use arm_pl011_uart::{Interrupts, PL011Registers, Uart};
     use core::fmt;
@@ -31,14 +33,11 @@ mod hw {
         UART_BASE.store(base as usize, Ordering::Release);
     }
 
-    pub fn acquire(timeout_us: u64) -> (usize, Acquired) {
+    /// Takes the console lock for this CPU, busting it after `timeout_us`.
+    pub fn lock(timeout_us: u64) -> CpuLockGuard<'static> {
         let cpu = percpu::cpu_id();
         let deadline = cpu::deadline_after_us(timeout_us);
-        (cpu, LOCK.acquire(cpu, || cpu::counter() >= deadline))
-    }
-
-    pub fn release(cpu: usize) {
-        LOCK.release(cpu);
+        LOCK.lock(cpu, || cpu::counter() >= deadline)
     }
 
     /// The PL011 as an arm-pl011-uart driver, if the console is set up.
@@ -98,49 +97,39 @@ pub fn init(base: u64) {
 #[cfg(target_os = "none")]
 pub use hw::{enable_rx_interrupt, read_byte};
 
-/// Holds the console for a block of lines (a dump). Prints inside it
-/// re-enter the lock.
+/// Holds the console for a block of lines (a dump) and releases it when
+/// dropped. Prints inside it re-enter the lock.
+#[cfg(target_os = "none")]
 pub struct ConsoleGuard {
-    #[cfg(target_os = "none")]
-    cpu: usize,
-    /// The lock was taken by force after its owner did not let go in time.
-    pub busted: bool,
+    lock: super::lock::CpuLockGuard<'static>,
 }
 
-impl Drop for ConsoleGuard {
-    fn drop(&mut self) {
-        #[cfg(target_os = "none")]
-        hw::release(self.cpu);
+#[cfg(target_os = "none")]
+impl ConsoleGuard {
+    /// The lock was taken by force after its owner did not let go in time,
+    /// so this output may interleave with the old owner's.
+    pub fn busted(&self) -> bool {
+        self.lock.acquired() == super::lock::Acquired::Busted
     }
-}
-
-fn lock_with_timeout(_timeout_us: u64) -> ConsoleGuard {
-    #[cfg(target_os = "none")]
-    {
-        let (cpu, how) = hw::acquire(_timeout_us);
-        ConsoleGuard { cpu, busted: matches!(how, super::lock::Acquired::Busted) }
-    }
-    #[cfg(not(target_os = "none"))]
-    ConsoleGuard { busted: false }
 }
 
 /// Takes the console for a block of normal output.
+#[cfg(target_os = "none")]
 pub fn lock() -> ConsoleGuard {
-    lock_with_timeout(PRINT_TIMEOUT_US)
+    ConsoleGuard { lock: hw::lock(PRINT_TIMEOUT_US) }
 }
 
 /// Takes the console for a crash or NMI dump: waits at most 100 ms.
+#[cfg(target_os = "none")]
 pub fn lock_for_crash() -> ConsoleGuard {
-    lock_with_timeout(CRASH_TIMEOUT_US)
+    ConsoleGuard { lock: hw::lock(CRASH_TIMEOUT_US) }
 }
 
 #[doc(hidden)]
+#[cfg(target_os = "none")]
 pub fn _print(args: fmt::Arguments) {
     let _guard = lock();
-    #[cfg(target_os = "none")]
     let _ = hw::Port.write_fmt(args);
-    #[cfg(not(target_os = "none"))]
-    std::eprint!("{args}");
 }
 
 /// Prints to the hypervisor console.

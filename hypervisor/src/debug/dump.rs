@@ -8,7 +8,7 @@ use crate::arch::{MAX_CPUS, STACK_SIZE};
 use crate::console;
 use crate::debug::symbols::{describe, describe_return};
 use symtab::SymbolTable;
-use crate::debug::unwind::{Memory, Unwinder};
+use crate::debug::unwind::{Memory, Stop, Unwinder};
 use crate::println;
 use core::ops::Range;
 
@@ -50,7 +50,7 @@ struct StackMemory {
 
 impl Memory for StackMemory {
     fn read_u64(&self, addr: u64) -> Option<u64> {
-        if addr % 8 != 0 || addr < self.range.start || addr.checked_add(8)? > self.range.end {
+        if !addr.is_multiple_of(8) || addr < self.range.start || addr.checked_add(8)? > self.range.end {
             return None;
         }
         // SAFETY: `addr` is an aligned word inside a per-CPU stack, which is
@@ -71,12 +71,16 @@ pub fn print_backtrace(pc: Option<u64>, fp: u64, stack: Range<u64>) {
         println!("  #0 {}", describe(table.as_ref(), pc));
         n = 1;
     }
-    for ret in Unwinder::new(fp, stack, &mem, MAX_FRAMES) {
+    let mut unwinder = Unwinder::new(fp, stack, &mem, MAX_FRAMES);
+    for ret in unwinder.by_ref() {
         println!("  #{n} {}", describe_return(table.as_ref(), ret));
         n += 1;
     }
     if n == 0 {
         println!("  (no frame records)");
+    }
+    if let Some(why) = unwinder.stop_reason().filter(|&why| why != Stop::End) {
+        println!("  (unwind stopped: {why})");
     }
 }
 

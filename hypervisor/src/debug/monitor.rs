@@ -100,6 +100,7 @@ impl Monitor {
     }
 
     /// Whether the next byte is taken as a monitor key.
+    #[cfg(test)]
     pub fn is_active(&self) -> bool {
         self.escapes == ESCAPES_TO_ENTER
     }
@@ -129,6 +130,7 @@ impl Monitor {
     /// Gives back escapes held for a sequence that was never completed, e.g.
     /// after the console has been idle for a while. Does not leave the monitor
     /// once it has been entered.
+    #[cfg(test)]
     pub fn flush(&mut self) -> Bytes {
         if self.is_active() {
             return Bytes::new(0, None);

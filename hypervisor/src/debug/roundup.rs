@@ -2,7 +2,8 @@
 //!
 //! The initiator posts BACKTRACE (or CRASH_STOP) to every other online CPU
 //! and sends the NMI SGI. Each CPU checks in as soon as it takes the NMI;
-//! one that has not checked in within [`ARRIVAL_TIMEOUT_US`] is reported as
+//! one that has not checked in within the arrival timeout (100 ms unless
+//! `nmivisor.nmi_timeout_ms` says otherwise) is reported as
 //! not responding and the dump goes on without it. The initiator then gives
 //! each CPU that checked in its turn to print, in CPU order, so blocks never
 //! interleave, and finally prints its own block.
@@ -14,7 +15,8 @@ use super::dump::{print_backtrace, stack_of, symbols};
 use super::symbols::{describe, describe_return};
 use crate::arch::percpu::{cpu_id, percpu};
 use crate::arch::vectors::{TrapFrame, VectorKind};
-use crate::arch::{cpu, gicv3, MAX_CPUS};
+use crate::arch::el1::{self, El1Context};
+use crate::arch::{cpu, gicv3, ich, MAX_CPUS};
 use crate::boot::start::{mpidr_of, nr_cpus};
 use crate::ipi::message::Message;
 use crate::ipi::roundup::{CpuMask, Roundup};
@@ -22,7 +24,19 @@ use crate::{console, ipi, println};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// How long a CPU has to take the NMI and check in.
-pub const ARRIVAL_TIMEOUT_US: u64 = 100_000;
+pub const DEFAULT_ARRIVAL_TIMEOUT_MS: u64 = 100;
+static ARRIVAL_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_ARRIVAL_TIMEOUT_MS);
+
+/// Sets how long a CPU has to take the NMI (`nmivisor.nmi_timeout_ms`):
+/// under emulation on a loaded host, 100 ms of wall-clock time can be too
+/// short for an idle virtual CPU to be scheduled.
+pub fn set_arrival_timeout_ms(ms: u64) {
+    ARRIVAL_TIMEOUT_MS.store(ms.clamp(1, 60_000), Ordering::Relaxed);
+}
+
+fn arrival_timeout_ms() -> u64 {
+    ARRIVAL_TIMEOUT_MS.load(Ordering::Relaxed)
+}
 /// How long one CPU may take to print its block once it is its turn.
 const PRINT_TIMEOUT_US: u64 = 2_000_000;
 const NO_TURN: usize = usize::MAX;
@@ -57,11 +71,14 @@ fn ticks(us: u64) -> u64 {
 /// Prints one CPU's block: what it was doing and its EL2 backtrace.
 /// `frame` is the state the NMI interrupted; `None` for the initiator.
 fn print_block(frame: Option<&TrapFrame>) {
-    let _console = console::lock_for_crash();
+    let console = console::lock_for_crash();
     let me = cpu_id();
     let table = symbols();
     let table = table.as_ref();
     println!("--- cpu {me} (MPIDR {:#x}) ---", mpidr_of(me));
+    if console.busted() {
+        println!("(console lock taken by force: output may interleave)");
+    }
     match frame {
         Some(f) if VectorKind::from_spsr_el(f.spsr) == 2 => {
             println!("EL2 PC {}", describe(table, f.elr));
@@ -89,9 +106,20 @@ fn print_block(frame: Option<&TrapFrame>) {
                 "    PC {:#018x}  LR {:#018x}  SP {:#018x}",
                 f.elr,
                 f.x[30],
-                crate::arch::el1::guest_sp(f.spsr)
+                el1::guest_sp(f.spsr)
             );
-            println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, crate::arch::el1::guest_esr());
+            println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, el1::guest_esr());
+            // The guest's EL1 registers are live while its vCPU runs here;
+            // vPMR shows a guest spinning with its interrupts masked.
+            let regs = El1Context::save();
+            println!(
+                "    SCTLR_EL1 {:#010x}  TTBR0_EL1 {:#018x}  TTBR1_EL1 {:#018x}  VBAR_EL1 {:#018x}  vPMR {:#04x}",
+                regs.sctlr,
+                regs.ttbr0,
+                regs.ttbr1,
+                regs.vbar,
+                ich::virtual_pmr()
+            );
             println!("EL2: PMR {:#04x}", gicv3::pmr());
             print_backtrace(None, cpu::frame_pointer(), stack_of(me));
         }
@@ -115,12 +143,12 @@ fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
     for cpu in targets {
         ipi::hw::send(cpu, msg);
     }
-    let missing = initiator.wait(cpu::counter, ticks(ARRIVAL_TIMEOUT_US));
+    let missing = initiator.wait(cpu::counter, ticks(arrival_timeout_ms() * 1000));
     for cpu in targets {
         if missing.contains(cpu) {
             let _console = console::lock_for_crash();
             println!("--- cpu {cpu} (MPIDR {:#x}) ---", mpidr_of(cpu));
-            println!("cpu {cpu} not responding to the NMI (no answer within 100 ms)");
+            println!("cpu {cpu} not responding to the NMI (no answer within {} ms)", arrival_timeout_ms());
             continue;
         }
         TURN.store(cpu, Ordering::Release);
@@ -147,7 +175,7 @@ fn respond(frame: &TrapFrame) {
         print_block(Some(frame));
         return;
     }
-    let deadline = cpu::counter() + ticks(PRINT_TIMEOUT_US + ARRIVAL_TIMEOUT_US);
+    let deadline = cpu::counter() + ticks(PRINT_TIMEOUT_US + arrival_timeout_ms() * 1000);
     while TURN.load(Ordering::Acquire) != me {
         if cpu::counter() > deadline {
             return;
@@ -217,7 +245,7 @@ pub fn stop_others() -> CpuMask {
     for cpu in targets {
         ipi::hw::send(cpu, Message::Stop);
     }
-    let missing = initiator.wait(cpu::counter, ticks(ARRIVAL_TIMEOUT_US));
+    let missing = initiator.wait(cpu::counter, ticks(arrival_timeout_ms() * 1000));
     drop(initiator);
     missing
 }

@@ -7,6 +7,7 @@
 //! be aligned and each caller's record to lie strictly higher than the callee's
 //! (so a corrupted chain cannot loop), and stops after a frame limit.
 
+use core::fmt;
 use core::ops::Range;
 
 /// Read access to the memory holding the stack; tests use a fake one.
@@ -42,6 +43,20 @@ pub enum Stop {
     Unreadable,
     /// `max_frames` return addresses were produced.
     Limit,
+}
+
+/// What a backtrace prints after its frames.
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stop::End => "end of the frame chain",
+            Stop::OutsideStack => "frame record outside the stack",
+            Stop::Misaligned => "misaligned frame pointer",
+            Stop::NotIncreasing => "caller frame not above its callee",
+            Stop::Unreadable => "unreadable stack memory",
+            Stop::Limit => "frame limit reached",
+        })
+    }
 }
 
 /// Iterator over the return addresses of a frame-record chain, innermost
@@ -293,5 +308,11 @@ mod tests {
         assert_eq!(unwinder.by_ref().collect::<Vec<_>>(), [0x1004]);
         assert_eq!(unwinder.stop_reason(), Some(Stop::Unreadable));
         assert_eq!(unwinder.next(), None, "stays stopped");
+    }
+
+    #[test]
+    fn stop_reasons_read_as_text() {
+        assert_eq!(Stop::Limit.to_string(), "frame limit reached");
+        assert_eq!(Stop::OutsideStack.to_string(), "frame record outside the stack");
     }
 }

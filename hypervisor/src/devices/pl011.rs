@@ -133,6 +133,7 @@ impl Pl011 {
     }
 
     /// Room left in the receive FIFO.
+    #[cfg(test)]
     pub fn rx_room(&self) -> usize {
         self.rx_depth().saturating_sub(self.rx_len)
     }
@@ -163,7 +164,7 @@ impl Pl011 {
     /// narrower reads of the low byte(s) are allowed, as on the hardware.
     pub fn read(&mut self, offset: u64, size: u8) -> (u64, Effect) {
         let unhandled = Effect { unhandled: true, ..Effect::default() };
-        if size > 4 || offset % 4 != 0 {
+        if size > 4 || !offset.is_multiple_of(4) {
             return (0, unhandled);
         }
         let v = match offset {
@@ -189,7 +190,7 @@ impl Pl011 {
     /// A guest write of `size` bytes at `offset`.
     pub fn write(&mut self, offset: u64, size: u8, value: u64) -> Effect {
         let unhandled = Effect { unhandled: true, ..Effect::default() };
-        if size > 4 || offset % 4 != 0 {
+        if size > 4 || !offset.is_multiple_of(4) {
             return unhandled;
         }
         let v = value as u32;

@@ -40,6 +40,17 @@ pub enum GicInitError {
     Driver(arm_gic::gicv3::GicError),
 }
 
+impl core::fmt::Display for GicInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoRedistributor { cpu, mpidr } => {
+                write!(f, "no redistributor for cpu {cpu} (MPIDR {mpidr:#x})")
+            }
+            Self::Driver(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl From<arm_gic::gicv3::GicError> for GicInitError {
     fn from(e: arm_gic::gicv3::GicError) -> Self {
         GicInitError::Driver(e)
@@ -95,8 +106,8 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
     GicCpuInterface::enable_system_register_el2(true);
     gic.setup(GICR_INDEX[0].load(Ordering::Relaxed));
 
-    for cpu in 0..mpidrs.len() {
-        let frame = Some(GICR_INDEX[cpu].load(Ordering::Relaxed));
+    for index in GICR_INDEX.iter().take(mpidrs.len()) {
+        let frame = Some(index.load(Ordering::Relaxed));
         for (intid, prio) in [
             (IntId::sgi(Sgi::Nmi.intid()), priority::NMI),
             (IntId::sgi(Sgi::Kick.intid()), priority::NORMAL),

@@ -27,7 +27,8 @@ pub fn send(cpu: usize, msg: Message) {
 
 /// Queues `f` to run on `cpu` the next time it is in its idle loop, and
 /// kicks it (CALL_FUNCTION on the kick SGI). Returns false if `cpu` already
-/// has work queued.
+/// has work queued. Only the test hooks queue work.
+#[cfg(feature = "test-hooks")]
 pub fn run_on(cpu: usize, f: fn()) -> bool {
     let Some(slot) = WORK.get(cpu) else { return false };
     if slot.compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire).is_err() {

@@ -48,6 +48,7 @@ impl Mailbox {
     }
 
     /// The messages pending on `sgi`, without taking them.
+    #[cfg(test)]
     pub fn peek(&self, sgi: Sgi) -> MessageSet {
         MessageSet::from_bits(self.words[sgi.index()].load(Ordering::Relaxed))
     }

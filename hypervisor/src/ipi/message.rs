@@ -112,6 +112,7 @@ impl Message {
     }
 
     /// Whether this message must get through while normal interrupts are masked.
+    #[cfg(test)]
     pub const fn is_nmi(self) -> bool {
         matches!(self.sgi(), Sgi::Nmi)
     }
@@ -130,6 +131,7 @@ pub struct MessageSet(u32);
 
 impl MessageSet {
     /// The empty set.
+    #[cfg(test)]
     pub const EMPTY: MessageSet = MessageSet(0);
 
     /// Wraps a raw mailbox word; bits that name no message are ignored.
@@ -137,17 +139,14 @@ impl MessageSet {
         MessageSet(bits)
     }
 
-    /// The raw word.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
     /// Whether no message is pending.
+    #[cfg(test)]
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
     /// Whether `msg` is in the set.
+    #[cfg(test)]
     pub const fn contains(self, msg: Message) -> bool {
         self.0 & msg.bit() != 0
     }

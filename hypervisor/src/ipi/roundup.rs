@@ -25,6 +25,7 @@ impl CpuMask {
     }
 
     /// CPUs `0..n`.
+    #[cfg(test)]
     pub const fn first(n: usize) -> Self {
         if n >= MAX_CPUS {
             CpuMask(u64::MAX)
@@ -165,6 +166,7 @@ impl Roundup {
 
     /// Whether `cpu` is asked and has not responded yet; a responder can use it
     /// to tell a roundup from a stray message.
+    #[cfg(test)]
     pub fn is_pending(&self, cpu: usize) -> bool {
         self.pending().contains(cpu)
     }
@@ -197,6 +199,7 @@ impl Initiator<'_> {
     }
 
     /// The CPUs that have not responded yet.
+    #[cfg(test)]
     pub fn pending(&self) -> CpuMask {
         self.roundup.pending()
     }

@@ -7,7 +7,7 @@
 //! same CPU (the virtual timer) cannot deadlock on it, and the NMI path never
 //! takes it.
 
-use super::lr::Lr;
+use super::lr::{hcr_eoi_count, Lr, HCR_EN};
 use super::sgi::{SgiGroup, SgiRequest, TargetSet};
 use super::{is_nmi_priority, Access, Vgic};
 use crate::arch::esr::MmioAccess;
@@ -66,7 +66,7 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
         *lr = ich::read_lr(i);
     }
     let hcr = ich::read_hcr();
-    ich::write_hcr(1);
+    ich::write_hcr(HCR_EN);
     // A HW-linked timer LR that is gone was deactivated by the guest, and
     // with it the physical interrupt.
     let timer_still_listed = lrs[..n].iter().any(|&v| {
@@ -78,7 +78,7 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
     }
     let mut l = lock(vm);
     l.vgic.fold_lrs(vcpu.index, &lrs[..n]);
-    let eoicount = ((hcr >> 27) & 0x1f) as u32;
+    let eoicount = hcr_eoi_count(hcr);
     if eoicount != 0 {
         // HW-linked interrupts the guest ended without an LR: their physical
         // side must be deactivated here (GICv3 spec 4.4.5, EOIcount).

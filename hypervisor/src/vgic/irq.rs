@@ -7,11 +7,7 @@
 //! decides where an interrupt is delivered and how it reaches the list
 //! registers.
 
-/// The first SGI INTID.
-pub const SGI_BASE: u32 = 0;
-/// The first PPI INTID (SGIs are 0-15).
-pub const PPI_BASE: u32 = 16;
-/// The first SPI INTID (PPIs are 16-31).
+/// The first SPI INTID (SGIs are 0-15, PPIs 16-31).
 pub const SPI_BASE: u32 = 32;
 /// Number of private (banked per vCPU) interrupts: 16 SGIs and 16 PPIs.
 pub const NR_PRIVATE: usize = 32;

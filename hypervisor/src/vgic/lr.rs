@@ -11,6 +11,8 @@ pub const MAX_LRS: usize = 16;
 /// ICH_HCR_EL2.En: enables the virtual CPU interface.
 pub const HCR_EN: u64 = 1 << 0;
 /// ICH_HCR_EL2.UIE: maintenance interrupt while at most one LR is valid.
+/// The scheduler never asks for it; the tests check that.
+#[cfg(test)]
 pub const HCR_UIE: u64 = 1 << 1;
 /// ICH_HCR_EL2.LRENPIE: maintenance interrupt while EOIcount is non-zero.
 pub const HCR_LRENPIE: u64 = 1 << 2;
@@ -149,6 +151,7 @@ impl Lr {
     }
 
     /// pINTID [44:32], meaningful only when [`Lr::hw`] is set.
+    #[cfg(test)]
     pub const fn pintid(self) -> Option<u32> {
         if self.hw() {
             Some(((self.0 >> Self::PINTID_SHIFT) & Self::PINTID_MASK) as u32)
@@ -158,21 +161,25 @@ impl Lr {
     }
 
     /// Priority [55:48].
+    #[cfg(test)]
     pub const fn priority(self) -> u8 {
         (self.0 >> Self::PRIORITY_SHIFT) as u8
     }
 
     /// Group [60]: Group 1 if set.
+    #[cfg(test)]
     pub const fn group1(self) -> bool {
         self.0 & Self::GROUP != 0
     }
 
     /// HW [61].
+    #[cfg(test)]
     pub const fn hw(self) -> bool {
         self.0 & Self::HW != 0
     }
 
     /// EOI [41] (only with HW=0).
+    #[cfg(test)]
     pub const fn eoi_maintenance(self) -> bool {
         !self.hw() && self.0 & Self::EOI != 0
     }
@@ -188,6 +195,7 @@ impl Lr {
     }
 
     /// The same LR with another State.
+    #[cfg(test)]
     pub const fn with_state(self, state: LrState) -> Self {
         Lr((self.0 & !(3 << Self::STATE_SHIFT)) | (Self::state_bits(state) << Self::STATE_SHIFT))
     }

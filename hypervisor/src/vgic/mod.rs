@@ -40,4 +40,4 @@ pub use regs::{Access, WriteResult};
 #[allow(unused_imports)]
 pub use sgi::{SgiGroup, SgiRequest, TargetSet, Targets};
 #[allow(unused_imports)]
-pub use state::{is_nmi_priority, Vgic, DEFAULT_PRIORITY_BITS, NMI_PRIORITY_THRESHOLD};
+pub use state::{is_nmi_priority, Vgic, NMI_PRIORITY_THRESHOLD};

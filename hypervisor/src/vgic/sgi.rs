@@ -177,13 +177,9 @@ impl TargetSet {
     }
 
     /// Whether the set is empty.
+    #[cfg(test)]
     pub const fn is_empty(self) -> bool {
         self.0 == 0
-    }
-
-    /// Adds every member of `other`.
-    pub fn union(&mut self, other: TargetSet) {
-        self.0 |= other.0;
     }
 
     /// The members, lowest first.

@@ -37,9 +37,6 @@ pub const fn is_nmi_priority(priority: u8) -> bool {
     priority <= NMI_PRIORITY_THRESHOLD
 }
 
-/// QEMU's GIC implements 5 priority bits (ICH_VTR_EL2.PRIbits = 4).
-pub const DEFAULT_PRIORITY_BITS: u8 = 5;
-
 /// Most vCPUs one vGIC serves: a [`TargetSet`] names vCPUs 0..64.
 pub const MAX_VCPUS: usize = TargetSet::CAPACITY;
 
@@ -52,6 +49,7 @@ pub(crate) const CTLR_ENABLE_GRP1: u32 = 1 << 1;
 /// Aff1 = index / 16 (16 per cluster, so that one SGI TargetList, 16 bits,
 /// covers a cluster with RS = 0). `vm::guest` assigns the same; the glue
 /// should pass the vCPUs' own MPIDRs to [`Vgic::with_mpidrs`].
+#[cfg(test)]
 pub const fn default_mpidr(index: usize) -> u64 {
     ((index as u64 / 16) << 8) | (index as u64 % 16)
 }
@@ -156,7 +154,6 @@ impl TopK {
 pub struct Vgic {
     pub(crate) nr_vcpus: usize,
     pub(crate) nr_spis: usize,
-    pub(crate) priority_bits: u8,
     pub(crate) priority_mask: u8,
     pub(crate) mpidrs: Vec<u64>,
     /// GICD_CTLR group enables (the only writable bits).
@@ -171,7 +168,8 @@ impl Vgic {
     /// A vGIC for `nr_vcpus` vCPUs with the [`default_mpidr`] affinities,
     /// `nr_spis` SPIs (rounded up to a multiple of 32, at most 988) and
     /// `priority_bits` implemented priority bits (clamped to 1..=8; QEMU:
-    /// [`DEFAULT_PRIORITY_BITS`]). At most [`MAX_VCPUS`] vCPUs.
+    /// 5). At most [`MAX_VCPUS`] vCPUs.
+    #[cfg(test)]
     pub fn new(nr_vcpus: usize, nr_spis: usize, priority_bits: u8) -> Self {
         let n = nr_vcpus.min(MAX_VCPUS);
         let mpidrs: Vec<u64> = (0..n).map(default_mpidr).collect();
@@ -194,7 +192,6 @@ impl Vgic {
         Self {
             nr_vcpus,
             nr_spis,
-            priority_bits: bits,
             priority_mask: priority_mask(bits),
             spis: alloc::vec![IrqState::new(false, reset_target); nr_spis],
             irouter: alloc::vec![0; nr_spis],
@@ -204,22 +201,8 @@ impl Vgic {
         }
     }
 
-    /// Number of vCPUs.
-    pub fn nr_vcpus(&self) -> usize {
-        self.nr_vcpus
-    }
-
-    /// Number of SPIs (INTIDs 32..32+nr_spis).
-    pub fn nr_spis(&self) -> usize {
-        self.nr_spis
-    }
-
-    /// Implemented priority bits.
-    pub fn priority_bits(&self) -> u8 {
-        self.priority_bits
-    }
-
     /// vCPU `vcpu`'s MPIDR affinity, if it exists.
+    #[cfg(test)]
     pub fn mpidr(&self, vcpu: usize) -> Option<u64> {
         self.mpidrs.get(vcpu).copied()
     }
@@ -336,6 +319,7 @@ impl Vgic {
     /// returned even if it was already pending: the target may hold it in an
     /// LR as active, and only an exit lets the new pending state reach the
     /// LR. Out-of-range `vcpu`/`intid`: `None`.
+    #[cfg(test)]
     pub fn set_pending(&mut self, vcpu: usize, intid: u32) -> Option<usize> {
         self.irq_mut(vcpu, intid)?.pend();
         self.kick_for(vcpu, intid)
@@ -343,7 +327,8 @@ impl Vgic {
 
     /// Drives the input line of `intid`: level-sensitive interrupts are
     /// pending while it is high; edge-triggered ones latch on a rising edge.
-    /// Returns the vCPU to kick, as [`Vgic::set_pending`].
+    /// Returns the vCPU to kick if the interrupt can now be signalled (even
+    /// if it already was pending, as for a latched one).
     pub fn set_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Option<usize> {
         self.irq_mut(vcpu, intid)?.drive_line(level);
         self.kick_for(vcpu, intid)

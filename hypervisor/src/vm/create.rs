@@ -3,12 +3,14 @@
 //! Each VM is checked on its own: a VM that cannot run is reported with
 //! `nmivisor: vm NAME: not started: REASON` and the others go on.
 
-use super::guest::{self, Vcpu, Vm, GUEST_RAM_IPA};
+use super::guest::{self, Vcpu, Vm};
 use super::devices_dt::{ArchTimerNode, GicV3Node, Pl011Node, GIC_PHANDLE, UART_PATH};
 use super::guest_dt::{GuestDt, GuestDtConfig};
 use super::layout;
+use super::memmap::{self, GICR_MAX_VCPUS};
 use super::run;
 use crate::arch::{cpu, ich};
+use crate::vgic::state::MAX_VCPUS;
 use crate::vgic::Vgic;
 use crate::boot::bundle::{self, VmSpec};
 use crate::mm::ram::FreeRam;
@@ -70,10 +72,26 @@ pub fn start_vms(bundle_bytes: &'static [u8], nr_cpus: usize, ram: &mut FreeRam)
     vms.len()
 }
 
+/// Whether the emulated GIC can serve `n` vCPUs: the vGIC names at most
+/// [`MAX_VCPUS`] of them, and the guest's redistributor region (QEMU virt's
+/// map) holds at most [`GICR_MAX_VCPUS`] frames.
+fn check_vcpus(n: usize) -> Result<(), String> {
+    if n > MAX_VCPUS {
+        return Err(alloc::format!("{n} vCPUs, but the vGIC serves at most {MAX_VCPUS}"));
+    }
+    if n > GICR_MAX_VCPUS {
+        return Err(alloc::format!(
+            "{n} vCPUs, but the guest's redistributor region holds at most {GICR_MAX_VCPUS}"
+        ));
+    }
+    Ok(())
+}
+
 /// Builds one VM: RAM, stage 2, device tree, layout.
 fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, String> {
+    check_vcpus(spec.cpus.len())?;
     let header = layout::parse_header(spec.image).map_err(|e| e.to_string())?;
-    let ipa = GUEST_RAM_IPA..GUEST_RAM_IPA + spec.memory;
+    let ipa = memmap::RAM_BASE..memmap::RAM_BASE + spec.memory;
     let layout = layout::place(ipa.clone(), header, spec.initrd.map(|i| i.len() as u64), DTB_MAX)
         .map_err(|e| e.to_string())?;
     let vcpus: Vec<Vcpu> = spec.cpus.iter().enumerate().map(|(i, pcpu)| Vcpu::new(i, pcpu)).collect();
@@ -103,7 +121,6 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
     let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
     Ok(Vm::new(
-        index,
         spec.name.to_string(),
         ipa,
         pa,

@@ -17,10 +17,6 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
-/// Guest RAM starts at the same IPA as QEMU virt's RAM, so kernels built
-/// for that machine run unchanged.
-pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
-
 /// A vCPU's PSCI power state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -127,7 +123,6 @@ pub enum VmState {
 
 /// One virtual machine.
 pub struct Vm {
-    pub id: usize,
     pub name: String,
     /// Guest RAM as IPAs.
     pub ram: Range<u64>,
@@ -153,7 +148,6 @@ pub struct Vm {
 impl Vm {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        id: usize,
         name: String,
         ram: Range<u64>,
         ram_pa: u64,
@@ -169,7 +163,6 @@ impl Vm {
         Vm {
             vgic: Mutex::new(vgic),
             uart: Mutex::new(Pl011::new()),
-            id,
             name,
             ram,
             ram_pa,

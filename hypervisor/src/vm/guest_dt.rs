@@ -71,11 +71,6 @@ pub struct GuestDt<'a> {
     devices: Vec<&'a dyn DtNode>,
 }
 
-/// Builds the tree with no devices.
-pub fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, GuestDtError> {
-    GuestDt::new(config).build()
-}
-
 impl<'a> GuestDt<'a> {
     pub fn new(config: &'a GuestDtConfig<'a>) -> Self {
         Self {
@@ -207,6 +202,11 @@ fn strings(list: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds the tree with no devices.
+    fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, GuestDtError> {
+        GuestDt::new(config).build()
+    }
     use fdt::Fdt;
 
     const MPIDRS: [u64; 3] = [0x8000_0000, 0x8000_0001, 0x8000_0100];

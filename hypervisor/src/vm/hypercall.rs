@@ -60,6 +60,7 @@ impl FunctionId {
     }
 
     /// Bit 30: the SMC64/HVC64 calling convention (64-bit arguments).
+    #[cfg(test)]
     pub fn is_smc64(self) -> bool {
         self.0 & (1 << 30) != 0
     }

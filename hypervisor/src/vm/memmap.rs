@@ -9,7 +9,8 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 pub const GICD: Range<u64> = 0x0800_0000..0x0801_0000;
 /// The emulated redistributors: one RD + SGI frame pair per vCPU.
 pub const GICR_BASE: u64 = 0x080a_0000;
-pub const GICR_FRAME: u64 = 0x2_0000;
+/// One vCPU's RD + SGI frame pair (128 KiB).
+pub const GICR_FRAME: u64 = crate::vgic::regs::gicr::SIZE;
 /// Room QEMU virt leaves for redistributors below the UART.
 pub const GICR_MAX_VCPUS: usize = 123;
 

@@ -175,7 +175,7 @@ impl PsciVm for PsciView<'_> {
     }
 
     fn entry_is_valid(&self, ipa: u64) -> bool {
-        self.0.ipa_to_pa(ipa, 4).is_some() && ipa % 4 == 0
+        self.0.ipa_to_pa(ipa, 4).is_some() && ipa.is_multiple_of(4)
     }
 }
 

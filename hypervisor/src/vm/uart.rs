@@ -8,7 +8,6 @@
 use super::guest::{self, Vm};
 use super::memmap;
 use crate::arch::esr::MmioAccess;
-use crate::devices::pl011::Pl011;
 use crate::gic::mask::IrqGuard;
 use crate::println;
 use crate::vgic::sgi::TargetSet;
