@@ -69,6 +69,15 @@ mod hw {
         }
     }
 
+    /// Writes bytes to the PL011 as they are.
+    pub fn write_raw(bytes: &[u8]) {
+        let Some(mut uart) = uart() else { return };
+        for &b in bytes {
+            while uart.is_tx_fifo_full() {}
+            uart.write_word(b);
+        }
+    }
+
     /// Writes bytes to the PL011, turning "\n" into "\r\n".
     pub struct Port;
 
@@ -123,6 +132,14 @@ pub fn lock() -> ConsoleGuard {
 #[cfg(target_os = "none")]
 pub fn lock_for_crash() -> ConsoleGuard {
     ConsoleGuard { lock: hw::lock(CRASH_TIMEOUT_US) }
+}
+
+/// Writes bytes to the console unchanged (a guest's terminal output), under
+/// the console lock.
+#[cfg(target_os = "none")]
+pub fn write_raw(bytes: &[u8]) {
+    let _guard = lock();
+    hw::write_raw(bytes);
 }
 
 #[doc(hidden)]

@@ -225,20 +225,22 @@ impl Vm {
         self.write_guest(self.layout.dtb.start, &self.dtb)
     }
 
-    /// Appends guest console bytes and prints every completed line.
+    /// Guest console output. With one VM the guest owns the terminal and
+    /// its bytes pass through as they are (prompts and line editing work).
+    /// With several, output is collected into whole lines, sanitized and
+    /// prefixed with the VM's name, so VMs never mix mid-line.
     pub fn console_write(&self, bytes: &[u8]) {
-        let prefix = several_vms();
+        if !several_vms() {
+            crate::console::write_raw(bytes);
+            return;
+        }
         let mut buf = self.console.lock();
         buf.push(bytes, |line, continued| {
             let mut clean = [0u8; MAX_LINE];
             let n = sanitize(line, &mut clean);
             let text = core::str::from_utf8(&clean[..n]).unwrap_or("");
             let cont = if continued { "\\" } else { "" };
-            if prefix {
-                crate::println!("[{}] {text}{cont}", self.name);
-            } else {
-                crate::println!("{text}{cont}");
-            }
+            crate::println!("[{}] {text}{cont}", self.name);
         });
     }
 
