@@ -43,6 +43,7 @@ _start:
     .ascii  "ARM\x64"               /* magic */
     .long   0                       /* res5 */
 
+.type primary_entry, %function
 primary_entry:
     mov     x19, x0                 /* DTB physical address */
     /* The image is linked at a fixed address: refuse to run elsewhere. */
@@ -78,6 +79,7 @@ primary_entry:
 
 /* Secondary entry from PSCI CPU_ON: x0 = context_id = logical CPU number. */
 .global secondary_entry
+.type secondary_entry, %function
 secondary_entry:
     mov     x19, x0
     cmp     x19, #MAX_CPUS
@@ -95,6 +97,7 @@ secondary_entry:
     b       secondary_main
 
 /* Registers every EL2 CPU needs before the MMU goes on. Clobbers x9, x10. */
+.type el2_cpu_setup, %function
 el2_cpu_setup:
     ldr     x9, =SCTLR_RES1
     msr     sctlr_el2, x9
@@ -129,6 +132,7 @@ el2_cpu_setup:
     isb
     ret
 
+.type el2_mmu_on, %function
 el2_mmu_on:
     dsb     ish
     tlbi    alle2
@@ -140,6 +144,7 @@ el2_mmu_on:
     ret
 
 /* x0 = logical CPU: SP = top of its stack, TPIDR_EL2 = &PERCPU[x0]. */
+.type set_stack_and_percpu, %function
 set_stack_and_percpu:
     adrp    x9, __stacks_start
     add     x9, x9, :lo12:__stacks_start
@@ -154,6 +159,7 @@ set_stack_and_percpu:
     msr     tpidr_el2, x9
     ret
 
+.type early_hang, %function
 early_hang:
     wfe
     b       early_hang

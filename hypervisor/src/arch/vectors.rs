@@ -104,6 +104,7 @@ exception_vectors:
     vector 14
     vector 15
 
+.type exception_common, %function
 exception_common:
     stp     x2, x3, [sp, #16 * 1]
     stp     x4, x5, [sp, #16 * 2]
@@ -163,6 +164,7 @@ exception_common:
     bl      handle_exception
 
 .global exception_return
+.type exception_return, %function
 exception_return:
     add     x8, sp, #OFF_Q
     ldp     q0, q1, [x8, #32 * 0]

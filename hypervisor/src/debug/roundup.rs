@@ -90,36 +90,10 @@ fn print_block(frame: Option<&TrapFrame>) {
                 f.spsr & 0x3c0
             );
             print_backtrace(Some(f.elr), f.x[29], stack_of(me));
+            print_trapped_guest(me);
         }
         Some(f) => {
-            match crate::vm::guest::current() {
-                Some((vm, vcpu)) => println!(
-                    "guest state: vm {} vCPU {} (MPIDR {:#x}), interrupted at EL{}",
-                    vm.name,
-                    vcpu.index,
-                    vcpu.mpidr,
-                    (f.spsr >> 2) & 3
-                ),
-                None => println!("guest state: interrupted at EL{}", (f.spsr >> 2) & 3),
-            }
-            println!(
-                "    PC {:#018x}  LR {:#018x}  SP {:#018x}",
-                f.elr,
-                f.x[30],
-                el1::guest_sp(f.spsr)
-            );
-            println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, el1::guest_esr());
-            // The guest's EL1 registers are live while its vCPU runs here;
-            // vPMR shows a guest spinning with its interrupts masked.
-            let regs = El1Context::save();
-            println!(
-                "    SCTLR_EL1 {:#010x}  TTBR0_EL1 {:#018x}  TTBR1_EL1 {:#018x}  VBAR_EL1 {:#018x}  vPMR {:#04x}",
-                regs.sctlr,
-                regs.ttbr0,
-                regs.ttbr1,
-                regs.vbar,
-                ich::virtual_pmr()
-            );
+            print_guest_state(f, "interrupted");
             println!("EL2: PMR {:#04x}", gicv3::pmr());
             print_backtrace(None, cpu::frame_pointer(), stack_of(me));
         }
@@ -130,7 +104,49 @@ fn print_block(frame: Option<&TrapFrame>) {
                 cpu::daif()
             );
             print_backtrace(None, cpu::frame_pointer(), stack_of(me));
+            print_trapped_guest(me);
         }
+    }
+}
+
+/// The guest registers in `f` (a trap frame from a lower EL) with the VM
+/// and vCPU they belong to. The guest's EL1 registers are live while its
+/// vCPU is resident on this CPU; vPMR shows a guest spinning with its
+/// interrupts masked.
+fn print_guest_state(f: &TrapFrame, how: &str) {
+    match crate::vm::guest::current() {
+        Some((vm, vcpu)) => println!(
+            "guest state: vm {} vCPU {} (MPIDR {:#x}), {how} at EL{}",
+            vm.name,
+            vcpu.index,
+            vcpu.mpidr,
+            (f.spsr >> 2) & 3
+        ),
+        None => println!("guest state: {how} at EL{}", (f.spsr >> 2) & 3),
+    }
+    println!("    PC {:#018x}  LR {:#018x}  SP {:#018x}", f.elr, f.x[30], el1::guest_sp(f.spsr));
+    println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, el1::guest_esr());
+    let regs = El1Context::save();
+    println!(
+        "    SCTLR_EL1 {:#010x}  TTBR0_EL1 {:#018x}  TTBR1_EL1 {:#018x}  VBAR_EL1 {:#018x}  vPMR {:#04x}",
+        regs.sctlr,
+        regs.ttbr0,
+        regs.ttbr1,
+        regs.vbar,
+        ich::virtual_pmr()
+    );
+}
+
+/// A CPU dumped while it was in the hypervisor on behalf of its guest (a
+/// trap such as WFI or an MMIO access): the guest's registers wait in the
+/// trap-frame slot at the top of this CPU's stack, so show them too.
+fn print_trapped_guest(me: usize) {
+    let Some((_, vcpu)) = crate::vm::guest::current() else { return };
+    if !vcpu.is_resident() {
+        return;
+    }
+    if let Some(f) = crate::vm::run::guest_frame(me) {
+        print_guest_state(f, "trapped to the hypervisor");
     }
 }
 

@@ -26,6 +26,21 @@ fn loop_stack_top(cpu: usize) -> u64 {
     stack_of(cpu).end - core::mem::size_of::<TrapFrame>() as u64
 }
 
+/// The guest's registers while its vCPU is in a trap on physical CPU
+/// `cpu`: the frame slot at the top of that CPU's stack. Only meaningful
+/// while the vCPU is resident and the CPU is handling one of its traps;
+/// the caller (a dump on that same CPU) checks that.
+pub fn guest_frame(cpu: usize) -> Option<&'static TrapFrame> {
+    if cpu != cpu_id() {
+        return None;
+    }
+    let slot = loop_stack_top(cpu) as *const TrapFrame;
+    // SAFETY: the slot is part of this CPU's stack, always mapped; the
+    // vectors fill it on every trap from the guest. Reading it from this
+    // CPU while the trap is being handled sees a complete frame.
+    Some(unsafe { &*slot })
+}
+
 /// Restarts this CPU's run loop from a fresh stack.
 pub fn restart_loop() -> ! {
     if let Some((_, vcpu)) = guest::current() {
