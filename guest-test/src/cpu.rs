@@ -97,6 +97,13 @@ pub fn wait_for_event() {
     unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
 }
 
+/// WFI: sleeps until an interrupt is pending (taken or not: PSTATE.I may
+/// be set) or returns at once if one is.
+pub fn wait_for_interrupt() {
+    // SAFETY: WFI has no effects beyond a possible wait.
+    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Stops this CPU for good (interrupts are masked).
 pub fn halt() -> ! {
     loop {

@@ -46,6 +46,11 @@
 //! AFFINITY_INFO for affinity level 1 with ON instead of
 //! INVALID_PARAMETERS; the case's line then says so.
 //!
+//! Boot argument `guest-test.bench` selects bench mode instead ([`bench`]):
+//! micro-benchmarks that print `bench NAME ITERATIONS TICKS` lines, for
+//! `cargo xtask bench` (see `docs/benchmarks.md`);
+//! `guest-test.bench-iterations=N` sets the iterations.
+//!
 //! The crate builds two ways:
 //! - for `aarch64-unknown-none` it is the guest image;
 //! - for the host only the pure helpers ([`esr`], [`line`], [`mmu`],
@@ -60,6 +65,8 @@ mod mmu;
 mod topology;
 
 // The guest proper: asm, system registers, MMIO and hypercalls.
+#[cfg(target_os = "none")]
+mod bench;
 #[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]

@@ -68,6 +68,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
             platform.cpus.ignored
         );
     }
+    if platform.has_bootarg(crate::bench::BENCH_ARG) {
+        crate::bench::run();
+    }
     for (i, case) in CASES.iter().enumerate() {
         CURRENT.store(i, Ordering::Relaxed);
         let outcome = (case.run)();

@@ -26,6 +26,8 @@ pub enum Job {
     SgiStorm = 7,
     /// [`crate::cases::vtimer::run_on_this_cpu`].
     Timer = 8,
+    /// [`crate::bench::pong_on_this_cpu`] (bench mode).
+    BenchPong = 9,
 }
 
 impl Job {
@@ -39,6 +41,7 @@ impl Job {
             6 => Some(Job::Roundup),
             7 => Some(Job::SgiStorm),
             8 => Some(Job::Timer),
+            9 => Some(Job::BenchPong),
             _ => None,
         }
     }
@@ -101,6 +104,7 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::Roundup) => crate::cases::nmi::roundup_member(),
             Some(Job::SgiStorm) => crate::cases::sgi_storm::run_on_this_cpu(),
             Some(Job::Timer) => crate::cases::vtimer::run_on_this_cpu(),
+            Some(Job::BenchPong) => crate::bench::pong_on_this_cpu(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

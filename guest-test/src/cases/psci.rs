@@ -71,8 +71,8 @@ pub fn cpu_on_already_on() -> Outcome {
 }
 
 /// Starts `cpu` with CPU_ON and waits for it to check in with the right
-/// MPIDR.
-fn start(cpu: usize) -> Result<(), super::Reason> {
+/// MPIDR (also used by bench mode).
+pub fn start(cpu: usize) -> Result<(), super::Reason> {
     let mpidr = dt::platform().cpus.mpidr(cpu);
     let before = secondary::checkins(cpu);
     let r = p::cpu_on(mpidr, secondary_entry_address(), cpu as u64);

@@ -24,6 +24,36 @@ pub mod psci;
 #[cfg(target_os = "none")]
 pub mod vectors;
 
+/// The pause in every spin-wait: YIELD, the architecture's hint that this
+/// CPU is waiting on another one (Arm ARM C6.2.400). Emulators honour it:
+/// QEMU's single-threaded TCG (`-icount`) switches to another vCPU, where a
+/// plain spin would hold the host thread for a whole time slice. On the host
+/// (unit tests) it is the standard spin hint.
+#[inline(always)]
+pub fn relax() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe {
+        core::arch::asm!("yield", options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    core::hint::spin_loop();
+}
+
+/// spin's lock relax strategy using [`relax`].
+pub struct YieldRelax;
+
+impl spin::RelaxStrategy for YieldRelax {
+    #[inline(always)]
+    fn relax() {
+        self::relax();
+    }
+}
+
+/// The hypervisor's spin lock: spin's mutex, relaxing with YIELD.
+pub type Mutex<T> = spin::mutex::Mutex<T, YieldRelax>;
+pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
+
 /// The most CPUs nmivisor manages; CPUs beyond it in the DTB are left off.
 pub const MAX_CPUS: usize = 16;
 

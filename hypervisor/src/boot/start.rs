@@ -220,7 +220,7 @@ fn start_secondary(logical: usize) {
             println!("cpu {logical} (MPIDR {mpidr:#x}) did not come online");
             return;
         }
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
 }
 
@@ -256,7 +256,7 @@ pub fn shutdown(nr: usize) -> ! {
         loop {
             match psci::affinity_info(mpidr) {
                 Ok(psci::AffinityState::Off) => break,
-                Ok(_) if cpu::counter() < deadline => core::hint::spin_loop(),
+                Ok(_) if cpu::counter() < deadline => crate::arch::relax(),
                 Ok(state) => {
                     println!("cpu {logical} did not power off (state {state:?})");
                     break;

@@ -64,7 +64,7 @@ fn start_spinner(cpu: usize, f: fn()) -> bool {
             println!("nmivisor: cpu {cpu} did not start its spinner");
             return false;
         }
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
     println!("nmivisor: cpu {cpu} is spinning");
     true
@@ -81,7 +81,7 @@ fn spin_with_irqs_masked_by_pmr() {
     let _masked = IrqGuard::new();
     announce_spinning();
     loop {
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
 }
 
@@ -91,7 +91,7 @@ fn spin_with_pstate_i_set() {
     crate::arch::gicv3::local_irq_mask();
     announce_spinning();
     loop {
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
 }
 

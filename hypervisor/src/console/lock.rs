@@ -83,7 +83,7 @@ impl CpuLock {
             } else if timed_out() {
                 (pack(me, 0), Acquired::Busted)
             } else {
-                core::hint::spin_loop();
+                crate::arch::relax();
                 state = self.state.load(Ordering::Relaxed);
                 continue;
             };

@@ -3,7 +3,7 @@
 
 use super::monitor::{Action, Monitor, MonitorCommand, HELP};
 use crate::println;
-use spin::Mutex;
+use crate::arch::Mutex;
 
 /// Only the CPU the UART interrupt is routed to takes this lock, from its
 /// interrupt handler; NMI paths never touch it.

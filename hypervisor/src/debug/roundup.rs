@@ -174,7 +174,7 @@ fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
                 println!("cpu {cpu}: dump did not complete");
                 break;
             }
-            core::hint::spin_loop();
+            crate::arch::relax();
         }
     }
     TURN.store(NO_TURN, Ordering::Release);
@@ -196,7 +196,7 @@ fn respond(frame: &TrapFrame) {
         if cpu::counter() > deadline {
             return;
         }
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
     print_block(Some(frame));
     DONE.fetch_or(1 << me, Ordering::Release);

@@ -17,7 +17,8 @@ use arm_gic::{IntId, Trigger};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use safe_mmio::UniqueMmioPointer;
-use spin::{Mutex, Once};
+use crate::arch::{Mutex, MutexGuard};
+use spin::Once;
 
 /// The EL2 physical timer PPI (CNTHP), which drives the watchdog.
 pub const EL2_TIMER_INTID: u32 = 26;
@@ -57,7 +58,7 @@ impl From<arm_gic::gicv3::GicError> for GicInitError {
     }
 }
 
-fn gic() -> spin::MutexGuard<'static, GicV3<'static>> {
+fn gic() -> MutexGuard<'static, GicV3<'static>> {
     // `init` runs on the boot CPU before any other GIC use.
     GIC.get().expect("GIC used before gic::driver::init").lock()
 }

@@ -194,7 +194,7 @@ impl Initiator<'_> {
             if pending.is_empty() || now().wrapping_sub(start) >= timeout {
                 return pending;
             }
-            core::hint::spin_loop();
+            crate::arch::relax();
         }
     }
 

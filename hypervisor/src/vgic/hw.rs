@@ -20,7 +20,7 @@ use crate::vm::guest::{self, Vcpu, Vm};
 use crate::vm::memmap;
 use crate::{ipi, println};
 use core::sync::atomic::{AtomicBool, Ordering};
-use spin::MutexGuard;
+use crate::arch::MutexGuard;
 
 /// The virtual timer's INTID, physical and virtual alike (PPI 11).
 pub const VTIMER_INTID: u32 = 27;

@@ -15,7 +15,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use spin::{Mutex, Once};
+use crate::arch::Mutex;
+use spin::Once;
 
 /// A vCPU's PSCI power state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -162,7 +162,7 @@ fn stop_other_vcpus(vm: &Vm, me: Option<usize>) -> bool {
         if cpu::counter() > deadline {
             return false;
         }
-        core::hint::spin_loop();
+        crate::arch::relax();
     }
     true
 }
