@@ -118,6 +118,14 @@ pub enum Boot {
     /// ([`NATIVE_MACHINE`]): the reference run the hypervisor runs are
     /// compared with.
     NativeGuest,
+    /// The Linux guest of `cargo xtask linux` alone, natively at EL1
+    /// ([`NATIVE_MACHINE`], `-kernel Image -initrd initramfs`); `append`
+    /// is its full command line. The reference for [`Boot::LinuxVm`].
+    LinuxNative,
+    /// The hypervisor with a bundle holding one VM `linux` (the kernel and
+    /// initramfs of `cargo xtask linux`) on every CPU, with this command
+    /// line; `append` stays the hypervisor's.
+    LinuxVm(String),
 }
 
 /// A QEMU test scenario. Build one with [`Scenario::new`] and the builder
@@ -147,6 +155,10 @@ pub struct Scenario {
     pub end: End,
     /// The run fails (as a hang) if it has not ended by then.
     pub timeout: Duration,
+    /// After the run, at least one guest PC of a hypervisor dump
+    /// (`    PC 0x... LR 0x...`) must name a symbol of the Linux guest's
+    /// `System.map` (checked by the runner, which knows the map).
+    pub guest_pc_symbol: bool,
 }
 
 // Part of the builder is there for the scenarios still to come (guests,
@@ -171,6 +183,7 @@ impl Scenario {
             inputs: Vec::new(),
             end: End::Exit(0),
             timeout: DEFAULT_TIMEOUT,
+            guest_pc_symbol: false,
         }
     }
 
@@ -188,9 +201,54 @@ impl Scenario {
         self
     }
 
+    /// Boot the Linux guest natively with [`crate::linux::CPUS`] CPUs and
+    /// the VM's memory; `extra` is added to its base command line.
+    pub fn linux_native(mut self, extra: &str) -> Self {
+        self.boot = Boot::LinuxNative;
+        self.smp = crate::linux::CPUS;
+        self.mem = crate::linux::VM_MEMORY.into();
+        self.append = Some(crate::linux::cmdline(extra));
+        self.linux_forbids()
+    }
+
+    /// Boot the hypervisor with the Linux guest as VM `linux` on all
+    /// [`crate::linux::CPUS`] CPUs; `extra` is added to the guest's base
+    /// command line.
+    pub fn linux_vm(mut self, extra: &str) -> Self {
+        self.boot = Boot::LinuxVm(crate::linux::cmdline(extra));
+        self.smp = crate::linux::CPUS;
+        self.mem = crate::linux::HOST_MEMORY.into();
+        self.linux_forbids()
+            .forbid(contains(format!("vm {}: not started", crate::linux::VM_NAME)))
+    }
+
+    fn linux_forbids(self) -> Self {
+        self.forbid(contains("Kernel panic"))
+            .forbid(contains("nmv-init: FAILED"))
+            .forbid(contains("Unable to handle kernel"))
+    }
+
     /// Whether the scenario boots guest-test (natively or in a bundle).
     pub fn needs_guest(&self) -> bool {
-        !matches!(self.boot, Boot::Hypervisor)
+        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest)
+    }
+
+    /// Whether the scenario boots the Linux guest of `cargo xtask linux`.
+    pub fn needs_linux(&self) -> bool {
+        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_))
+    }
+
+    /// Whether the scenario needs the hypervisor build (every boot but
+    /// native Linux: native guest-test comes from the same build).
+    pub fn needs_build(&self) -> bool {
+        !matches!(self.boot, Boot::LinuxNative)
+    }
+
+    /// After the run, a guest PC of the dump must resolve in the Linux
+    /// guest's `System.map`.
+    pub fn expect_guest_pc_symbol(mut self) -> Self {
+        self.guest_pc_symbol = true;
+        self
     }
 
     /// Boot the image built with `--features test-hooks`.
@@ -291,10 +349,11 @@ impl Scenario {
     }
 
     /// The QEMU configuration for `kernel` (the hypervisor, or the guest
-    /// for [`Boot::NativeGuest`]) and `initrd` (the bundle, if any).
+    /// for [`Boot::NativeGuest`] and [`Boot::LinuxNative`]) and `initrd`
+    /// (the bundle, or the native Linux' initramfs).
     pub fn qemu_config(&self, kernel: &Path, initrd: Option<&Path>) -> QemuConfig {
         let mut cfg = QemuConfig::new(kernel);
-        if let Boot::NativeGuest = self.boot {
+        if let Boot::NativeGuest | Boot::LinuxNative = self.boot {
             cfg.machine = NATIVE_MACHINE.into();
         }
         cfg.initrd = initrd.map(Path::to_path_buf);
@@ -751,6 +810,44 @@ mod tests {
         assert!(
             args.contains("virtualization=on") && args.ends_with("-kernel hv.bin -initrd b.cpio")
         );
+    }
+
+    #[test]
+    fn linux_boots() {
+        let native = Scenario::new("n").linux_native("nmv.test=boot");
+        assert!(native.needs_linux() && !native.needs_build() && !native.needs_guest());
+        let args = native
+            .qemu_config(Path::new("Image"), Some(Path::new("initramfs.cpio.gz")))
+            .args()
+            .join(" ");
+        assert_eq!(
+            args,
+            "-machine virt,gic-version=3 -cpu max -smp 4 -m 512M -nographic -kernel Image \
+             -initrd initramfs.cpio.gz -append 'console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 nmv.test=boot'"
+                .replace('\'', "")
+        );
+
+        let vm = Scenario::new("v").linux_vm("nmv.test=boot");
+        assert!(vm.needs_linux() && vm.needs_build() && !vm.needs_guest());
+        match &vm.boot {
+            Boot::LinuxVm(cmdline) => assert_eq!(
+                cmdline,
+                "console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 nmv.test=boot"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let args = vm
+            .qemu_config(Path::new("hv.bin"), Some(Path::new("v.cpio")))
+            .args()
+            .join(" ");
+        assert!(args.contains("virtualization=on") && args.contains("-smp 4 -m 2G"));
+        assert!(!args.contains("-append"), "{args}");
+        let forbidden = vm
+            .expects
+            .iter()
+            .filter(|e| matches!(e, Expect::Forbid(_)))
+            .count();
+        assert_eq!(forbidden, DEFAULT_FORBIDDEN.len() + 4);
     }
 
     #[test]

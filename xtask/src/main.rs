@@ -7,6 +7,7 @@ mod bundle;
 mod harness;
 mod hosttest;
 mod image;
+mod linux;
 mod provision;
 mod qemu;
 mod scenarios;
@@ -78,8 +79,50 @@ enum Cmd {
     Test(TestArgs),
 
     /// Annotate hex addresses in a log with the hypervisor function and
-    /// source line (`[function+0xoff at file:line]`).
+    /// source line (`[function+0xoff at file:line]`), and guest kernel
+    /// addresses with --system-map or --vmlinux.
     Symbolize(SymbolizeArgs),
+
+    /// Build the Linux guest: a 6.12 kernel with ARM64_PSEUDO_NMI (Debian's
+    /// linux-source-6.12, allnoconfig + linux/nmivisor.config) and a busybox
+    /// initramfs running linux/init.sh.
+    ///
+    /// Outputs are cached in ${XDG_CACHE_HOME:-~/.cache}/nmivisor/linux/,
+    /// keyed by their inputs; a second run only prints the paths (stdout:
+    /// `NAME PATH` lines for Image, System.map, vmlinux, config, initramfs).
+    Linux(LinuxCmdArgs),
+}
+
+#[derive(Args)]
+struct LinuxCmdArgs {
+    #[command(flatten)]
+    linux: LinuxArgs,
+
+    /// Only (re)build the initramfs and print its path (quick iterations
+    /// on linux/init.sh).
+    #[arg(long)]
+    initramfs_only: bool,
+}
+
+#[derive(Args, Clone, Debug, Default)]
+struct LinuxArgs {
+    /// Build this kernel tree (unconfigured; built with O= in the cache)
+    /// instead of Debian's linux-source-6.12.
+    #[arg(long, value_name = "DIR")]
+    kernel_src: Option<PathBuf>,
+
+    /// Parallel make jobs for the kernel [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+}
+
+impl LinuxArgs {
+    fn options(&self) -> linux::Options {
+        linux::Options {
+            kernel_src: self.kernel_src.clone(),
+            jobs: self.jobs.map(usize::from),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -108,16 +151,17 @@ struct RunArgs {
     #[arg(long, default_value_t = 4, value_name = "N")]
     smp: u32,
 
-    /// Memory size (QEMU -m), e.g. 512M or 2G.
-    #[arg(long, default_value = "1G", value_name = "SIZE")]
-    mem: String,
+    /// Memory size (QEMU -m), e.g. 512M or 2G [default: 1G; 2G with
+    /// --linux; the VM's memory with --linux --native].
+    #[arg(long, value_name = "SIZE")]
+    mem: Option<String>,
 
     /// CPU model (QEMU -cpu).
     #[arg(long, default_value = "max", value_name = "MODEL")]
     cpu: String,
 
     /// The hypervisor's command line (QEMU -append), e.g. "nmivisor.test=fault".
-    #[arg(long, value_name = "CMDLINE")]
+    #[arg(long, value_name = "CMDLINE", conflicts_with = "native")]
     append: Option<String>,
 
     /// Boot the hypervisor alone: no VM bundle, no -initrd.
@@ -126,19 +170,32 @@ struct RunArgs {
 
     /// The guest kernel: any arm64 Image (e.g. a Linux arch/arm64/boot/Image)
     /// instead of target/nmivisor/guest-test.bin. Its VM is named `guest`.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_guest")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["no_guest", "linux"])]
     guest_image: Option<PathBuf>,
 
-    /// The VM's memory (its `memory` config key), e.g. 128M or 1G.
-    #[arg(
-        long,
-        default_value = "128M",
-        value_name = "SIZE",
-        conflicts_with = "no_guest"
-    )]
-    guest_mem: String,
+    /// Boot the Linux guest of `cargo xtask linux` (built or reused first)
+    /// as VM `linux` with its initramfs, command line
+    /// "console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1" plus --cmdline: an
+    /// interactive busybox shell on the console (`nmv.test=NAME` in
+    /// --cmdline runs a test flow instead).
+    #[arg(long, conflicts_with = "no_guest")]
+    linux: bool,
 
-    /// The VM's command line (its `cmdline` file), e.g. "console=ttyAMA0".
+    /// With --linux: boot Linux natively at EL1, without the hypervisor
+    /// (the reference behaviour).
+    #[arg(long, requires = "linux")]
+    native: bool,
+
+    #[command(flatten)]
+    linux_args: LinuxArgs,
+
+    /// The VM's memory (its `memory` config key), e.g. 128M or 1G
+    /// [default: 128M; 512M with --linux].
+    #[arg(long, value_name = "SIZE", conflicts_with = "no_guest")]
+    guest_mem: Option<String>,
+
+    /// The VM's command line (its `cmdline` file), e.g. "console=ttyAMA0";
+    /// with --linux, added to the base command line.
     #[arg(long, value_name = "CMDLINE", conflicts_with = "no_guest")]
     cmdline: Option<String>,
 
@@ -166,6 +223,10 @@ struct TestArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+
+    /// For the Linux scenarios (built first when one is selected).
+    #[command(flatten)]
+    linux: LinuxArgs,
 }
 
 #[derive(Args)]
@@ -177,6 +238,15 @@ struct SymbolizeArgs {
     /// The hypervisor ELF with debug info [default: target/nmivisor/hypervisor.elf].
     #[arg(long, value_name = "PATH")]
     elf: Option<PathBuf>,
+
+    /// A Linux guest's System.map: also name guest kernel addresses
+    /// (0xffff...), e.g. the PCs of a hypervisor dump. See `cargo xtask linux`.
+    #[arg(long, value_name = "PATH")]
+    system_map: Option<PathBuf>,
+
+    /// A Linux guest's vmlinux, as a symbol source like --system-map.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -206,10 +276,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Run(args) => run(cli.toolchain, args),
         Cmd::Test(args) => test(cli.toolchain, args),
         Cmd::Symbolize(args) => {
-            let elf = args
-                .elf
-                .unwrap_or_else(|| Images::paths(Flavor::Normal).elf);
-            symbolize::run(args.file, elf)?;
+            let sources = symbolize::Sources {
+                elf: args.elf,
+                default_elf: Images::paths(Flavor::Normal).elf,
+                system_map: args.system_map,
+                vmlinux: args.vmlinux,
+            };
+            symbolize::run(args.file, sources)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Linux(args) if args.initramfs_only => {
+            println!("initramfs  {}", linux::initramfs()?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Linux(args) => {
+            linux::build(&args.linux.options())?.print();
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -229,17 +310,66 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
         initrd: None,
         cmdline: args.cmdline.clone().unwrap_or_default(),
         cpus: bundle::all_cpus(args.smp),
-        memory: args.guest_mem.clone(),
+        memory: args.guest_mem.clone().unwrap_or_else(|| "128M".into()),
     })
 }
 
+/// The VM `linux` of `cargo xtask run --linux`.
+fn linux_vm(args: &RunArgs, linux: &linux::Artifacts) -> VmConfig {
+    VmConfig {
+        name: linux::VM_NAME.into(),
+        image: linux.kernel.image.clone(),
+        initrd: Some(linux.initramfs.clone()),
+        cmdline: linux::cmdline(args.cmdline.as_deref().unwrap_or_default()),
+        cpus: bundle::all_cpus(args.smp),
+        memory: args
+            .guest_mem
+            .clone()
+            .unwrap_or_else(|| linux::VM_MEMORY.into()),
+    }
+}
+
+/// `cargo xtask run --linux --native`: Linux at EL1 on QEMU's own PSCI
+/// and GIC, no hypervisor.
+fn run_linux_native(args: &RunArgs) -> Result<QemuConfig> {
+    let linux = linux::build(&args.linux_args.options())?;
+    let mut cfg = QemuConfig::new(&linux.kernel.image);
+    cfg.machine = qemu::NATIVE_MACHINE.into();
+    cfg.initrd = Some(linux.initramfs.clone());
+    cfg.append = Some(linux::cmdline(args.cmdline.as_deref().unwrap_or_default()));
+    cfg.mem = args
+        .mem
+        .clone()
+        .or_else(|| args.guest_mem.clone())
+        .unwrap_or_else(|| linux::VM_MEMORY.into());
+    Ok(cfg)
+}
+
 fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
+    if args.native {
+        let qemu = provision::qemu()?;
+        let mut cfg = run_linux_native(&args)?;
+        cfg.smp = args.smp;
+        cfg.cpu = args.cpu.clone();
+        cfg.extra = args.qemu_args.clone();
+        cfg.gdb = args.gdb;
+        return run_qemu(&qemu, &cfg);
+    }
     let tc = provision::cross_toolchain(choice)?;
     let qemu = provision::qemu()?;
     let built = build::build(&tc, args.build.flavor())?;
     let images = &built.hypervisor;
     let mut cfg = QemuConfig::new(display_path(&images.bin));
-    if !args.no_guest {
+    let mut linux_built = None;
+    if args.linux {
+        let linux = linux::build(&args.linux_args.options())?;
+        let vm = linux_vm(&args, &linux);
+        let out = bundle::bundle_path(linux::VM_NAME);
+        bundle::build_bundle(std::slice::from_ref(&vm), &out)?;
+        say!("VM {}: cmdline {:?}", vm.name, vm.cmdline);
+        cfg.initrd = Some(display_path(&out).into());
+        linux_built = Some(linux);
+    } else if !args.no_guest {
         let guest_test = match &args.guest_image {
             Some(_) => None,
             None => Some(built.guest()?.bin.as_path()),
@@ -250,7 +380,13 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
         cfg.initrd = Some(display_path(&out).into());
     }
     cfg.smp = args.smp;
-    cfg.mem = args.mem;
+    cfg.mem = args.mem.clone().unwrap_or_else(|| {
+        if args.linux {
+            linux::HOST_MEMORY.into()
+        } else {
+            "1G".into()
+        }
+    });
     cfg.cpu = args.cpu;
     cfg.append = args.append;
     cfg.extra = args.qemu_args;
@@ -264,7 +400,12 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
             "    gdb-multiarch {} -ex 'target remote :1234'",
             display_path(&images.elf)
         );
-        if !args.no_guest && args.guest_image.is_none() {
+        if let Some(linux) = &linux_built {
+            say!(
+                "the Linux guest's symbols: (gdb) add-symbol-file {}",
+                linux.kernel.vmlinux.display()
+            );
+        } else if !args.no_guest && args.guest_image.is_none() {
             if let Ok(guest) = built.guest() {
                 say!(
                     "guest-test's symbols: (gdb) add-symbol-file {}",
@@ -273,7 +414,18 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    let mut cmd = cfg.command(&qemu);
+    if linux_built.is_some() {
+        say!(
+            "hypervisor console keys: Ctrl-] three times, then h (help) or d (dump all CPUs); \
+             symbolize guest PCs with `cargo xtask symbolize --system-map PATH`"
+        );
+    }
+    run_qemu(&qemu, &cfg)
+}
+
+/// Runs QEMU in the foreground with the terminal attached.
+fn run_qemu(qemu: &std::path::Path, cfg: &QemuConfig) -> Result<ExitCode> {
+    let mut cmd = cfg.command(qemu);
     cmd.current_dir(util::workspace_root());
     say!("running {}", util::command_line(&cmd));
     let status = cmd
@@ -310,6 +462,12 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
                     format!("{} image + bundle [{}]", s.flavor.stem(), spec.describe())
                 }
                 Boot::NativeGuest => format!("{} natively", build::GUEST),
+                Boot::LinuxNative => "Linux natively".to_string(),
+                Boot::LinuxVm(cmdline) => format!(
+                    "{} image + Linux VM {} [{cmdline}]",
+                    s.flavor.stem(),
+                    linux::VM_NAME
+                ),
             };
             println!(
                 "{:<26} {boot}, -smp {}{append}, timeout {}s",
@@ -339,7 +497,7 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
     }
 
     if !scenarios.is_empty() {
-        let (p, f) = run_scenarios(choice, &scenarios)?;
+        let (p, f) = run_scenarios(choice, &scenarios, &args.linux.options())?;
         passed += p;
         failed += f;
     } else if args.filter.is_some() {
@@ -354,33 +512,111 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
     })
 }
 
+/// What a scenario may boot: the hypervisor build of its flavor and the
+/// Linux guest, each present only if a scenario needs it.
+struct Inputs<'a> {
+    built: Option<&'a Built>,
+    linux: Option<&'a linux::Artifacts>,
+}
+
 /// The QEMU configuration of scenario `s`: the image it boots and, for a
 /// bundle scenario, the bundle written for it now.
-fn prepare(s: &harness::Scenario, built: &Built) -> Result<QemuConfig> {
+fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
+    let built = || inputs.built.context("no hypervisor build");
+    let linux = || inputs.linux.context("no Linux guest (cargo xtask linux)");
     Ok(match &s.boot {
-        Boot::Hypervisor => s.qemu_config(&built.hypervisor.bin, None),
-        Boot::NativeGuest => s.qemu_config(&built.guest()?.bin, None),
+        Boot::Hypervisor => s.qemu_config(&built()?.hypervisor.bin, None),
+        Boot::NativeGuest => s.qemu_config(&built()?.guest()?.bin, None),
         Boot::Bundle(spec) => {
+            let built = built()?;
             let out = bundle::bundle_path(&s.name);
             spec.build(&built.guest()?.bin, &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built.hypervisor.bin, Some(&out))
         }
+        Boot::LinuxNative => {
+            let linux = linux()?;
+            s.qemu_config(&linux.kernel.image, Some(&linux.initramfs))
+        }
+        Boot::LinuxVm(cmdline) => {
+            let linux = linux()?;
+            let vm = VmConfig {
+                name: linux::VM_NAME.into(),
+                image: linux.kernel.image.clone(),
+                initrd: Some(linux.initramfs.clone()),
+                cmdline: cmdline.clone(),
+                cpus: bundle::all_cpus(s.smp),
+                memory: linux::VM_MEMORY.into(),
+            };
+            let out = bundle::bundle_path(&s.name);
+            bundle::build_bundle(std::slice::from_ref(&vm), &out)
+                .context("cannot write the scenario's bundle")?;
+            s.qemu_config(&built()?.hypervisor.bin, Some(&out))
+        }
     })
+}
+
+/// The check of [`harness::Scenario::guest_pc_symbol`]: some guest PC of
+/// the dump names a symbol of the Linux guest's System.map. Adds the
+/// resolved PCs to the log.
+fn check_guest_pc_symbol(
+    outcome: &mut harness::Outcome,
+    linux: Option<&linux::Artifacts>,
+) {
+    let Some(linux) = linux else {
+        outcome.failures.push("no Linux guest to symbolize with".into());
+        return;
+    };
+    let map = &linux.kernel.system_map;
+    match symbolize::SystemMapSource::open(map) {
+        Err(e) => outcome.failures.push(format!("{e:#}")),
+        Ok(source) => {
+            let found = symbolize::resolve_guest_pcs(&outcome.console, &source);
+            if found.is_empty() {
+                outcome.failures.push(format!(
+                    "no guest PC of the dump resolves to a kernel symbol of {}",
+                    map.display()
+                ));
+            }
+            for (pc, name) in found {
+                outcome
+                    .log
+                    .push(format!("[xtask symbolize] guest PC {pc:#018x} is {name}"));
+            }
+        }
+    }
 }
 
 /// Builds the images the scenarios need, then runs each scenario.
 fn run_scenarios(
     choice: ToolchainChoice,
     scenarios: &[harness::Scenario],
+    linux_opts: &linux::Options,
 ) -> Result<(usize, usize)> {
-    let tc = provision::cross_toolchain(choice)?;
     let qemu = provision::qemu()?;
     let mut images = BTreeMap::new();
     let (mut passed, mut failed) = (0, 0);
-    for flavor in scenarios.iter().map(|s| s.flavor) {
+    let tc = if scenarios.iter().any(|s| s.needs_build()) {
+        Some(provision::cross_toolchain(choice)?)
+    } else {
+        None
+    };
+    let linux = if scenarios.iter().any(|s| s.needs_linux()) {
+        say!("the selected scenarios boot Linux: building (or reusing) the Linux guest");
+        match linux::build(linux_opts) {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                say!("error: building the Linux guest failed: {e:#}");
+                Err(format!("{e:#}"))
+            }
+        }
+    } else {
+        Err("not needed".into())
+    };
+    let flavors = scenarios.iter().filter(|s| s.needs_build()).map(|s| s.flavor);
+    for (flavor, tc) in flavors.filter_map(|f| tc.as_ref().map(|tc| (f, tc))) {
         if let std::collections::btree_map::Entry::Vacant(e) = images.entry(flavor) {
-            match build::build(&tc, flavor) {
+            match build::build(tc, flavor) {
                 Ok(img) => {
                     e.insert(Some(img));
                 }
@@ -395,7 +631,8 @@ fn run_scenarios(
         }
     }
     for s in scenarios {
-        let Some(built) = &images[&s.flavor] else {
+        let built = images.get(&s.flavor).and_then(Option::as_ref);
+        if s.needs_build() && built.is_none() {
             println!(
                 "scenario {} ... FAILED: the {} image did not build",
                 s.name,
@@ -403,8 +640,22 @@ fn run_scenarios(
             );
             failed += 1;
             continue;
+        }
+        if s.needs_linux() {
+            if let Err(e) = &linux {
+                println!(
+                    "scenario {} ... FAILED: the Linux guest did not build: {e}",
+                    s.name
+                );
+                failed += 1;
+                continue;
+            }
+        }
+        let inputs = Inputs {
+            built,
+            linux: linux.as_ref().ok(),
         };
-        let cfg = match prepare(s, built) {
+        let cfg = match prepare(s, &inputs) {
             Ok(cfg) => cfg,
             Err(e) => {
                 println!("scenario {} ... FAILED: {e:#}", s.name);
@@ -414,7 +665,10 @@ fn run_scenarios(
         };
         let mut cmd = cfg.command(&qemu);
         cmd.current_dir(util::workspace_root());
-        let outcome = harness::run(s, cmd);
+        let mut outcome = harness::run(s, cmd);
+        if s.guest_pc_symbol {
+            check_guest_pc_symbol(&mut outcome, inputs.linux);
+        }
         if outcome.passed() {
             println!(
                 "scenario {} ... ok ({:.1}s)",
@@ -505,6 +759,81 @@ mod tests {
         ] {
             let argv = ["cargo xtask", "run"].iter().chain(clash);
             assert!(Cli::try_parse_from(argv).is_err(), "{clash:?}");
+        }
+    }
+
+    #[test]
+    fn run_linux_options() {
+        let args = run_args(&["--linux", "--cmdline", "nmv.test=boot"]);
+        assert!(args.linux && !args.native);
+        let artifacts = linux::Artifacts {
+            kernel: linux::Kernel {
+                image: "k/Image".into(),
+                system_map: "k/System.map".into(),
+                vmlinux: "k/vmlinux".into(),
+                config: "k/config".into(),
+            },
+            initramfs: "i.cpio.gz".into(),
+        };
+        let vm = linux_vm(&args, &artifacts);
+        assert_eq!(
+            vm,
+            VmConfig {
+                name: "linux".into(),
+                image: "k/Image".into(),
+                initrd: Some("i.cpio.gz".into()),
+                cmdline: "console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 nmv.test=boot".into(),
+                cpus: "0-3".into(),
+                memory: "512M".into(),
+            }
+        );
+        assert_eq!(args.mem, None, "2G is chosen in run()");
+        let args = run_args(&["--linux", "--guest-mem", "1G", "--smp", "2"]);
+        let vm = linux_vm(&args, &artifacts);
+        assert_eq!((vm.memory.as_str(), vm.cpus.as_str()), ("1G", "0-1"));
+        assert_eq!(vm.cmdline, linux::BASE_CMDLINE);
+        assert!(run_args(&["--linux", "--native", "--jobs", "2"]).native);
+
+        for clash in [
+            &["--native"][..],
+            &["--linux", "--no-guest"],
+            &["--linux", "--guest-image", "x"],
+            &["--linux", "--native", "--append", "x"],
+            &["--linux", "--jobs", "0"],
+        ] {
+            let argv = ["cargo xtask", "run"].iter().chain(clash);
+            assert!(Cli::try_parse_from(argv).is_err(), "{clash:?}");
+        }
+    }
+
+    #[test]
+    fn symbolize_and_linux_arguments() {
+        let cli = Cli::try_parse_from([
+            "cargo xtask",
+            "symbolize",
+            "--system-map",
+            "S.map",
+            "log",
+        ])
+        .unwrap();
+        match cli.command {
+            Cmd::Symbolize(a) => {
+                assert_eq!(a.system_map, Some(PathBuf::from("S.map")));
+                assert_eq!(a.vmlinux, None);
+            }
+            _ => unreachable!(),
+        }
+        let cli =
+            Cli::try_parse_from(["cargo xtask", "linux", "--kernel-src", "/src", "--jobs", "3"])
+                .unwrap();
+        match cli.command {
+            Cmd::Linux(a) => {
+                let o = a.linux.options();
+                assert_eq!(o.kernel_src, Some(PathBuf::from("/src")));
+                assert_eq!(o.jobs, Some(3));
+                assert!(!a.initramfs_only);
+            }
+            _ => unreachable!(),
         }
     }
 }

@@ -357,12 +357,8 @@ pub fn apt_install(packages: &[&str], what: &str) -> Result<()> {
         );
     }
     say!("installing {what}: apt-get install -y {list}");
-    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
-        util::run(
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+    if !APT_UPDATED.load(Ordering::SeqCst) {
+        apt_update()?;
     }
     util::run(
         Command::new("apt-get")
@@ -371,6 +367,19 @@ pub fn apt_install(packages: &[&str], what: &str) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .with_context(|| format!("could not install {list}"))
+}
+
+/// Runs `apt-get update` (as root), at most once per xtask run.
+pub fn apt_update() -> Result<()> {
+    if APT_UPDATED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    util::run(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("apt-get update failed")
 }
 
 fn dpkg_installed(package: &str) -> bool {

@@ -31,6 +31,7 @@ pub fn all() -> Vec<Scenario> {
         bundle_missing_image(),
         bundle_malformed(),
     ]);
+    list.extend(linux_scenarios());
     list
 }
 
@@ -217,6 +218,12 @@ fn bundle_malformed() -> Scenario {
         .exit_code(0)
 }
 
+/// The NMI check-in bound the dump scenarios use. The default (100 ms of
+/// wall-clock time) is what a real machine needs; an emulated CPU on a
+/// loaded 2-core host can take longer to be scheduled, and a scenario that
+/// asserts "0 not responding" must not depend on the host's load.
+const NMI_TIMEOUT: &str = "nmivisor.nmi_timeout_ms=1000";
+
 /// Symbolized frames name functions by their demangled path.
 const SPIN_MASKED: &str = "hypervisor::boot::test_hooks::spin_with_irqs_masked_by_pmr";
 
@@ -237,7 +244,7 @@ fn dump_masked(n: u32) -> Scenario {
     let s = Scenario::new(format!("nmi-dump-masked-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append("nmivisor.test=dump-masked")
+        .append(&format!("nmivisor.test=dump-masked {NMI_TIMEOUT}"))
         .expect_in_order([
             contains("nmivisor: cpu 2 is spinning"),
             contains("=== nmivisor: dump of all CPUs (test hook), from cpu 0 ==="),
@@ -265,12 +272,12 @@ fn dump_hard_masked(n: u32) -> Scenario {
     let s = Scenario::new(format!("nmi-dump-hardmasked-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append("nmivisor.test=dump-hardmasked")
+        .append(&format!("nmivisor.test=dump-hardmasked {NMI_TIMEOUT}"))
         .expect_in_order([
             contains("nmivisor: cpu 3 is spinning"),
             contains("=== nmivisor: dump of all CPUs"),
             contains("--- cpu 3 (MPIDR"),
-            contains("cpu 3 not responding to the NMI (no answer within 100 ms)"),
+            contains("cpu 3 not responding to the NMI (no answer within 1000 ms)"),
             contains("--- cpu 0 (MPIDR"),
             contains(format!(
                 "=== end of dump: {} CPUs dumped, 1 not responding ===",
@@ -289,7 +296,7 @@ fn panic_crash_stop(n: u32) -> Scenario {
     let s = Scenario::new(format!("panic-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append("nmivisor.test=panic nmivisor.panic=poweroff")
+        .append(&format!("nmivisor.test=panic nmivisor.panic=poweroff {NMI_TIMEOUT}"))
         .allow("panicked")
         .expect_in_order([
             contains("nmivisor: cpu 1 panicked: panicked at"),
@@ -315,7 +322,7 @@ fn watchdog(n: u32) -> Scenario {
     Scenario::new(format!("watchdog-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append("nmivisor.test=watchdog nmivisor.watchdog=1")
+        .append(&format!("nmivisor.test=watchdog nmivisor.watchdog=1 {NMI_TIMEOUT}"))
         .expect(contains("nmivisor: lockup watchdog on, threshold 1 s"))
         .expect_in_order([
             contains("nmivisor: cpu 2 is spinning"),
@@ -334,7 +341,7 @@ fn console_monitor(n: u32) -> Scenario {
     let s = Scenario::new(format!("console-monitor-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append("nmivisor.test=monitor")
+        .append(&format!("nmivisor.test=monitor {NMI_TIMEOUT}"))
         .send_after(contains("running test hook \"monitor\""), b"\x1d\x1d\x1dh")
         .send_after(contains("any other key"), b"\x1d\x1d\x1dd")
         .expect(contains("nmivisor monitor: press Ctrl-] three times"))
@@ -398,6 +405,155 @@ fn unexpected_exception() -> Scenario {
             regex("^cpu 0 halted"),
         ])
         .until(regex("cpu 0 halted"))
+}
+
+// ---------------------------------------------------------------------------
+// The Linux guest (`cargo xtask linux`): a 6.12 kernel with pseudo-NMIs and a
+// busybox initramfs whose /init runs the flow named by `nmv.test=`
+// (linux/init.sh). Each flow runs natively (QEMU's own GIC and PSCI, the
+// reference) and under nmivisor (VM `linux` on all 4 CPUs); a failure of
+// the native twin points at the kernel or the initramfs, not the hypervisor.
+//
+// Measured natively (QEMU 7.2 TCG, 2 host cores): userspace after ~1.5 s;
+// whole flows 1.5 s (boot, poweroff) to 7 s (nmi-backtrace), 11 s
+// (hardlockup), 16 s (hyp-dump). The timeouts allow several times that for
+// the hypervisor, a loaded CI machine and the slower poweroff with a CPU
+// stuck (Linux first waits for the normal stop IPI, then retries with NMIs).
+
+/// Timeout of the native Linux scenarios.
+const LINUX_NATIVE_TIMEOUT_SECS: u64 = 60;
+/// Timeout of the Linux scenarios under the hypervisor.
+const LINUX_VM_TIMEOUT_SECS: u64 = 150;
+
+/// The line `/init` prints once userspace runs.
+const USERSPACE_UP: &str = "nmv-init: userspace up (4 CPUs";
+
+/// Every Linux scenario, natively and under nmivisor.
+fn linux_scenarios() -> Vec<Scenario> {
+    vec![
+        linux_boot(true),
+        linux_boot(false),
+        linux_nmi_backtrace(true),
+        linux_nmi_backtrace(false),
+        linux_hardlockup(true),
+        linux_hardlockup(false),
+        linux_poweroff(true),
+        linux_poweroff(false),
+        linux_hyp_dump(),
+    ]
+}
+
+/// A Linux scenario `linux-NAME` (`linux-native-NAME` natively) with
+/// `extra` on the guest command line: the kernel comes up with pseudo-NMIs
+/// and every secondary CPU, userspace starts, and the flow powers off
+/// (QEMU exits 0; under nmivisor, after `nmivisor: powering off`).
+fn linux(name: &str, native: bool, extra: &str) -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut s = if native {
+        Scenario::new(format!("linux-native-{name}"))
+            .linux_native(extra)
+            .timeout_secs(LINUX_NATIVE_TIMEOUT_SECS)
+    } else {
+        Scenario::new(format!("linux-{name}"))
+            .linux_vm(extra)
+            .timeout_secs(LINUX_VM_TIMEOUT_SECS)
+            .expect_in_order([contains("nmv-init: powering off"), contains("nmivisor: powering off")])
+    };
+    s = s
+        .expect(contains(
+            "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation",
+        ))
+        .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
+    for cpu in 1..cpus {
+        s = s.expect_count(regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")), 1);
+    }
+    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+        .expect_in_order([
+            contains("Run /init as init process"),
+            contains(USERSPACE_UP),
+            contains("nmv-init: powering off"),
+        ])
+        .exit_code(0)
+}
+
+/// `linux-boot` / `linux-native-boot`: /proc/interrupts lists the IPIs
+/// Linux requests as NMIs.
+fn linux_boot(native: bool) -> Scenario {
+    linux("boot", native, "nmv.test=boot")
+        .expect(regex(r"^\s*IPI\d+:(\s+\d+){4}\s+CPU stop NMIs$"))
+        .expect(regex(r"^\s*IPI\d+:(\s+\d+){4}\s+CPU backtrace interrupts$"))
+        .expect(contains("nmv-init: boot: /proc/interrupts lists the NMI IPIs"))
+}
+
+/// `linux-nmi-backtrace` / `linux-native-nmi-backtrace`: CPU 3 spins in
+/// LKDTM HARDLOCKUP (interrupts masked by PMR); sysrq-l still gets its
+/// backtrace over the pseudo-NMI, and poweroff stops it with the NMI.
+fn linux_nmi_backtrace(native: bool) -> Scenario {
+    linux("nmi-backtrace", native, "nmv.test=nmi-backtrace")
+        .expect_in_order([
+            contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+            contains("sysrq: Show backtrace of all active CPUs"),
+            regex(r"NMI backtrace for cpu 3$"),
+            regex(r"\blkdtm_HARDLOCKUP\+0x"),
+            contains("nmv-init: nmi-backtrace: CPU 3 answered the NMI"),
+        ])
+        .expect(regex(r"pc : lkdtm_HARDLOCKUP\+0x"))
+        .forbid(contains("failed to stop secondary CPUs"))
+}
+
+/// `linux-hardlockup` / `linux-native-hardlockup`: with
+/// `watchdog_thresh=1` the buddy detector reports CPU 3 and fetches its
+/// backtrace over the NMI.
+fn linux_hardlockup(native: bool) -> Scenario {
+    linux("hardlockup", native, "nmv.test=hardlockup watchdog_thresh=1")
+        .expect_in_order([
+            contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+            contains("watchdog: Watchdog detected hard LOCKUP on cpu 3"),
+            regex(r"NMI backtrace for cpu 3$"),
+            regex(r"\blkdtm_HARDLOCKUP\+0x"),
+            contains("nmv-init: hardlockup: the detector reported CPU 3"),
+        ])
+        .forbid(contains("failed to stop secondary CPUs"))
+}
+
+/// `linux-poweroff` / `linux-native-poweroff`: `poweroff -f` ends the run
+/// cleanly.
+fn linux_poweroff(native: bool) -> Scenario {
+    linux("poweroff", native, "nmv.test=poweroff")
+        .expect_in_order([contains("nmv-init: powering off"), contains("reboot: Power down")])
+}
+
+/// `linux-hyp-dump`: every CPU is busy in the guest (CPUs 1-3 in the
+/// kernel, LKDTM SOFTLOCKUP; CPU 0 in userspace); the console keys ask the
+/// hypervisor for a dump, which shows each vCPU's guest PC and LR, and at
+/// least one guest PC names a kernel function of System.map.
+fn linux_hyp_dump() -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut s = linux("hyp-dump", false, "nmv.test=hyp-dump")
+        .send_after(
+            contains("nmv-init: hyp-dump: every CPU is busy"),
+            b"\x1d\x1d\x1dd",
+        )
+        .expect_in_order([
+            contains("nmv-init: hyp-dump: every CPU is busy"),
+            contains("=== nmivisor: dump of all CPUs (console monitor)"),
+            contains(format!(
+                "=== end of dump: {cpus} CPUs dumped, 0 not responding ==="
+            )),
+            contains("nmv-init: powering off"),
+        ])
+        .expect_at_least(
+            regex(r"^\s+PC 0x[0-9a-f]{16}\s+LR 0x[0-9a-f]{16}"),
+            cpus as usize,
+        )
+        .expect_guest_pc_symbol();
+    for i in 0..cpus {
+        s = s.expect_count(
+            regex(&format!(r"^guest state: vm linux vCPU {i} \(")),
+            1,
+        );
+    }
+    s
 }
 
 #[cfg(test)]
@@ -682,5 +838,209 @@ mod tests {
         let mut panicked = log.clone();
         panicked.push("panicked at src/main.rs:1".into());
         assert!(!check(&s.expects, &panicked).is_empty());
+    }
+
+    /// The start of a native Linux boot, as QEMU 7.2 prints it (abridged).
+    fn linux_boot_log() -> Vec<String> {
+        [
+            "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]",
+            "[    0.000000] GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation",
+            "[    0.157884] CPU1: Booted secondary processor 0x0000000001 [0x000f0510]",
+            "[    0.175666] CPU2: Booted secondary processor 0x0000000002 [0x000f0510]",
+            "[    0.181115] CPU3: Booted secondary processor 0x0000000003 [0x000f0510]",
+            "[    0.187258] smp: Brought up 1 node, 4 CPUs",
+            "[    1.175290] Run /init as init process",
+            "nmv-init: userspace up (4 CPUs, kernel 6.12.117, test: boot)",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn linux_log(flow: &[&str], native: bool) -> Vec<String> {
+        let mut log = linux_boot_log();
+        log.extend(flow.iter().map(|l| l.to_string()));
+        log.push("nmv-init: powering off".into());
+        log.push("[    2.130036] reboot: Power down".into());
+        if !native {
+            log.insert(0, "nmivisor v0.1.0 (EL2, GICv3)".into());
+            log.push("nmivisor: vm linux: powered off".into());
+            log.push("nmivisor: powering off".into());
+        }
+        log
+    }
+
+    const NMI_BACKTRACE_FLOW: &[&str] = &[
+        "nmv-init: CPU 3 locks up now (HARDLOCKUP)",
+        "[    1.503632] lkdtm: Performing direct entry HARDLOCKUP",
+        "nmv-init: sysrq-l: backtrace of all active CPUs",
+        "[    3.509613] sysrq: Show backtrace of all active CPUs",
+        "[    3.510044] NMI backtrace for cpu 0",
+        "[    3.521037] NMI backtrace for cpu 2 skipped: idling at cpu_do_idle+0x24/0x48",
+        "[    3.522183] NMI backtrace for cpu 3",
+        "[    3.522439] pc : lkdtm_HARDLOCKUP+0x8/0x24",
+        "[    3.523332]  lkdtm_HARDLOCKUP+0x8/0x24",
+        "nmv-init: nmi-backtrace: CPU 3 answered the NMI",
+    ];
+
+    #[test]
+    fn linux_scenarios_come_in_twins() {
+        let names: Vec<String> = linux_scenarios().into_iter().map(|s| s.name).collect();
+        for flow in ["boot", "nmi-backtrace", "hardlockup", "poweroff"] {
+            assert!(names.contains(&format!("linux-{flow}")), "{flow}");
+            assert!(names.contains(&format!("linux-native-{flow}")), "{flow}");
+        }
+        assert!(names.contains(&"linux-hyp-dump".to_string()));
+        for s in linux_scenarios() {
+            assert!(s.needs_linux());
+            assert_eq!(s.smp, 4);
+            let native = s.name.starts_with("linux-native-");
+            assert_eq!(s.needs_build(), !native, "{}", s.name);
+            let test = s.name.trim_start_matches("linux-").trim_start_matches("native-");
+            let cmdline = match &s.boot {
+                crate::harness::Boot::LinuxNative => s.append.clone().unwrap(),
+                crate::harness::Boot::LinuxVm(c) => c.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                cmdline.starts_with("console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 ")
+                    && cmdline.contains(&format!("nmv.test={test}")),
+                "{cmdline}"
+            );
+        }
+    }
+
+    #[test]
+    fn linux_boot_expectations() {
+        let interrupts = [
+            "IPI3:         0          0          0          0       CPU stop NMIs",
+            "IPI6:         0          0          0          0       CPU backtrace interrupts",
+            "nmv-init: boot: /proc/interrupts lists the NMI IPIs",
+        ];
+        for native in [true, false] {
+            let s = find(if native { "linux-native-boot" } else { "linux-boot" });
+            let good = linux_log(&interrupts, native);
+            assert_passes(&s, &good);
+            let two_cpus: Vec<String> =
+                good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
+            assert_fails(&s, &two_cpus, "a secondary CPU missing");
+            let no_nmi: Vec<String> =
+                good.iter().filter(|l| !l.contains("Pseudo-NMIs")).cloned().collect();
+            assert_fails(&s, &no_nmi, "pseudo-NMIs off");
+            let no_ipi: Vec<String> =
+                good.iter().filter(|l| !l.contains("CPU stop NMIs")).cloned().collect();
+            assert_fails(&s, &no_ipi, "no CPU stop NMIs in /proc/interrupts");
+            let mut failed = good.clone();
+            failed.push("nmv-init: FAILED: /proc/interrupts lacks \"CPU stop NMIs\"".into());
+            assert_fails(&s, &failed, "init reported a failure");
+            let mut panic = good.clone();
+            panic.push("[    1.0] Kernel panic - not syncing: No working init found.".into());
+            assert_fails(&s, &panic, "a kernel panic");
+        }
+        // Under nmivisor the hypervisor must power off.
+        let vm = find("linux-boot");
+        let native_log = linux_log(&interrupts, true);
+        assert_fails(&vm, &native_log, "no nmivisor power-off");
+        let mut refused = linux_log(&interrupts, false);
+        refused.insert(1, "nmivisor: vm linux: not started: no image".into());
+        assert_fails(&vm, &refused, "the VM was refused");
+    }
+
+    #[test]
+    fn linux_nmi_backtrace_expectations() {
+        for name in ["linux-native-nmi-backtrace", "linux-nmi-backtrace"] {
+            let s = find(name);
+            let native = name.contains("native");
+            assert_passes(&s, &linux_log(NMI_BACKTRACE_FLOW, native));
+            // The control run (irqchip.gicv3_pseudo_nmi=0): no backtrace of
+            // CPU 3, and the stop fails.
+            let control: Vec<&str> = NMI_BACKTRACE_FLOW
+                .iter()
+                .copied()
+                .filter(|l| !l.contains("cpu 3") && !l.contains("lkdtm_HARDLOCKUP+"))
+                .collect();
+            assert_fails(&s, &linux_log(&control, native), "no NMI backtrace for cpu 3");
+            let mut stuck = linux_log(NMI_BACKTRACE_FLOW, native);
+            stuck.push("[    5.0] SMP: failed to stop secondary CPUs 3".into());
+            assert_fails(&s, &stuck, "CPU 3 not stopped");
+        }
+    }
+
+    #[test]
+    fn linux_hardlockup_expectations() {
+        let flow = [
+            "nmv-init: CPU 3 locks up now (HARDLOCKUP)",
+            "[    3.931889] watchdog: Watchdog detected hard LOCKUP on cpu 3",
+            "[    3.932368] Sending NMI from CPU 2 to CPUs 3:",
+            "[    3.939816] NMI backtrace for cpu 3",
+            "[    3.940554] pc : lkdtm_HARDLOCKUP+0x8/0x24",
+            "[    3.942021]  lkdtm_HARDLOCKUP+0x8/0x24",
+            "nmv-init: hardlockup: the detector reported CPU 3",
+        ];
+        for name in ["linux-native-hardlockup", "linux-hardlockup"] {
+            let s = find(name);
+            assert!(matches!(&s.boot, crate::harness::Boot::LinuxNative)
+                || matches!(&s.boot, crate::harness::Boot::LinuxVm(c) if c.contains("watchdog_thresh=1")));
+            let native = name.contains("native");
+            assert_passes(&s, &linux_log(&flow, native));
+            assert_fails(&s, &linux_log(&flow[..1], native), "no detection");
+        }
+        assert!(find("linux-native-hardlockup")
+            .append
+            .unwrap()
+            .contains("watchdog_thresh=1"));
+    }
+
+    #[test]
+    fn linux_poweroff_expectations() {
+        for name in ["linux-native-poweroff", "linux-poweroff"] {
+            let s = find(name);
+            let native = name.contains("native");
+            assert_passes(&s, &linux_log(&[], native));
+            let log = linux_log(&[], native);
+            let no_off: Vec<String> =
+                log.iter().filter(|l| !l.contains("Power down")).cloned().collect();
+            assert_fails(&s, &no_off, "no power down");
+        }
+    }
+
+    #[test]
+    fn linux_hyp_dump_expectations() {
+        let s = find("linux-hyp-dump");
+        assert!(s.guest_pc_symbol);
+        assert_eq!(s.inputs.len(), 1);
+        assert_eq!(s.inputs[0].bytes, b"\x1d\x1d\x1dd");
+        let mut flow = vec![
+            "nmv-init: CPU 1 locks up now (SOFTLOCKUP)".to_string(),
+            "nmv-init: hyp-dump: every CPU is busy; waiting for the hypervisor's dump".into(),
+            "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===".into(),
+        ];
+        for i in 0..4 {
+            flow.push(format!("--- cpu {i} (MPIDR 0x8000000{i}) ---"));
+            flow.push(format!(
+                "guest state: vm linux vCPU {i} (MPIDR 0x{i}), interrupted at EL1"
+            ));
+            flow.push(
+                "    PC 0xffff8000804ac5a8  LR 0xffff8000804ac2c0  SP 0xfff000000128fce0".into(),
+            );
+        }
+        flow.push("=== end of dump: 4 CPUs dumped, 0 not responding ===".into());
+        let flow: Vec<&str> = flow.iter().map(String::as_str).collect();
+        let good = linux_log(&flow, false);
+        assert_passes(&s, &good);
+        // The dumping CPU shown only at EL2: its guest state is missing.
+        let mut partial = good.clone();
+        let at = partial
+            .iter()
+            .position(|l| l.starts_with("guest state: vm linux vCPU 0 "))
+            .unwrap();
+        partial[at] = "EL2 (dumping CPU)  PMR 0x80  DAIF 0x3c0".into();
+        partial.remove(at + 1);
+        assert_fails(&s, &partial, "vCPU 0's guest state missing");
+        let no_dump: Vec<String> = good
+            .iter()
+            .filter(|l| !l.starts_with("===") && !l.starts_with("guest state"))
+            .cloned()
+            .collect();
+        assert_fails(&s, &no_dump, "no dump");
     }
 }

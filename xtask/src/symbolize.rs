@@ -121,6 +121,97 @@ impl SymbolSource for ElfSource {
     }
 }
 
+/// A Linux `System.map` (`ADDRESS TYPE NAME` lines): names the guest
+/// kernel's text addresses (`0xffff...`) as `function+0xoff`.
+pub struct SystemMapSource {
+    /// Text symbols, sorted by address.
+    symbols: Vec<(u64, String)>,
+    /// `_stext`/`_text` .. `_etext`, or the span of the text symbols.
+    text: Range<u64>,
+}
+
+impl SystemMapSource {
+    /// Parses the text of a `System.map`.
+    pub fn parse(map: &str) -> Result<SystemMapSource> {
+        let mut symbols = Vec::new();
+        let (mut start, mut end) = (None, None);
+        for line in map.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            match name {
+                "_text" | "_stext" => start = Some(start.map_or(addr, |s: u64| s.min(addr))),
+                "_etext" => end = Some(addr),
+                _ => {}
+            }
+            if matches!(ty, "t" | "T" | "w" | "W") {
+                symbols.push((addr, name.to_string()));
+            }
+        }
+        anyhow::ensure!(!symbols.is_empty(), "no text symbols: not a System.map");
+        // One name per address: a function rather than a section marker
+        // (`__do_softirq`, not `__softirqentry_text_start`).
+        symbols.sort_by_key(|s| (s.0, is_marker(&s.1)));
+        symbols.dedup_by_key(|s| s.0);
+        let first = symbols[0].0;
+        let last = symbols[symbols.len() - 1].0;
+        let text = start.unwrap_or(first)..end.unwrap_or(last + 1);
+        Ok(SystemMapSource { symbols, text })
+    }
+
+    /// Reads and parses `path`.
+    pub fn open(path: &Path) -> Result<SystemMapSource> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {} (run `cargo xtask linux`?)", path.display()))?;
+        SystemMapSource::parse(&text).with_context(|| path.display().to_string())
+    }
+}
+
+/// Whether a System.map name is a linker marker rather than a function:
+/// `_text`, `_stext`, `__irqentry_text_start`, `__entry_text_end`...
+fn is_marker(name: &str) -> bool {
+    matches!(name, "_text" | "_stext" | "_etext" | "_sinittext" | "_einittext")
+        || (name.starts_with("__") && (name.ends_with("_start") || name.ends_with("_end")))
+}
+
+impl SymbolSource for SystemMapSource {
+    fn contains(&self, addr: u64) -> bool {
+        self.text.contains(&addr)
+    }
+
+    fn describe(&self, addr: u64, return_address: bool) -> Option<String> {
+        // A return address may be the first byte after its function.
+        let probe = if return_address {
+            addr.saturating_sub(1)
+        } else {
+            addr
+        };
+        let at = self.symbols.partition_point(|s| s.0 <= probe);
+        let (start, name) = self.symbols.get(at.checked_sub(1)?)?;
+        Some(format!("{name}+{:#x}", addr - start))
+    }
+}
+
+static GUEST_PC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*PC 0x([0-9a-fA-F]{16})\s+LR 0x([0-9a-fA-F]{16})").expect("valid regex")
+});
+
+/// The guest PCs of a hypervisor dump (`    PC 0x... LR 0x...` lines after
+/// `guest state: ...`) that `source` names: `(pc, description)`.
+pub fn resolve_guest_pcs(lines: &[String], source: &dyn SymbolSource) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .filter_map(|l| GUEST_PC.captures(l))
+        .filter_map(|c| u64::from_str_radix(&c[1], 16).ok())
+        .filter(|&pc| source.contains(pc))
+        .filter_map(|pc| Some((pc, source.describe(pc, false)?)))
+        .collect()
+}
+
 /// Makes paths inside the workspace relative, and shortens paths into the
 /// cargo registry and the Rust sources to the part after them.
 fn shorten_path(file: &str) -> String {
@@ -197,9 +288,46 @@ impl Symbolizer {
     }
 }
 
+/// Where `cargo xtask symbolize` finds its symbols.
+pub struct Sources {
+    /// The hypervisor ELF; `None` for the default path.
+    pub elf: Option<PathBuf>,
+    /// The default hypervisor ELF, used if it exists.
+    pub default_elf: PathBuf,
+    /// A guest kernel's `System.map`.
+    pub system_map: Option<PathBuf>,
+    /// A guest kernel's `vmlinux` (symbols; DWARF if it has some).
+    pub vmlinux: Option<PathBuf>,
+}
+
+impl Sources {
+    /// Opens the sources: the hypervisor ELF first, then the guest kernel's.
+    /// Without a guest source the hypervisor ELF is required; with one, a
+    /// missing default ELF is skipped.
+    pub fn open(self) -> Result<Vec<Box<dyn SymbolSource>>> {
+        let has_guest = self.system_map.is_some() || self.vmlinux.is_some();
+        let mut out: Vec<Box<dyn SymbolSource>> = Vec::new();
+        match self.elf {
+            Some(elf) => out.push(Box::new(ElfSource::open(&elf)?)),
+            None if has_guest && !self.default_elf.exists() => crate::say!(
+                "no hypervisor ELF at {}: symbolizing guest addresses only",
+                self.default_elf.display()
+            ),
+            None => out.push(Box::new(ElfSource::open(&self.default_elf)?)),
+        }
+        if let Some(vmlinux) = &self.vmlinux {
+            out.push(Box::new(ElfSource::open(vmlinux)?));
+        }
+        if let Some(map) = &self.system_map {
+            out.push(Box::new(SystemMapSource::open(map)?));
+        }
+        Ok(out)
+    }
+}
+
 /// Runs `cargo xtask symbolize`.
-pub fn run(input: Option<PathBuf>, elf: PathBuf) -> Result<()> {
-    let sym = Symbolizer::new(vec![Box::new(ElfSource::open(&elf)?)]);
+pub fn run(input: Option<PathBuf>, sources: Sources) -> Result<()> {
+    let sym = Symbolizer::new(sources.open()?);
     let reader: Box<dyn BufRead> = match &input {
         Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
@@ -274,6 +402,83 @@ mod tests {
             s.annotate("  #2 0x0000000040200020"),
             "  #2 0x0000000040200020 [f+0x20 (ret)]"
         );
+    }
+
+    const MAP: &str = "\
+ffff800080000000 T _text
+ffff800080010000 T _stext
+ffff800080010000 T __irqentry_text_start
+ffff800080010040 t gic_handle_irq
+ffff800080010080 T __do_softirq
+ffff800080010080 T __irqentry_text_end
+ffff800080010080 T __softirqentry_text_start
+ffff800080010100 T lkdtm_HARDLOCKUP
+ffff800080010124 T lkdtm_SOFTLOCKUP
+ffff800080010200 W weak_thing
+ffff800080010300 T _etext
+ffff800081000000 D jiffies
+ffff800081000100 d some_data
+";
+
+    #[test]
+    fn system_map_names_kernel_text() {
+        let s = SystemMapSource::parse(MAP).unwrap();
+        assert!(s.contains(0xffff_8000_8001_0108));
+        assert!(!s.contains(0xffff_8000_8100_0000), "data is not text");
+        assert!(!s.contains(0x4020_0000));
+        assert_eq!(
+            s.describe(0xffff_8000_8001_0108, false).as_deref(),
+            Some("lkdtm_HARDLOCKUP+0x8")
+        );
+        assert_eq!(
+            s.describe(0xffff_8000_8001_0124, false).as_deref(),
+            Some("lkdtm_SOFTLOCKUP+0x0")
+        );
+        // A return address just past a function belongs to that function.
+        assert_eq!(
+            s.describe(0xffff_8000_8001_0124, true).as_deref(),
+            Some("lkdtm_HARDLOCKUP+0x24")
+        );
+        assert_eq!(
+            s.describe(0xffff_8000_8001_0204, false).as_deref(),
+            Some("weak_thing+0x4")
+        );
+        assert_eq!(
+            s.describe(0xffff_8000_8001_0090, false).as_deref(),
+            Some("__do_softirq+0x10"),
+            "functions win over section markers"
+        );
+        assert!(SystemMapSource::parse("not a map\n").is_err());
+
+        let sym = Symbolizer::new(vec![Box::new(Fake), Box::new(s)]);
+        assert_eq!(
+            sym.annotate("    PC 0xffff800080010108  LR 0xffff800080010050  SP 0xffff800082003e60"),
+            "    PC 0xffff800080010108  LR 0xffff800080010050  SP 0xffff800082003e60 \
+             [lkdtm_HARDLOCKUP+0x8] [gic_handle_irq+0x10]"
+        );
+        assert_eq!(
+            sym.annotate("EL2 PC 0x0000000040200010"),
+            "EL2 PC 0x0000000040200010 [f+0x10]"
+        );
+    }
+
+    #[test]
+    fn resolves_guest_pcs_of_a_dump() {
+        let s = SystemMapSource::parse(MAP).unwrap();
+        let log: Vec<String> = [
+            "guest state: vm linux vCPU 3 (MPIDR 0x3), interrupted at EL1",
+            "    PC 0xffff800080010108  LR 0xffff800080010050  SP 0xffff800082003e60",
+            "guest state: vm linux vCPU 0 (MPIDR 0x0), interrupted at EL0",
+            "    PC 0x0000000000412345  LR 0x0000000000412000  SP 0x0000ffffc0000000",
+            "EL2 PC 0x0000000040200010 <x+0x10>",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            resolve_guest_pcs(&log, &s),
+            [(0xffff_8000_8001_0108, "lkdtm_HARDLOCKUP+0x8".to_string())]
+        );
+        assert!(resolve_guest_pcs(&log[2..], &s).is_empty());
     }
 
     #[test]

@@ -1,0 +1,824 @@
+//! `cargo xtask linux`: the Linux guest, a 6.12 kernel with
+//! `CONFIG_ARM64_PSEUDO_NMI` and a busybox initramfs whose `/init` runs the
+//! test flows of the Linux scenarios.
+//!
+//! Kernel: Debian's `linux-source-6.12` (or a tree given with
+//! `--kernel-src`), `make allnoconfig` with the repo's fragment
+//! (`linux/nmivisor.config`) as `KCONFIG_ALLCONFIG`, then `make olddefconfig`;
+//! every option of the fragment is then checked in the final `.config`
+//! ([`kconfig::check`]) before `make Image`.
+//!
+//! Initramfs: Debian's `busybox-static:arm64` and `linux/init.sh`
+//! ([`initramfs`]).
+//!
+//! Outputs are cached outside the repo, keyed by their inputs ([`cache`]): a
+//! second run finds them and only prints their paths.
+
+pub mod cache;
+pub mod initramfs;
+pub mod kconfig;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::provision;
+use crate::say;
+use crate::util::{self, command_line, output_of, which, workspace_root};
+
+use cache::Key;
+
+/// `ARCH=` for every make call.
+pub const ARCH: &str = "arm64";
+/// `CROSS_COMPILE=` for every make call.
+pub const CROSS_COMPILE: &str = "aarch64-linux-gnu-";
+
+/// Debian's kernel source package and the tarball it installs.
+pub const SOURCE_PACKAGE: &str = "linux-source-6.12";
+const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+/// The top directory inside the tarball.
+const SOURCE_TOP: &str = "linux-source-6.12";
+
+/// Debian's static busybox for arm64 (a foreign-architecture package).
+pub const BUSYBOX_PACKAGE: &str = "busybox-static:arm64";
+
+/// The command line every Linux guest gets; `--cmdline` and the scenarios
+/// add to it.
+pub const BASE_CMDLINE: &str = "console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1";
+/// The name of the Linux VM in a bundle.
+pub const VM_NAME: &str = "linux";
+/// The Linux VM's memory (also `-m` of a native run).
+pub const VM_MEMORY: &str = "512M";
+/// QEMU's `-m` when the hypervisor runs the Linux VM.
+pub const HOST_MEMORY: &str = "2G";
+/// CPUs of the Linux runs (`-smp`; the VM gets them all).
+pub const CPUS: u32 = 4;
+
+/// The kernel config fragment kept in the repo.
+pub fn fragment_path() -> PathBuf {
+    workspace_root().join("linux/nmivisor.config")
+}
+
+/// The initramfs' `/init`, kept in the repo.
+pub fn init_path() -> PathBuf {
+    workspace_root().join("linux/init.sh")
+}
+
+/// The full guest command line: [`BASE_CMDLINE`] plus `extra`.
+pub fn cmdline(extra: &str) -> String {
+    let extra = extra.trim();
+    if extra.is_empty() {
+        BASE_CMDLINE.to_string()
+    } else {
+        format!("{BASE_CMDLINE} {extra}")
+    }
+}
+
+/// Options of `cargo xtask linux`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A kernel tree to build instead of Debian's `linux-source-6.12`.
+    pub kernel_src: Option<PathBuf>,
+    /// Parallel make jobs (default: the number of CPUs).
+    pub jobs: Option<usize>,
+}
+
+/// The kernel's outputs.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// `arch/arm64/boot/Image`: what QEMU or the bundle boots.
+    pub image: PathBuf,
+    /// The kernel's symbol map, for symbolizing guest addresses.
+    pub system_map: PathBuf,
+    /// The kernel ELF (symbols, no DWARF).
+    pub vmlinux: PathBuf,
+    /// The final `.config`.
+    pub config: PathBuf,
+}
+
+/// Everything `cargo xtask linux` produces.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// The gzip'd cpio initramfs.
+    pub initramfs: PathBuf,
+}
+
+impl Artifacts {
+    /// Prints the paths on stdout, one `NAME PATH` line each.
+    pub fn print(&self) {
+        for (name, path) in [
+            ("Image", &self.kernel.image),
+            ("System.map", &self.kernel.system_map),
+            ("vmlinux", &self.kernel.vmlinux),
+            ("config", &self.kernel.config),
+            ("initramfs", &self.initramfs),
+        ] {
+            println!("{name:<11}{}", path.display());
+        }
+    }
+}
+
+/// Builds (or finds in the cache) the kernel and the initramfs.
+pub fn build(opts: &Options) -> Result<Artifacts> {
+    let started = Instant::now();
+    let _lock = lock_cache()?;
+    // The initramfs first: it takes seconds, the kernel minutes.
+    let initramfs = initramfs_locked()?;
+    let kernel = kernel(opts)?;
+    say!(
+        "linux: kernel and initramfs ready ({})",
+        elapsed(started.elapsed())
+    );
+    Ok(Artifacts { kernel, initramfs })
+}
+
+/// Takes the cache's lock file for the life of the returned handle: two
+/// xtask runs (say, `cargo xtask test` in two shells of the same tree) must
+/// not run make in the same build directory at once.
+fn lock_cache() -> Result<std::fs::File> {
+    let root = cache::root();
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    let path = root.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            say!(
+                "linux: another xtask is building the Linux guest ({} is locked); waiting",
+                path.display()
+            );
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(file)
+}
+
+// ---------------------------------------------------------------------------
+// Provisioning
+
+/// A build dependency: found when `probe` exists (a program on PATH, or an
+/// absolute file), installed with its Debian package otherwise.
+struct Dependency {
+    probe: &'static str,
+    package: &'static str,
+}
+
+const KERNEL_DEPENDENCIES: &[Dependency] = &[
+    Dependency { probe: "make", package: "make" },
+    Dependency { probe: "gcc", package: "gcc" },
+    Dependency { probe: "/usr/include/stdio.h", package: "libc6-dev" },
+    Dependency { probe: "aarch64-linux-gnu-gcc", package: "gcc-aarch64-linux-gnu" },
+    Dependency { probe: "aarch64-linux-gnu-ld", package: "binutils-aarch64-linux-gnu" },
+    Dependency { probe: "flex", package: "flex" },
+    Dependency { probe: "bison", package: "bison" },
+    Dependency { probe: "bc", package: "bc" },
+    Dependency { probe: "perl", package: "perl" },
+    Dependency { probe: "/usr/include/openssl/ssl.h", package: "libssl-dev" },
+    Dependency { probe: "/usr/include/gelf.h", package: "libelf-dev" },
+    Dependency { probe: "xz", package: "xz-utils" },
+    Dependency { probe: "tar", package: "tar" },
+];
+
+fn present(probe: &str) -> bool {
+    if probe.starts_with('/') {
+        Path::new(probe).exists()
+    } else {
+        which(probe).is_some()
+    }
+}
+
+/// Installs whatever of the kernel's build dependencies is missing (and
+/// the source package unless `--kernel-src` gives a tree).
+fn provision_kernel(need_source: bool) -> Result<()> {
+    let mut missing: Vec<&str> = KERNEL_DEPENDENCIES
+        .iter()
+        .filter(|d| !present(d.probe))
+        .map(|d| d.package)
+        .collect();
+    if need_source && !Path::new(SOURCE_TARBALL).exists() {
+        missing.push(SOURCE_PACKAGE);
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    provision::apt_install(&missing, "the Linux guest's build dependencies")?;
+    let still: Vec<&str> = KERNEL_DEPENDENCIES
+        .iter()
+        .filter(|d| !present(d.probe))
+        .map(|d| d.probe)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// Makes sure dpkg knows the arm64 architecture (for busybox-static:arm64).
+fn provision_arm64_arch() -> Result<()> {
+    let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))
+        .context("dpkg is not available: install the arm64 busybox-static package by hand")?;
+    if foreign.split_whitespace().any(|a| a == "arm64") {
+        return Ok(());
+    }
+    if !util::is_root() {
+        bail!(
+            "dpkg does not know the arm64 architecture and xtask is not root: run \
+             `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
+        );
+    }
+    say!("linux: adding the arm64 architecture to dpkg (for {BUSYBOX_PACKAGE})");
+    util::run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    provision::apt_update()
+}
+
+// ---------------------------------------------------------------------------
+// The kernel
+
+/// Where the kernel source comes from.
+struct Source {
+    /// The tree (extracted on demand for Debian's tarball).
+    dir: PathBuf,
+    /// What identifies this source in the cache key.
+    identity: String,
+    /// The name of its reusable build directory.
+    build_name: String,
+    /// Debian's tarball, when the tree must be extracted from it.
+    tarball: Option<PathBuf>,
+}
+
+fn debian_source() -> Result<Source> {
+    let version = output_of(Command::new("dpkg-query").args([
+        "-W",
+        "-f=${Version}",
+        SOURCE_PACKAGE,
+    ]))
+    .filter(|v| !v.trim().is_empty())
+    .unwrap_or_else(|| "unknown".into());
+    let tarball = PathBuf::from(SOURCE_TARBALL);
+    let meta = tarball
+        .metadata()
+        .with_context(|| format!("{SOURCE_TARBALL} is missing (package {SOURCE_PACKAGE})"))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let name = cache::path_component(&format!("{SOURCE_PACKAGE}_{}", version.trim()));
+    Ok(Source {
+        dir: cache::root().join("src").join(&name).join(SOURCE_TOP),
+        identity: format!(
+            "{SOURCE_PACKAGE} {} ({SOURCE_TARBALL}, {} bytes, mtime {mtime})",
+            version.trim(),
+            meta.len()
+        ),
+        build_name: name,
+        tarball: Some(tarball),
+    })
+}
+
+/// A tree given with `--kernel-src`: identified by its path, its version
+/// and the newest modification time and count of its files (a cheap walk
+/// that notices edits without hashing the tree).
+fn tree_source(dir: &Path) -> Result<Source> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("--kernel-src {}: no such directory", dir.display()))?;
+    let makefile = std::fs::read_to_string(dir.join("Makefile")).with_context(|| {
+        format!("--kernel-src {}: no Makefile, not a kernel tree", dir.display())
+    })?;
+    if !dir.join("arch/arm64/Kconfig").exists() {
+        bail!("--kernel-src {}: no arch/arm64, not a kernel tree", dir.display());
+    }
+    if dir.join(".config").exists() || dir.join("include/config").exists() {
+        bail!(
+            "--kernel-src {}: the tree has been configured in place; xtask builds with O= \
+             outside it, which kbuild refuses for such a tree (run `make mrproper` there)",
+            dir.display()
+        );
+    }
+    let version = kernel_version(&makefile);
+    let (newest, files) = newest_mtime(&dir);
+    let hash = Sha256::digest(dir.display().to_string().as_bytes());
+    let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Source {
+        identity: format!(
+            "tree {} (version {version}, {files} files, newest mtime {newest})",
+            dir.display()
+        ),
+        build_name: format!("tree-{short}"),
+        dir,
+        tarball: None,
+    })
+}
+
+/// `VERSION.PATCHLEVEL.SUBLEVEL EXTRAVERSION` from a kernel Makefile.
+fn kernel_version(makefile: &str) -> String {
+    let get = |key: &str| {
+        makefile
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{}.{}.{}{}",
+        get("VERSION"),
+        get("PATCHLEVEL"),
+        get("SUBLEVEL"),
+        get("EXTRAVERSION")
+    )
+}
+
+/// The newest modification time (ns since the epoch) and the number of
+/// files under `dir`, skipping `.git`.
+fn newest_mtime(dir: &Path) -> (u128, usize) {
+    let mut newest = 0u128;
+    let mut files = 0usize;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ty) = e.file_type() else { continue };
+            if ty.is_dir() {
+                if e.file_name() != ".git" {
+                    stack.push(e.path());
+                }
+                continue;
+            }
+            files += 1;
+            if let Some(t) = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            {
+                newest = newest.max(t.as_nanos());
+            }
+        }
+    }
+    (newest, files)
+}
+
+/// The first line of `PROGRAM --version`.
+fn tool_version(program: &str) -> String {
+    output_of(Command::new(program).arg("--version"))
+        .and_then(|o| o.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| format!("{program}: unknown version"))
+}
+
+/// The kernel's cache key.
+fn kernel_key(source: &Source, fragment: &str) -> Key {
+    Key::new("kernel")
+        .add("source", &source.identity)
+        .add("fragment", fragment)
+        .add("cc", tool_version(&format!("{CROSS_COMPILE}gcc")))
+        .add("ld", tool_version(&format!("{CROSS_COMPILE}ld")))
+        .add("make-vars", format!("ARCH={ARCH} CROSS_COMPILE={CROSS_COMPILE}"))
+}
+
+fn kernel_outputs(dir: &Path) -> Kernel {
+    Kernel {
+        image: dir.join("Image"),
+        system_map: dir.join("System.map"),
+        vmlinux: dir.join("vmlinux"),
+        config: dir.join("config"),
+    }
+}
+
+const COMPLETE: &str = ".complete";
+
+/// Builds the kernel, or finds it in the cache.
+fn kernel(opts: &Options) -> Result<Kernel> {
+    provision_kernel(opts.kernel_src.is_none())?;
+    let source = match &opts.kernel_src {
+        Some(dir) => tree_source(dir)?,
+        None => debian_source()?,
+    };
+    let fragment_file = fragment_path();
+    let fragment = std::fs::read_to_string(&fragment_file)
+        .with_context(|| format!("cannot read {}", fragment_file.display()))?;
+    let wanted = kconfig::parse_fragment(&fragment)
+        .with_context(|| format!("{}", fragment_file.display()))?;
+    let key = kernel_key(&source, &fragment);
+    let out_dir = cache::root().join(format!("kernel-{}", key.hex()));
+    let out = kernel_outputs(&out_dir);
+    if out_dir.join(COMPLETE).exists()
+        && [&out.image, &out.system_map, &out.vmlinux, &out.config]
+            .iter()
+            .all(|p| p.exists())
+    {
+        say!("linux: kernel up to date (cached, key {})", key.hex());
+        return Ok(out);
+    }
+
+    say!("linux: building the kernel from {}", source.identity);
+    if let Some(tarball) = &source.tarball {
+        extract(tarball, &source.dir)?;
+    }
+    let build_dir = cache::root().join("build").join(&source.build_name);
+    std::fs::create_dir_all(&build_dir)?;
+    let log = build_dir.join("xtask-build.log");
+    let _ = std::fs::remove_file(&log);
+    let jobs = opts.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let make = |args: &[&str]| {
+        let mut cmd = Command::new("make");
+        cmd.arg("-C")
+            .arg(&source.dir)
+            .arg(format!("O={}", build_dir.display()))
+            .arg(format!("ARCH={ARCH}"))
+            .arg(format!("CROSS_COMPILE={CROSS_COMPILE}"))
+            .args(args);
+        for var in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "KBUILD_OUTPUT", "ARCH", "CROSS_COMPILE"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("KBUILD_BUILD_USER", "nmivisor")
+            .env("KBUILD_BUILD_HOST", "xtask")
+            .env("LC_ALL", "C");
+        cmd
+    };
+
+    let allconfig = format!("KCONFIG_ALLCONFIG={}", fragment_file.display());
+    run_logged(&mut make(&[&allconfig, "allnoconfig"]), &log, "allnoconfig + fragment")?;
+    run_logged(&mut make(&["olddefconfig"]), &log, "olddefconfig")?;
+    let config_text = std::fs::read_to_string(build_dir.join(".config"))
+        .context("make olddefconfig wrote no .config")?;
+    let missing = kconfig::check(&wanted, &config_text);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
+        bail!(
+            "the final .config lacks {} option(s) of {}:\n{}\n(allnoconfig drops an option \
+             whose dependencies are unmet: add them to the fragment; see {})",
+            missing.len(),
+            fragment_file.display(),
+            list.join("\n"),
+            build_dir.join(".config").display()
+        );
+    }
+    say!(
+        "linux: .config holds all {} options of the fragment",
+        wanted.len()
+    );
+    let jobs_arg = format!("-j{jobs}");
+    run_logged(
+        &mut make(&[&jobs_arg, "Image"]),
+        &log,
+        &format!("Image ({jobs} jobs)"),
+    )?;
+
+    // Publish the outputs under the key; `.complete` last.
+    let tmp = out_dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    for (from, to) in [
+        ("arch/arm64/boot/Image", "Image"),
+        ("System.map", "System.map"),
+        ("vmlinux", "vmlinux"),
+        (".config", "config"),
+    ] {
+        std::fs::copy(build_dir.join(from), tmp.join(to))
+            .with_context(|| format!("cannot copy {from} out of {}", build_dir.display()))?;
+    }
+    let manifest: Vec<String> = [
+        format!("source: {}", source.identity),
+        format!("fragment: {}", fragment_file.display()),
+        format!("cc: {}", tool_version(&format!("{CROSS_COMPILE}gcc"))),
+        format!("build directory: {}", build_dir.display()),
+    ]
+    .into();
+    std::fs::write(tmp.join(COMPLETE), manifest.join("\n") + "\n")?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::rename(&tmp, &out_dir)
+        .with_context(|| format!("cannot move {} into place", out_dir.display()))?;
+    say!("linux: kernel built (key {})", key.hex());
+    Ok(out)
+}
+
+/// Extracts Debian's tarball so that its tree is `dir`, unless done before.
+fn extract(tarball: &Path, dir: &Path) -> Result<()> {
+    let marker = dir.with_extension("extracted");
+    if marker.exists() && dir.join("Makefile").exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().context("source directory has no parent")?;
+    let tmp = parent.join("extracting");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(&tmp)?;
+    say!(
+        "linux: extracting {} into {} (about half a minute)",
+        tarball.display(),
+        parent.display()
+    );
+    util::run(Command::new("tar").arg("-xf").arg(tarball).arg("-C").arg(&tmp))?;
+    std::fs::rename(tmp.join(SOURCE_TOP), dir).with_context(|| {
+        format!("the tarball has no top directory {SOURCE_TOP}/")
+    })?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::write(&marker, tarball.display().to_string())?;
+    Ok(())
+}
+
+/// Whether a kbuild output line reports one build step (`  CC  foo.o`).
+pub fn is_build_step(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("  ") else {
+        return false;
+    };
+    let word = rest.split_whitespace().next().unwrap_or("");
+    !word.is_empty()
+        && word.len() <= 10
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// How often a long make prints a progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(20);
+
+/// Runs `cmd` with its output appended to `log`, printing a progress line
+/// now and then; on failure prints the end of the log.
+fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+    say!("linux: make {what}");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    writeln!(file, "### {}", command_line(cmd))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", command_line(cmd)))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().context("no stdout")?;
+    let err = child.stderr.take().context("no stderr")?;
+    let readers = [
+        spawn_lines(out, tx.clone()),
+        spawn_lines(err, tx),
+    ];
+    let start = Instant::now();
+    let mut last_report = start;
+    let (mut steps, mut last_step) = (0usize, String::new());
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    for line in rx {
+        writeln!(file, "{line}")?;
+        if is_build_step(&line) {
+            steps += 1;
+            last_step = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        }
+        if tail.len() == 40 {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            say!(
+                "linux: {what}: {steps} steps, {} so far (last: {last_step})",
+                elapsed(start.elapsed())
+            );
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        for line in &tail {
+            say!("linux: | {line}");
+        }
+        bail!(
+            "`{}` failed ({status}); full log: {}",
+            command_line(cmd),
+            log.display()
+        );
+    }
+    if steps > 0 {
+        say!(
+            "linux: {what}: done, {steps} steps in {}",
+            elapsed(start.elapsed())
+        );
+    }
+    Ok(())
+}
+
+fn spawn_lines(
+    src: impl std::io::Read + Send + 'static,
+    tx: mpsc::Sender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(src).split(b'\n').map_while(Result::ok) {
+            if tx.send(String::from_utf8_lossy(&line).into_owned()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// `1m05s` / `12.3s`.
+pub fn elapsed(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f32())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Busybox and the initramfs
+
+/// The version of `busybox-static:arm64` that `apt-get download` would
+/// fetch, from `apt-cache policy` (`None` if apt knows none).
+fn busybox_candidate() -> Option<String> {
+    let policy = output_of(Command::new("apt-cache").args(["policy", BUSYBOX_PACKAGE]))?;
+    let v = policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))?
+        .trim()
+        .to_string();
+    (!v.is_empty() && v != "(none)").then_some(v)
+}
+
+/// The busybox binary and its package version, downloading and extracting
+/// the package into the cache if need be.
+fn busybox() -> Result<(PathBuf, String)> {
+    let dir = cache::root().join("busybox");
+    let binary_of = |version: &str| {
+        dir.join(cache::path_component(version))
+            .join("bin/busybox")
+    };
+    let version = match which("apt-get").and_then(|_| {
+        provision_arm64_arch()
+            .map_err(|e| say!("linux: {e:#}"))
+            .ok()?;
+        busybox_candidate().or_else(|| {
+            // A fresh architecture needs package lists.
+            util::is_root()
+                .then(provision::apt_update)
+                .and_then(Result::ok)
+                .and_then(|()| busybox_candidate())
+        })
+    }) {
+        Some(v) => v,
+        None => {
+            // Offline or no apt: any busybox cached before will do.
+            let cached = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().join("bin/busybox").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .max();
+            let Some(v) = cached else {
+                bail!(
+                    "apt cannot provide {BUSYBOX_PACKAGE}: run `dpkg --add-architecture arm64 \
+                     && apt-get update` as root (Debian), or put an aarch64 static busybox at {}",
+                    binary_of("VERSION").display()
+                );
+            };
+            say!("linux: apt has no {BUSYBOX_PACKAGE}; using the cached busybox {v}");
+            return Ok((dir.join(&v).join("bin/busybox"), v));
+        }
+    };
+    let binary = binary_of(&version);
+    if binary.exists() {
+        return Ok((binary, version));
+    }
+    // apt-get download hands the file to the `_apt` user, which must be
+    // able to write there: a world-writable scratch directory in /tmp.
+    let tmp = std::env::temp_dir().join(format!("nmivisor-busybox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777))?;
+    }
+    say!("linux: downloading {BUSYBOX_PACKAGE} {version}");
+    util::run(
+        Command::new("apt-get")
+            .args(["download", &format!("{BUSYBOX_PACKAGE}={version}")])
+            .current_dir(&tmp),
+    )?;
+    let deb = std::fs::read_dir(&tmp)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    let unpacked = tmp.join("x");
+    util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let extracted = unpacked.join("bin/busybox");
+    let bytes = std::fs::read(&extracted)
+        .with_context(|| format!("{} has no bin/busybox", deb.display()))?;
+    initramfs::check_aarch64_elf(&bytes).context("the package's bin/busybox")?;
+    let final_dir = binary.parent().and_then(Path::parent).context("bad path")?;
+    let _ = std::fs::remove_dir_all(final_dir);
+    std::fs::create_dir_all(&dir)?;
+    // /tmp may be another filesystem: copy rather than rename.
+    let staging = final_dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(staging.join("bin"))?;
+    std::fs::write(staging.join("bin/busybox"), &bytes)?;
+    std::fs::rename(&staging, final_dir)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok((binary, version))
+}
+
+/// Builds the initramfs, or finds it in the cache.
+pub fn initramfs() -> Result<PathBuf> {
+    let _lock = lock_cache()?;
+    initramfs_locked()
+}
+
+fn initramfs_locked() -> Result<PathBuf> {
+    let (busybox, version) = busybox()?;
+    let init_file = init_path();
+    let init = std::fs::read(&init_file)
+        .with_context(|| format!("cannot read {}", init_file.display()))?;
+    let key = Key::new("initramfs")
+        .add("busybox", &version)
+        .add("init", &init)
+        .add("applets", initramfs::APPLETS.join(" "));
+    let out = cache::root().join(format!("initramfs-{}.cpio.gz", key.hex()));
+    if out.exists() {
+        say!("linux: initramfs up to date (cached, key {})", key.hex());
+        return Ok(out);
+    }
+    let bytes = std::fs::read(&busybox)
+        .with_context(|| format!("cannot read {}", busybox.display()))?;
+    let gz = initramfs::build(&bytes, &init)?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, &gz)?;
+    std::fs::rename(&tmp, &out)?;
+    say!(
+        "linux: initramfs written ({} bytes: busybox {version}, {})",
+        gz.len(),
+        util::display_path(&init_file)
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(cmdline(""), BASE_CMDLINE);
+        assert_eq!(
+            cmdline(" nmv.test=boot "),
+            "console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 nmv.test=boot"
+        );
+    }
+
+    #[test]
+    fn kbuild_steps() {
+        assert!(is_build_step("  CC      kernel/sched/core.o"));
+        assert!(is_build_step("  LD      vmlinux.o"));
+        assert!(is_build_step("  OBJCOPY arch/arm64/boot/Image"));
+        assert!(is_build_step("  HOSTCC  scripts/kconfig/conf.o"));
+        assert!(!is_build_step("make[1]: Entering directory"));
+        assert!(!is_build_step("  "));
+        assert!(!is_build_step("kernel/x.c:1: error: oops"));
+        assert!(!is_build_step("  in function foo"));
+    }
+
+    #[test]
+    fn versions_from_a_makefile() {
+        let mk = "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\nNAME = Baby Opossum Posse\n";
+        assert_eq!(kernel_version(mk), "6.12.117");
+        assert_eq!(
+            kernel_version("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\nEXTRAVERSION = -rc2\n"),
+            "6.1.0-rc2"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(elapsed(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(elapsed(Duration::from_secs(65)), "1m05s");
+    }
+}
