@@ -2,6 +2,7 @@
 //! it under QEMU, the test suite (host unit tests plus QEMU scenarios) and
 //! log symbolization. Invoked as `cargo xtask ...`.
 
+mod bench;
 mod build;
 mod bundle;
 mod harness;
@@ -77,6 +78,10 @@ enum Cmd {
     /// Run the host unit tests and the QEMU scenarios; prints
     /// `N passed, M failed` and fails if anything failed.
     Test(TestArgs),
+
+    /// Measure nmivisor's costs as ratios to native, side by side in one
+    /// run under QEMU's deterministic -icount (see docs/benchmarks.md).
+    Bench(bench::BenchOptions),
 
     /// Annotate hex addresses in a log with the hypervisor function and
     /// source line (`[function+0xoff at file:line]`), and guest kernel
@@ -275,6 +280,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run(args) => run(cli.toolchain, args),
         Cmd::Test(args) => test(cli.toolchain, args),
+        Cmd::Bench(mut opts) => {
+            opts.toolchain = cli.toolchain;
+            bench::run(&opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Symbolize(args) => {
             let sources = symbolize::Sources {
                 elf: args.elf,

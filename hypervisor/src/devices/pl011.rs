@@ -46,6 +46,10 @@ const IDS: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 
 /// Receive FIFO depth (PL011: 16 entries).
 pub const RX_FIFO: usize = 16;
+/// Console input waiting behind a full receive FIFO: a paste into the
+/// console must not be lost just because the guest reads 16 bytes at a
+/// time. Beyond this, bytes are dropped and counted as overruns.
+pub const BACKLOG: usize = 4096;
 
 /// The UART's register state.
 #[derive(Clone, Debug)]
@@ -53,6 +57,9 @@ pub struct Pl011 {
     rx: [u8; RX_FIFO],
     rx_head: usize,
     rx_len: usize,
+    backlog: [u8; BACKLOG],
+    backlog_head: usize,
+    backlog_len: usize,
     ibrd: u32,
     fbrd: u32,
     ilpr: u32,
@@ -87,6 +94,9 @@ impl Pl011 {
             rx: [0; RX_FIFO],
             rx_head: 0,
             rx_len: 0,
+            backlog: [0; BACKLOG],
+            backlog_head: 0,
+            backlog_len: 0,
             ibrd: 0,
             fbrd: 0,
             ilpr: 0,
@@ -121,15 +131,35 @@ impl Pl011 {
         self.ris() & self.imsc != 0
     }
 
-    /// Queues a received byte; false (and counted) if the FIFO is full.
+    /// Queues a received byte: into the FIFO, or behind it when the FIFO
+    /// is full. False (and counted as an overrun) when both are full.
     pub fn receive(&mut self, byte: u8) -> bool {
-        if self.rx_len >= self.rx_depth() {
+        if self.backlog_len == 0 && self.rx_len < self.rx_depth() {
+            self.push_fifo(byte);
+            return true;
+        }
+        if self.backlog_len == BACKLOG {
             self.overruns += 1;
             return false;
         }
+        self.backlog[(self.backlog_head + self.backlog_len) % BACKLOG] = byte;
+        self.backlog_len += 1;
+        true
+    }
+
+    fn push_fifo(&mut self, byte: u8) {
         self.rx[(self.rx_head + self.rx_len) % RX_FIFO] = byte;
         self.rx_len += 1;
-        true
+    }
+
+    /// Moves waiting input into the FIFO as room appears.
+    fn refill(&mut self) {
+        while self.backlog_len > 0 && self.rx_len < self.rx_depth() {
+            let b = self.backlog[self.backlog_head];
+            self.backlog_head = (self.backlog_head + 1) % BACKLOG;
+            self.backlog_len -= 1;
+            self.push_fifo(b);
+        }
     }
 
     /// Room left in the receive FIFO.
@@ -145,6 +175,7 @@ impl Pl011 {
         let b = self.rx[self.rx_head];
         self.rx_head = (self.rx_head + 1) % RX_FIFO;
         self.rx_len -= 1;
+        self.refill();
         u32::from(b)
     }
 
@@ -202,8 +233,11 @@ impl Pl011 {
             reg::FBRD => self.fbrd = v & 0x3f,
             reg::LCR_H => {
                 if (v ^ self.lcr_h) & LCR_FEN != 0 {
-                    // Switching the FIFOs on or off flushes them.
+                    // Switching the FIFOs on or off flushes them; input
+                    // still waiting behind them moves in.
                     self.rx_len = 0;
+                    self.lcr_h = v & 0xff;
+                    self.refill();
                 }
                 self.lcr_h = v & 0xff;
             }
@@ -261,17 +295,34 @@ mod tests {
     }
 
     #[test]
+    fn a_paste_longer_than_the_fifo_arrives_whole_and_in_order() {
+        let mut u = Pl011::new();
+        u.write(0x02c, 4, u64::from(LCR_FEN));
+        let text: Vec<u8> = (0..200u8).collect();
+        for &b in &text {
+            assert!(u.receive(b));
+        }
+        assert_ne!(u.read(0x018, 4).0 as u32 & FR_RXFF, 0, "FIFO full, rest waits");
+        let mut got = Vec::new();
+        while u.read(0x018, 4).0 as u32 & FR_RXFE == 0 {
+            got.push(u.read(0x000, 4).0 as u8);
+        }
+        assert_eq!(got, text);
+        assert_eq!(u.overruns, 0);
+    }
+
+    #[test]
     fn fifo_depth_follows_fen_and_overruns_are_counted() {
         let mut u = Pl011::new();
         assert!(u.receive(1));
-        assert!(!u.receive(2), "FIFOs off: one byte deep");
-        assert_eq!(u.overruns, 1);
-        u.write(0x02c, 4, u64::from(LCR_FEN));
-        assert_eq!(u.rx_room(), RX_FIFO);
-        for i in 0..RX_FIFO {
+        assert_eq!(u.rx_room(), 0, "FIFOs off: one byte deep");
+        for i in 0..BACKLOG {
             assert!(u.receive(i as u8));
         }
-        assert!(!u.receive(0));
+        assert!(!u.receive(2), "FIFO and backlog full");
+        assert_eq!(u.overruns, 1);
+        u.write(0x02c, 4, u64::from(LCR_FEN));
+        assert_eq!(u.rx_room(), 0, "FEN on: the backlog fills the FIFO");
         assert_ne!(u.read(0x018, 4).0 as u32 & FR_RXFF, 0);
     }
 
