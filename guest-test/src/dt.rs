@@ -36,8 +36,11 @@ pub struct Platform {
     /// GICv3 distributor and redistributor ranges.
     pub gicd: Option<Range>,
     pub gicr: Option<Range>,
-    /// /chosen's bootargs (printed, not otherwise used).
+    /// /chosen's bootargs (printed; some words select modes).
     pub bootargs: Option<&'static str>,
+    /// The root `compatible` has "nmivisor,guest": a VM under nmivisor,
+    /// whose vendor hypercalls ([`crate::hyp`]) exist.
+    pub nmivisor: bool,
 }
 
 /// Why the device tree cannot be used.
@@ -134,6 +137,10 @@ pub unsafe fn parse(dtb: u64, boot_mpidr: u64) -> Result<Platform, DtError> {
         gicd,
         gicr,
         bootargs: fdt.chosen().bootargs().filter(|s| !s.is_empty()),
+        nmivisor: fdt
+            .find_node("/")
+            .and_then(|n| n.compatible())
+            .is_some_and(|c| c.all().any(|s| s == "nmivisor,guest")),
     })
 }
 
@@ -157,11 +164,24 @@ pub fn platform() -> &'static Platform {
     PLATFORM.get().expect("device tree not parsed yet")
 }
 
+/// The parsed blob again, for what [`Platform`] does not keep.
+fn fdt() -> Option<Fdt<'static>> {
+    // SAFETY: the blob was parsed at boot and nothing writes to it.
+    unsafe { Fdt::from_ptr(platform().dtb.base as *const u8) }.ok()
+}
+
+/// The position in /cpus of the CPU with affinity `mpidr`: nmivisor's
+/// vCPU index of that CPU (the logical index puts the boot CPU first).
+pub fn cpu_position(mpidr: u64) -> Option<usize> {
+    let aff = crate::topology::MPIDR_AFF_MASK;
+    fdt()?
+        .cpus()
+        .position(|c| c.ids().first() as u64 & aff == mpidr & aff)
+}
+
 /// The first device-tree node whose `reg` covers `addr`, by name.
 pub fn node_covering(addr: u64) -> Option<&'static str> {
-    let dtb = platform().dtb.base;
-    // SAFETY: the blob was parsed at boot and nothing writes to it.
-    let fdt: Fdt<'static> = unsafe { Fdt::from_ptr(dtb as *const u8) }.ok()?;
+    let fdt = fdt()?;
     let name = fdt.all_nodes().find_map(|n| {
         let covers = n.reg()?.any(|r| {
             let base = r.starting_address as u64;

@@ -29,6 +29,7 @@
 //! | `roundup` | one IRM=1 NMI SGI reaches every other CPU spinning with PMR "off" within 1 s |
 //! | `sgi-storm` | 1000 SGIs from each CPU to each other CPU, none lost or doubled |
 //! | `timer` | the virtual timer's PPI 27 is taken once on every CPU, at or after CVAL (within 1 s), with ISTATUS set |
+//! | `virtual-nmi` | under nmivisor: PPI 23 injected by its test hypercall at 0x80 is taken by a CPU with PMR "off", RPR 0x80; vCPU 99 is -2 (natively `ok (native: ...)`) |
 //!
 //! The interrupt cases program the GIC like Linux with
 //! `irqchip.gicv3_pseudo_nmi=1` ([`gic`] has the priorities); they need
@@ -50,6 +51,10 @@
 //! micro-benchmarks that print `bench NAME ITERATIONS TICKS` lines, for
 //! `cargo xtask bench` (see `docs/benchmarks.md`);
 //! `guest-test.bench-iterations=N` sets the iterations.
+//!
+//! Boot arguments `guest-test.system-reset` (reset once through PSCI
+//! SYSTEM_RESET, then run the cases) and `guest-test.hyp-dump` (after the
+//! cases, NMV_DUMP while every CPU is busy) add modes ([`modes`]).
 //!
 //! The crate builds two ways:
 //! - for `aarch64-unknown-none` it is the guest image;
@@ -82,7 +87,11 @@ mod fault;
 #[cfg(target_os = "none")]
 mod gic;
 #[cfg(target_os = "none")]
+mod hyp;
+#[cfg(target_os = "none")]
 mod irq;
+#[cfg(target_os = "none")]
+mod modes;
 #[cfg(target_os = "none")]
 mod psci;
 #[cfg(target_os = "none")]

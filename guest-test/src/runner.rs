@@ -7,7 +7,7 @@
 //! bounded), and the secondary powers off itself if the boot CPU does not.
 
 use crate::cases::{Case, CASES};
-use crate::{console, cpu, dt, println, psci};
+use crate::{console, cpu, dt, modes, println, psci};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 const NONE: usize = usize::MAX;
@@ -68,6 +68,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
             platform.cpus.ignored
         );
     }
+    if platform.has_bootarg(modes::SYSTEM_RESET_ARG) {
+        extra(modes::system_reset(), "system-reset");
+    }
     if platform.has_bootarg(crate::bench::BENCH_ARG) {
         crate::bench::run();
     }
@@ -83,7 +86,18 @@ extern "C" fn boot_main(dtb: u64) -> ! {
         finish(case, outcome);
     }
     CURRENT.store(NONE, Ordering::Relaxed);
+    if platform.has_bootarg(modes::HYP_DUMP_ARG) {
+        extra(modes::hyp_dump(), "hyp-dump");
+    }
     summary_and_off()
+}
+
+/// A mode's failure counts like a failed case.
+fn extra(outcome: Result<(), crate::cases::Reason>, mode: &str) {
+    if let Err(reason) = outcome {
+        FAILED.fetch_add(1, Ordering::Relaxed);
+        println!("guest-test: {mode} FAILED: {}", reason.as_str());
+    }
 }
 
 enum ConsoleName {

@@ -28,6 +28,10 @@ pub enum Job {
     Timer = 8,
     /// [`crate::bench::pong_on_this_cpu`] (bench mode).
     BenchPong = 9,
+    /// [`crate::cases::nmi::virtual_nmi_receiver`].
+    VirtualNmi = 10,
+    /// [`crate::modes::hyp_dump_spin`] (hyp-dump mode).
+    HypDumpSpin = 11,
 }
 
 impl Job {
@@ -42,6 +46,8 @@ impl Job {
             7 => Some(Job::SgiStorm),
             8 => Some(Job::Timer),
             9 => Some(Job::BenchPong),
+            10 => Some(Job::VirtualNmi),
+            11 => Some(Job::HypDumpSpin),
             _ => None,
         }
     }
@@ -105,6 +111,8 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::SgiStorm) => crate::cases::sgi_storm::run_on_this_cpu(),
             Some(Job::Timer) => crate::cases::vtimer::run_on_this_cpu(),
             Some(Job::BenchPong) => crate::bench::pong_on_this_cpu(),
+            Some(Job::VirtualNmi) => crate::cases::nmi::virtual_nmi_receiver(),
+            Some(Job::HypDumpSpin) => crate::modes::hyp_dump_spin(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

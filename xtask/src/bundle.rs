@@ -285,6 +285,8 @@ pub struct GuestVm {
     pub cpus: String,
     /// Memory size.
     pub memory: String,
+    /// The VM's command line (guest-test reads its modes from it).
+    pub cmdline: String,
 }
 
 /// A bundle of guest-test VMs described as data: the image path is only
@@ -323,7 +325,16 @@ impl BundleSpec {
             name: name.into(),
             cpus: cpus.into(),
             memory: memory.into(),
+            cmdline: String::new(),
         });
+        self
+    }
+
+    /// Sets the command line of the VM added last.
+    pub fn cmdline(mut self, cmdline: &str) -> Self {
+        if let Some(vm) = self.vms.last_mut() {
+            vm.cmdline = cmdline.into();
+        }
         self
     }
 
@@ -347,7 +358,7 @@ impl BundleSpec {
                 name: v.name.clone(),
                 image: image.to_path_buf(),
                 initrd: None,
-                cmdline: String::new(),
+                cmdline: v.cmdline.clone(),
                 cpus: v.cpus.clone(),
                 memory: v.memory.clone(),
             })
@@ -372,7 +383,10 @@ impl BundleSpec {
         let mut parts: Vec<String> = self
             .vms
             .iter()
-            .map(|v| format!("{} cpus {} mem {}", v.name, v.cpus, v.memory))
+            .map(|v| {
+                let cmdline = if v.cmdline.is_empty() { String::new() } else { format!(" cmdline \"{}\"", v.cmdline) };
+                format!("{} cpus {} mem {}{cmdline}", v.name, v.cpus, v.memory)
+            })
             .collect();
         for d in &self.defects {
             parts.push(match d {

@@ -25,6 +25,9 @@ pub fn all() -> Vec<Scenario> {
     }
     list.extend([1, 2, 4].map(guest_test_native));
     list.extend([1, 2, 4].map(guest_test_vm));
+    list.push(two_vms());
+    list.push(guest_system_reset());
+    list.push(guest_requested_dump());
     list.extend([
         bundle_overlapping_cpus(),
         bundle_too_much_memory(),
@@ -77,6 +80,8 @@ pub const GUEST_CASES: &[GuestCase] = &[
     case("roundup"),
     case("sgi-storm"),
     case("timer"),
+    // Natively this prints `ok (native: no nmivisor test service)`.
+    case("virtual-nmi"),
 ];
 
 /// Timeout of the scenarios that boot guest-test (it runs in seconds).
@@ -146,6 +151,61 @@ fn guest_test_vm(n: u32) -> Scenario {
         n,
     )
     .forbid(contains("not started"))
+}
+
+/// `two-vms`: VMs `a` (CPUs 0-1) and `b` (CPUs 2-3) each run guest-test to
+/// the end at the same time. Every console line of a VM carries its name,
+/// and the machine powers off only when the second VM has stopped.
+fn two_vms() -> Scenario {
+    let spec = BundleSpec::new().vm("a", "0-1", "128M").vm("b", "2-3", "128M");
+    let mut s = Scenario::new("two-vms").smp(4).bundle(spec).timeout_secs(GUEST_TIMEOUT_SECS * 2);
+    let cases = GUEST_CASES.iter().filter(|c| c.min_cpus <= 2);
+    for vm in ["a", "b"] {
+        for c in cases.clone() {
+            let line = format!(r"^\[{vm}\] test {} \.\.\. ok\b", ::regex::escape(c.name));
+            s = s.expect_count(regex(&line), 1);
+        }
+        s = s
+            .expect_count(regex(&format!(r"^\[{vm}\] {} passed, 0 failed$", cases.clone().count())), 1)
+            .expect_count(contains(format!("nmivisor: vm {vm}: powered off")), 1);
+    }
+    s.forbid(contains("FAILED"))
+        .forbid(contains("not started"))
+        .forbid(regex(r"^test "))
+        .expect_in_order([contains("nmivisor: all VMs stopped"), contains("nmivisor: powering off")])
+        .exit_code(0)
+}
+
+/// `guest-system-reset`: guest-test calls PSCI SYSTEM_RESET once; the
+/// hypervisor reloads the VM from its image and it runs again to the end.
+fn guest_system_reset() -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", "0-1", "128M").cmdline("guest-test.system-reset");
+    guest_test_passes_then_power_off(Scenario::new("guest-system-reset").smp(2).bundle(spec), 2)
+        .expect_in_order([
+            contains("guest-test: SYSTEM_RESET"),
+            contains("nmivisor: vm guest-test: reset (SYSTEM_RESET from vCPU 0)"),
+            contains("guest-test: running again after SYSTEM_RESET"),
+        ])
+        .expect_count(contains("guest-test: SYSTEM_RESET"), 1)
+        .expect_count(contains("reset (SYSTEM_RESET"), 1)
+}
+
+/// `guest-requested-dump`: guest-test's secondaries spin in a named loop
+/// and its boot vCPU asks for a hypervisor-wide dump (NMV_DUMP): every CPU
+/// is reported with the VM, vCPU and guest registers.
+fn guest_requested_dump() -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", "0-3", "128M").cmdline("guest-test.hyp-dump");
+    let mut s = guest_test_passes_then_power_off(Scenario::new("guest-requested-dump").smp(4).bundle(spec), 4)
+        .expect_in_order([
+            contains("=== nmivisor: dump of all CPUs (requested by vm guest-test vCPU 0), from cpu 0 ==="),
+            contains("=== end of dump: 4 CPUs dumped, 0 not responding ==="),
+            contains("guest-test: hyp-dump: NMV_DUMP returned 0"),
+        ])
+        .expect_count(regex(r"^guest state: vm guest-test vCPU 0 \(MPIDR 0x0\), trapped to the hypervisor at EL1$"), 1);
+    for v in 1..4 {
+        s = s.expect_count(regex(&format!(r"^guest state: vm guest-test vCPU {v} \(MPIDR 0x{v:x}\), interrupted at EL1$")), 1);
+    }
+    s.expect_at_least(regex(r"^    PC 0x[0-9a-f]{16}  LR 0x[0-9a-f]{16}  SP 0x[0-9a-f]{16}$"), 4)
 }
 
 /// The hypervisor's refusal of VM `vm`: `nmivisor: vm NAME: not started:

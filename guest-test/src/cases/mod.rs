@@ -124,6 +124,10 @@ pub static CASES: &[Case] = &[
         name: "timer",
         run: vtimer::timer,
     },
+    Case {
+        name: "virtual-nmi",
+        run: nmi::virtual_nmi,
+    },
 ];
 
 /// How long a job on another CPU may take.

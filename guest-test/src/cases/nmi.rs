@@ -12,6 +12,11 @@
 //! - `roundup`: every other CPU spins with interrupts "off"; one NMI SGI
 //!   with IRM = 1 (all but self) reaches each of them within
 //!   [`ROUNDUP_BOUND_MS`], and not the sender.
+//! - `virtual-nmi` (nmivisor only): a CPU with interrupts "off" takes
+//!   [`VNMI_PPI`], which the hypervisor's test call made pending at
+//!   [`PRIO_NMI`] (enabling it: the guest leaves it disabled), with RPR
+//!   0x80; the call returns 0, and -2 for vCPU [`VNMI_BAD_VCPU`]. With one
+//!   CPU the boot CPU injects into itself.
 //!
 //! The boot CPU sends; the secondaries run jobs ([`Job`]) and publish
 //! what they saw in their interrupt logs ([`crate::irq`]).
@@ -21,7 +26,7 @@ use crate::gic::{self, PMR_OFF, PMR_ON, PRIO_IRQ, PRIO_NMI};
 use crate::irq::{self, Event, Kind};
 use crate::secondary::{self, Job, Outcome as JobOutcome};
 use crate::topology::MAX_CPUS;
-use crate::{cpu, dt, fail, line};
+use crate::{cpu, dt, fail, hyp, line};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The normal SGI (Linux's IPI_CALL_FUNC).
@@ -58,6 +63,7 @@ static IN_HANDLER: AtomicBool = AtomicBool::new(false);
 const NO_NMI: u64 = 2;
 const NO_IRQ: u64 = 3;
 const NO_SEND: u64 = 4;
+const NO_VNMI: u64 = 5;
 
 /// Both SGIs at their priorities, enabled, on the calling CPU.
 fn configure(g: &gic::Gic) {
@@ -91,6 +97,9 @@ fn explain(cpu: usize, out: JobOutcome) -> Reason {
         NO_IRQ => line::format(format_args!(
             "cpu {cpu}: normal SGI {} was not taken within {ARRIVAL_MS} ms of PMR = {PMR_ON:#x}",
             out.detail
+        )),
+        NO_VNMI => line::format(format_args!(
+            "cpu {cpu}: the injected PPI {VNMI_PPI} was not taken within {ARRIVAL_MS} ms (PMR {PMR_OFF:#x}, PSTATE.I clear)"
         )),
         NO_SEND => line::format(format_args!(
             "cpu {cpu}: the sender did not go on (step {})",
@@ -456,4 +465,92 @@ pub fn roundup() -> Outcome {
     quiesce(&g);
     result?;
     Ok(None)
+}
+
+// ---- virtual-nmi -------------------------------------------------------
+
+/// The interrupt nmivisor injects: Linux's PMU overflow PPI on `virt`
+/// (an NMI with pseudo-NMIs), otherwise unused here.
+pub const VNMI_PPI: u32 = 23;
+/// A vCPU index no VM has.
+pub const VNMI_BAD_VCPU: u64 = 99;
+
+/// Masks like Linux (PMR "off", PSTATE.I clear), runs `go`, waits for
+/// [`VNMI_PPI`], then unmasks and cleans up. [`VNMI_PPI`] stays disabled
+/// here: the hypervisor's injection must enable it.
+fn take_virtual_nmi(go: impl FnOnce()) -> JobOutcome {
+    let me = cpu::index();
+    let g = match irq_setup() {
+        Ok(g) => g,
+        Err(why) => return super::setup_failed(why),
+    };
+    gic::set_pmr(PMR_OFF);
+    irq::enable();
+    go();
+    let taken = cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, VNMI_PPI).is_some());
+    gic::set_pmr(PMR_ON);
+    // Anything late or doubled shows in the log.
+    cpu::wait_ms(1, || false);
+    irq::disable();
+    g.irq(VNMI_PPI).disable();
+    if !taken {
+        return JobOutcome {
+            code: NO_VNMI,
+            detail: 0,
+        };
+    }
+    JobOutcome::OK
+}
+
+/// The receiver of `virtual-nmi` (a secondary).
+pub fn virtual_nmi_receiver() -> JobOutcome {
+    take_virtual_nmi(|| {
+        READY.fetch_add(1, Ordering::Release);
+    })
+}
+
+pub fn virtual_nmi() -> Outcome {
+    if !dt::platform().nmivisor {
+        return Ok(Some("native: no nmivisor test service"));
+    }
+    let ret = hyp::test_inject(VNMI_BAD_VCPU, VNMI_PPI, PRIO_NMI);
+    if ret != hyp::INVALID_PARAMETERS {
+        fail!("injecting into vCPU {VNMI_BAD_VCPU} returned {ret}, want -2");
+    }
+    let cpus = dt::platform().cpus;
+    // Another CPU if there is one, else the boot CPU itself.
+    let target = if cpus.count() > 1 { TARGET } else { 0 };
+    let Some(vcpu) = dt::cpu_position(cpus.mpidr(target)) else {
+        fail!("cpu {target} is not in the device tree's /cpus");
+    };
+    let inject = || hyp::test_inject(vcpu as u64, VNMI_PPI, PRIO_NMI);
+    let mut ret = 0;
+    if target == 0 {
+        let out = take_virtual_nmi(|| ret = inject());
+        if ret != 0 {
+            fail!("injecting PPI {VNMI_PPI} into vCPU {vcpu} returned {ret}, want 0");
+        }
+        if out != JobOutcome::OK {
+            return Err(explain(0, out));
+        }
+    } else {
+        secondaries_running(target..=target)?;
+        READY.store(0, Ordering::Relaxed);
+        let tickets = post(target..target + 1, Job::VirtualNmi);
+        wait_ready(1, &tickets)?;
+        ret = inject();
+        let done = finish(&tickets);
+        if ret != 0 {
+            fail!("injecting PPI {VNMI_PPI} into vCPU {vcpu} returned {ret}, want 0");
+        }
+        done?;
+    }
+    let mut taken = irq::entries(target);
+    match (taken.next(), taken.next()) {
+        (Some(e), None) if e.intid == VNMI_PPI && e.rpr == PRIO_NMI => Ok(None),
+        _ => fail!(
+            "cpu {target} took (+enter/-exit INTID@RPR) {}, want +{VNMI_PPI}@{PRIO_NMI:#x} -{VNMI_PPI}",
+            show(irq::events(target)).as_str()
+        ),
+    }
 }

@@ -1,0 +1,167 @@
+//! Modes that boot arguments add around the normal cases.
+//!
+//! - `guest-test.system-reset`: the first boot sets a marker in RAM
+//!   ([`marker_address`]), prints `guest-test: SYSTEM_RESET` and calls PSCI
+//!   SYSTEM_RESET. Neither QEMU nor nmivisor clears RAM on a reset (both
+//!   only load the image and the DTB again), so the next boot finds the
+//!   marker, clears it, prints `guest-test: running again after
+//!   SYSTEM_RESET` and runs the cases: the system comes back exactly once.
+//! - `guest-test.hyp-dump` (under nmivisor): after the cases every
+//!   secondary spins in [`hyp_dump_spin`] at EL1 with interrupts on, and
+//!   the boot CPU calls NMV_DUMP, which makes the hypervisor print every
+//!   CPU's state (`guest state: vm NAME vCPU N ...`); then the secondaries
+//!   stop. Natively it only says `guest-test: hyp-dump needs nmivisor`.
+// A failure reason is a line returned by value, as in the cases.
+#![allow(clippy::result_large_err)]
+
+use crate::cases::{irq_setup, Reason};
+use crate::secondary::{self, Job, Outcome as JobOutcome};
+use crate::topology::MAX_CPUS;
+use crate::{cpu, dt, fail, gic, hyp, irq, println, psci};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+pub const SYSTEM_RESET_ARG: &str = "guest-test.system-reset";
+pub const HYP_DUMP_ARG: &str = "guest-test.hyp-dump";
+
+/// The marker's value: "nmvreset".
+const MAGIC: u64 = u64::from_be_bytes(*b"nmvreset");
+
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Where the marker lives: 1 MiB and a page below the end of RAM. That is
+/// past the image (at RAM base + 2 MiB) and clear of the DTB, which QEMU
+/// puts at the start of RAM and nmivisor at the start of the last 2 MiB
+/// block (64 KiB at most); both are checked, as is the last word of RAM
+/// that `outside-ram` writes.
+fn marker_address() -> Result<u64, Reason> {
+    let p = dt::platform();
+    let at = p.ram.end().saturating_sub(MIB + PAGE);
+    let dtb = dt::Range {
+        base: p.dtb.base,
+        size: p.dtb.size.max(64 * 1024),
+    };
+    // Linker symbols: only their addresses are used.
+    let start = &raw const __image_start as u64;
+    let image = dt::Range {
+        base: start,
+        size: &raw const __image_end as u64 - start,
+    };
+    if !p.ram.contains(at) || !crate::mmu::is_normal(at) {
+        fail!(
+            "no room for the reset marker in RAM {:#x}-{:#x}",
+            p.ram.base,
+            p.ram.end()
+        );
+    }
+    if dtb.contains(at) || image.contains(at) {
+        fail!("the reset marker at {at:#x} would be in the DTB or the image");
+    }
+    Ok(at)
+}
+
+/// Writes the marker word and cleans it to the point of coherency, so a
+/// reset that drops the caches keeps it.
+fn set_marker(at: u64, value: u64) {
+    // SAFETY: `at` is an 8-byte-aligned RAM word that nothing else uses
+    // ([`marker_address`]), identity mapped as Normal memory.
+    unsafe {
+        core::ptr::write_volatile(at as *mut u64, value);
+        core::arch::asm!("dc civac, {}", "dsb sy", in(reg) at, options(nostack, preserves_flags));
+    }
+}
+
+/// `guest-test.system-reset`: returns on the boot after the reset (or
+/// when the reset failed); the first boot does not return.
+pub fn system_reset() -> Result<(), Reason> {
+    let at = marker_address()?;
+    // SAFETY: as in `set_marker`.
+    if unsafe { core::ptr::read_volatile(at as *const u64) } == MAGIC {
+        set_marker(at, 0);
+        println!("guest-test: running again after SYSTEM_RESET");
+        return Ok(());
+    }
+    set_marker(at, MAGIC);
+    println!("guest-test: SYSTEM_RESET");
+    let ret = psci::status(psci::call(psci::SYSTEM_RESET, 0, 0, 0));
+    set_marker(at, 0);
+    fail!("SYSTEM_RESET returned {ret}")
+}
+
+/// Secondaries spinning in [`hyp_dump_spin`].
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+/// Set by the boot CPU to end the spinning.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// How long a secondary spins at most.
+const SPIN_MS: u64 = 30_000;
+
+/// The busy loop of `guest-test.hyp-dump` on a secondary: the dump should
+/// show the vCPU at EL1 in here (see `nm` of the guest ELF), not in the
+/// hypervisor. Interrupts are on (PMR "on", PSTATE.I clear).
+#[no_mangle]
+#[inline(never)]
+pub fn hyp_dump_spin() -> JobOutcome {
+    if let Err(why) = irq_setup() {
+        return crate::cases::setup_failed(why);
+    }
+    gic::set_pmr(gic::PMR_ON);
+    irq::enable();
+    SPINNING.fetch_add(1, Ordering::Release);
+    let deadline = cpu::Deadline::after_ms(SPIN_MS);
+    while !STOP.load(Ordering::Acquire) && !deadline.expired() {
+        core::hint::spin_loop();
+    }
+    irq::disable();
+    JobOutcome::OK
+}
+
+/// `guest-test.hyp-dump`, after the cases.
+pub fn hyp_dump() -> Result<(), Reason> {
+    if !dt::platform().nmivisor {
+        println!("guest-test: hyp-dump needs nmivisor");
+        return Ok(());
+    }
+    let n = dt::platform().cpus.count();
+    SPINNING.store(0, Ordering::Relaxed);
+    STOP.store(false, Ordering::Relaxed);
+    let tickets: [Option<secondary::Ticket>; MAX_CPUS] = core::array::from_fn(|c| {
+        (1..n)
+            .contains(&c)
+            .then(|| secondary::post(c, Job::HypDumpSpin))
+    });
+    let result = (|| {
+        if !cpu::wait_ms(2000, || SPINNING.load(Ordering::Acquire) == n - 1) {
+            fail!(
+                "only {} of {} secondaries spinning",
+                SPINNING.load(Ordering::Acquire),
+                n - 1
+            );
+        }
+        println!(
+            "guest-test: hyp-dump: {} secondaries spin in hyp_dump_spin at {:#x}; calling NMV_DUMP",
+            n - 1,
+            hyp_dump_spin as *const () as usize
+        );
+        match hyp::dump() {
+            0 => Ok(()),
+            ret => fail!("NMV_DUMP returned {ret}, want 0"),
+        }
+    })();
+    STOP.store(true, Ordering::Release);
+    for (c, t) in tickets.iter().enumerate() {
+        let Some(t) = t else { continue };
+        match t.wait(SPIN_MS) {
+            Some(JobOutcome::OK) => {}
+            Some(out) => fail!("cpu {c}: spin job failed with code {:#x}", out.code),
+            None => fail!("cpu {c} did not stop spinning"),
+        }
+    }
+    result?;
+    println!("guest-test: hyp-dump: NMV_DUMP returned 0");
+    Ok(())
+}
