@@ -134,18 +134,31 @@ pub fn lock_for_crash() -> ConsoleGuard {
     ConsoleGuard { lock: hw::lock(CRASH_TIMEOUT_US) }
 }
 
+/// Set while a guest's raw output has left the terminal in the middle of a
+/// line; only changed under the console lock.
+#[cfg(target_os = "none")]
+static GUEST_MIDLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// Writes bytes to the console unchanged (a guest's terminal output), under
 /// the console lock.
 #[cfg(target_os = "none")]
 pub fn write_raw(bytes: &[u8]) {
     let _guard = lock();
     hw::write_raw(bytes);
+    if let Some(&last) = bytes.last() {
+        GUEST_MIDLINE.store(last != b'\n', core::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[doc(hidden)]
 #[cfg(target_os = "none")]
 pub fn _print(args: fmt::Arguments) {
     let _guard = lock();
+    // The hypervisor's lines start on a line of their own, even when a
+    // guest's output stopped mid-line (a prompt, a half-written line).
+    if GUEST_MIDLINE.swap(false, core::sync::atomic::Ordering::Relaxed) {
+        hw::write_raw(b"\r\n");
+    }
     let _ = hw::Port.write_fmt(args);
 }
 

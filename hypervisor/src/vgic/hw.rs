@@ -19,7 +19,7 @@ use crate::ipi::message::Message;
 use crate::vm::guest::{self, Vcpu, Vm};
 use crate::vm::memmap;
 use crate::{ipi, println};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::arch::MutexGuard;
 
 /// The virtual timer's INTID, physical and virtual alike (PPI 11).
@@ -38,10 +38,41 @@ pub struct Locked<'a> {
     _masked: IrqGuard,
 }
 
+/// Takes the VM's vGIC to change it. Every change bumps the VM's vGIC
+/// generation, which tells the other vCPUs' next entries that their list
+/// registers may be stale.
 pub fn lock(vm: &Vm) -> Locked<'_> {
+    let l = lock_quiet(vm);
+    vm.vgic_generation.fetch_add(1, Ordering::AcqRel);
+    l
+}
+
+/// Takes the VM's vGIC to read it, or to refill this vCPU's own list
+/// registers: no other vCPU needs to notice.
+fn lock_quiet(vm: &Vm) -> Locked<'_> {
     let masked = IrqGuard::new();
     Locked { vgic: vm.vgic.lock(), _masked: masked }
 }
+
+/// Per physical CPU: the list registers its last flush wrote, the VM
+/// generation that flush saw, and whether this exit's fold found the list
+/// registers untouched. Together they let an exit that changed nothing
+/// (a hypercall, an MMIO read) skip the vGIC lock on the way out and in.
+struct LrCache {
+    written: [AtomicU64; MAX_LRS],
+    generation: AtomicU64,
+    untouched: AtomicBool,
+}
+
+const NO_GENERATION: u64 = u64::MAX;
+
+static LR_CACHE: [LrCache; MAX_CPUS] = [const {
+    LrCache {
+        written: [const { AtomicU64::new(0) }; MAX_LRS],
+        generation: AtomicU64::new(NO_GENERATION),
+        untouched: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
 
 /// A vCPU starts from reset: an empty virtual CPU interface, the virtual
 /// timer linked to its physical interrupt, and no leftover physical
@@ -51,6 +82,9 @@ pub fn vcpu_reset(vm: &Vm, vcpu: &Vcpu) {
         gicv3::deactivate(VTIMER_INTID);
     }
     ich::reset_virtual_interface();
+    let cache = &LR_CACHE[cpu_id()];
+    cache.generation.store(NO_GENERATION, Ordering::Relaxed);
+    cache.untouched.store(false, Ordering::Relaxed);
     let mut l = lock(vm);
     l.vgic.reset_vcpu(vcpu.index);
     l.vgic.set_hw(vcpu.index, VTIMER_INTID, Some(VTIMER_INTID));
@@ -66,6 +100,17 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
         *lr = ich::read_lr(i);
     }
     let hcr = ich::read_hcr();
+    let cache = &LR_CACHE[cpu_id()];
+    // Nothing the guest did shows in its LRs, and no EOI missed an LR: the
+    // state is unchanged, and so is every maintenance condition (NPIE is
+    // only set with a pending LR listed, LRENPIE only fires with EOIcount,
+    // an EOI-bit LR changes when deactivated), so ICH_HCR_EL2 can stay.
+    let untouched = hcr_eoi_count(hcr) == 0
+        && lrs[..n].iter().zip(&cache.written).all(|(&lr, w)| lr == w.load(Ordering::Relaxed));
+    cache.untouched.store(untouched, Ordering::Relaxed);
+    if untouched {
+        return;
+    }
     ich::write_hcr(HCR_EN);
     // A HW-linked timer LR that is gone was deactivated by the guest, and
     // with it the physical interrupt.
@@ -95,12 +140,25 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
 /// interrupts (active ones stay), and ICH_HCR_EL2 asks for a maintenance
 /// interrupt when they need refilling.
 pub fn flush(vm: &Vm, vcpu: &Vcpu) {
+    let cache = &LR_CACHE[cpu_id()];
+    // Read before taking the lock: a change made after this read makes the
+    // next entry flush again (and its author kicks this vCPU).
+    let generation = vm.vgic_generation.load(Ordering::Acquire);
+    if cache.untouched.swap(false, Ordering::Relaxed)
+        && cache.generation.load(Ordering::Relaxed) == generation
+    {
+        // Nothing changed on either side since the LRs were written: they
+        // and ICH_HCR_EL2 are still right.
+        return;
+    }
     let n = ich::nr_lrs();
     let mut lrs = [0u64; MAX_LRS];
-    let hcr = lock(vm).vgic.flush_lrs(vcpu.index, &mut lrs[..n]);
+    let hcr = lock_quiet(vm).vgic.flush_lrs(vcpu.index, &mut lrs[..n]);
     for (i, &lr) in lrs.iter().enumerate().take(n) {
         ich::write_lr(i, lr);
+        cache.written[i].store(lr, Ordering::Relaxed);
     }
+    cache.generation.store(generation, Ordering::Relaxed);
     ich::write_hcr(hcr);
 }
 
@@ -116,7 +174,7 @@ pub fn kick(vm: &Vm, targets: TargetSet) {
         if target.pcpu == me {
             continue;
         }
-        let nmi = lock(vm).vgic.highest_pending_priority(v).is_some_and(is_nmi_priority);
+        let nmi = lock_quiet(vm).vgic.highest_pending_priority(v).is_some_and(is_nmi_priority);
         ipi::hw::send(target.pcpu, if nmi { Message::VcpuNmiKick } else { Message::VcpuKick });
     }
 }
@@ -209,7 +267,7 @@ pub fn mmio(vm: &Vm, vcpu: &Vcpu, ipa: u64, access: &MmioAccess, value: u64) -> 
             }
             None
         } else {
-            Some(read_value(vm, "GICD", off, size, lock(vm).vgic.dist_read(vcpu.index, off, size)))
+            Some(read_value(vm, "GICD", off, size, lock_quiet(vm).vgic.dist_read(vcpu.index, off, size)))
         }
     } else if gicr.contains(&ipa) {
         let off = ipa - gicr.start;
@@ -223,7 +281,7 @@ pub fn mmio(vm: &Vm, vcpu: &Vcpu, ipa: u64, access: &MmioAccess, value: u64) -> 
             }
             None
         } else {
-            Some(read_value(vm, "GICR", off, size, lock(vm).vgic.redist_read(vcpu.index, frame, off, size)))
+            Some(read_value(vm, "GICR", off, size, lock_quiet(vm).vgic.redist_read(vcpu.index, frame, off, size)))
         }
     } else {
         return Mmio::NotMine;
@@ -264,7 +322,7 @@ pub fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
         // on a pending interrupt even when masked); it is taken just after.
         gicv3::local_irq_mask();
         let stop = vcpu.power() != guest::Power::On || vm.state() != guest::VmState::Running;
-        if stop || lock(vm).vgic.has_deliverable(vcpu.index) {
+        if stop || lock_quiet(vm).vgic.has_deliverable(vcpu.index) {
             gicv3::local_irq_unmask();
             return;
         }

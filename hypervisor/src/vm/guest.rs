@@ -14,7 +14,7 @@ use crate::vgic::Vgic;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::arch::Mutex;
 use spin::Once;
 
@@ -140,6 +140,8 @@ pub struct Vm {
     pub dtb: Vec<u8>,
     /// The emulated GICv3; take it through `vgic::hw::lock`.
     pub vgic: Mutex<Vgic>,
+    /// Bumped by every vGIC change (see `vgic::hw::lock`).
+    pub vgic_generation: AtomicU64,
     /// The emulated PL011; see `vm::uart`.
     pub uart: Mutex<Pl011>,
     state: AtomicU8,
@@ -163,6 +165,7 @@ impl Vm {
     ) -> Self {
         Vm {
             vgic: Mutex::new(vgic),
+            vgic_generation: AtomicU64::new(0),
             uart: Mutex::new(Pl011::new()),
             name,
             ram,
