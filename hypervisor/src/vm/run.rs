@@ -58,8 +58,15 @@ pub extern "C" fn pcpu_loop() -> ! {
     gicv3::set_pmr(priority::PMR_ON);
     gicv3::local_irq_unmask();
     loop {
+        // PSTATE.I is set from the checks to the WFI, so a kick that arrives
+        // after a check still ends the WFI (it wakes on a pending interrupt
+        // even when masked, Arm ARM D1.6.2) instead of being taken just
+        // before it and leaving this CPU asleep until the next interrupt.
+        gicv3::local_irq_mask();
         if let Some(work) = ipi::hw::take_work(me) {
+            gicv3::local_irq_unmask();
             work();
+            continue;
         }
         if let Some((vm, vcpu)) = owned_by(me) {
             if vcpu.power() == Power::OnPending && vm.state() == VmState::Running {
@@ -69,6 +76,7 @@ pub extern "C" fn pcpu_loop() -> ! {
             }
         }
         cpu::wfi();
+        gicv3::local_irq_unmask();
     }
 }
 
