@@ -39,15 +39,24 @@ pub enum Allow {
     No,
 }
 
+#[cfg(target_os = "none")]
+impl RateLimit {
+    /// Prints `line` if the burst allows it; the last line of the burst
+    /// says that further ones are not logged.
+    pub fn println(&self, line: core::fmt::Arguments) {
+        match self.allow() {
+            Allow::Yes => crate::println!("{line}"),
+            Allow::Last => crate::println!("{line} (further ones not logged)"),
+            Allow::No => {}
+        }
+    }
+}
+
 /// An interrupt nmivisor did not enable.
 #[cfg(target_os = "none")]
 pub fn log_unexpected_irq(intid: u32) {
     static LIMIT: RateLimit = RateLimit::new();
-    match LIMIT.allow() {
-        Allow::Yes => crate::println!("nmivisor: unexpected interrupt {intid}"),
-        Allow::Last => crate::println!("nmivisor: unexpected interrupt {intid} (further ones not logged)"),
-        Allow::No => {}
-    }
+    LIMIT.println(format_args!("nmivisor: unexpected interrupt {intid}"));
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::gic::mask::IrqGuard;
 use crate::ipi::message::Message;
 use crate::vm::guest::{self, Vcpu, Vm};
 use crate::vm::memmap;
-use crate::{ipi, println};
+use crate::ipi;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::arch::MutexGuard;
 
@@ -304,12 +304,10 @@ static MMIO_LOG: crate::debug::ratelimit::RateLimit = crate::debug::ratelimit::R
 /// A register access the vGIC does not implement: read as zero, writes
 /// ignored, and a rate-limited line.
 fn unhandled(vm: &Vm, what: &str, off: u64, size: u8) {
-    use crate::debug::ratelimit::Allow;
-    match MMIO_LOG.allow() {
-        Allow::Yes => println!("nmivisor: vm {}: {what} offset {off:#x} ({size} bytes): not emulated, RAZ/WI", vm.name),
-        Allow::Last => println!("nmivisor: vm {}: {what} offset {off:#x}: not emulated, RAZ/WI; further ones not logged", vm.name),
-        Allow::No => {}
-    }
+    MMIO_LOG.println(format_args!(
+        "nmivisor: vm {}: {what} offset {off:#x} ({size} bytes): not emulated, RAZ/WI",
+        vm.name
+    ));
 }
 
 /// WFI: idles until an interrupt is deliverable to the vCPU (or the vCPU

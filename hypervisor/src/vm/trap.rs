@@ -12,7 +12,7 @@ use crate::arch::el1;
 use crate::arch::esr::{fault_ipa, Esr, ExceptionClass};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
-use crate::debug::ratelimit::{Allow, RateLimit};
+use crate::debug::ratelimit::RateLimit;
 use crate::{println, vgic};
 use core::arch::asm;
 
@@ -76,11 +76,7 @@ pub fn log_guest(vm: &Vm, what: &str, value: u64) {
 }
 
 fn log(vm: &Vm, what: &str, value: u64) {
-    match GUEST_LOG.allow() {
-        Allow::Yes => println!("nmivisor: vm {}: {what} ({value:#x})", vm.name),
-        Allow::Last => println!("nmivisor: vm {}: {what} ({value:#x}); further guest faults not logged", vm.name),
-        Allow::No => {}
-    }
+    GUEST_LOG.println(format_args!("nmivisor: vm {}: {what} ({value:#x})", vm.name));
 }
 
 /// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
