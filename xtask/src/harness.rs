@@ -320,8 +320,8 @@ impl Scenario {
     }
 
     /// Types `bytes` into the console once a line (or prompt) matches
-    /// `after`. A Ctrl-A (QEMU's -nographic escape) is sent doubled, so it
-    /// reaches the guest as itself.
+    /// `after`. A Ctrl-A (the escape key of QEMU's serial multiplexer) is
+    /// sent doubled, so it reaches the guest as itself.
     pub fn send_after(mut self, after: Pattern, bytes: &[u8]) -> Self {
         self.inputs.push(Input {
             after,
@@ -709,8 +709,8 @@ fn send_inputs(
     }
 }
 
-/// QEMU's `-nographic` mux treats Ctrl-A as its escape key; Ctrl-A Ctrl-A
-/// sends one Ctrl-A to the guest.
+/// QEMU's serial multiplexer (`mux=on`, see `qemu::DEVICE_ARGS`) treats
+/// Ctrl-A as its escape key; Ctrl-A Ctrl-A sends one Ctrl-A to the guest.
 fn escape_ctrl_a(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     for &b in bytes {
@@ -788,17 +788,19 @@ mod tests {
     fn boot_kinds_pick_the_machine() {
         let hv = Scenario::new("hv").smp(2);
         let args = hv.qemu_config(Path::new("hv.bin"), None).args().join(" ");
-        assert!(args.starts_with("-machine virt,virtualization=on,gic-version=3 "));
+        assert!(machine_args(&args).starts_with("-machine virt,virtualization=on,gic-version=3 "));
         assert!(!hv.needs_guest());
 
         let native = Scenario::new("native").native_guest().smp(4);
         assert!(native.needs_guest());
         assert_eq!(
-            native
-                .qemu_config(Path::new("g.bin"), None)
-                .args()
-                .join(" "),
-            "-machine virt,gic-version=3 -cpu max -smp 4 -m 256M -nographic -kernel g.bin"
+            machine_args(
+                &native
+                    .qemu_config(Path::new("g.bin"), None)
+                    .args()
+                    .join(" ")
+            ),
+            "-machine virt,gic-version=3 -cpu max -smp 4 -m 256M -kernel g.bin"
         );
 
         let bundled = Scenario::new("b").bundle(BundleSpec::new().vm("a", "0", "128M"));
@@ -812,6 +814,15 @@ mod tests {
         );
     }
 
+    /// A command line without the device arguments every run starts with
+    /// (checked on their own in `qemu::tests`).
+    fn machine_args(args: &str) -> &str {
+        let devices = crate::qemu::DEVICE_ARGS.join(" ");
+        args.strip_prefix(devices.as_str())
+            .map(str::trim_start)
+            .unwrap_or_else(|| panic!("{args:?} does not start with the device arguments"))
+    }
+
     #[test]
     fn linux_boots() {
         let native = Scenario::new("n").linux_native("nmv.test=boot");
@@ -821,8 +832,8 @@ mod tests {
             .args()
             .join(" ");
         assert_eq!(
-            args,
-            "-machine virt,gic-version=3 -cpu max -smp 4 -m 512M -nographic -kernel Image \
+            machine_args(&args),
+            "-machine virt,gic-version=3 -cpu max -smp 4 -m 512M -kernel Image \
              -initrd initramfs.cpio.gz -append 'console=ttyAMA0 irqchip.gicv3_pseudo_nmi=1 nmv.test=boot'"
                 .replace('\'', "")
         );

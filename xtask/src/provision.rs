@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -219,11 +219,7 @@ fn debian_toolchain() -> Result<CrossToolchain> {
         "(c) using Debian's {} with -Zbuild-std",
         DEBIAN_RUST_PACKAGES.join(" ")
     );
-    let missing: Vec<&str> = DEBIAN_RUST_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
+    let missing = not_installed(DEBIAN_RUST_PACKAGES);
     if !missing.is_empty() {
         apt_install(
             &missing,
@@ -338,10 +334,62 @@ pub fn gdb() -> Option<PathBuf> {
     }
 }
 
-static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+/// What this xtask process knows about apt's package lists.
+///
+/// `apt-get update` is slow, so it runs at most once per process, but only
+/// as long as the sources stay the same: a new dpkg architecture (or any
+/// other change of sources) needs lists that no earlier update fetched,
+/// so it makes the next [`apt_update`] run again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AptLists {
+    /// The lists were fetched for the current sources.
+    fresh: bool,
+}
+
+impl AptLists {
+    /// Whether an `apt-get update` is needed before packages can be found.
+    pub fn needs_update(self) -> bool {
+        !self.fresh
+    }
+
+    /// `apt-get update` succeeded.
+    pub fn updated(&mut self) {
+        self.fresh = true;
+    }
+
+    /// The sources changed (e.g. `dpkg --add-architecture`): the lists no
+    /// longer describe them.
+    pub fn sources_changed(&mut self) {
+        self.fresh = false;
+    }
+}
+
+static APT_LISTS: Mutex<AptLists> = Mutex::new(AptLists { fresh: false });
+
+fn apt_lists() -> std::sync::MutexGuard<'static, AptLists> {
+    APT_LISTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records that apt's sources changed, so that the next [`apt_update`]
+/// fetches lists again.
+pub fn apt_sources_changed() {
+    apt_lists().sources_changed();
+}
+
+/// The packages of `packages` that dpkg does not have installed.
+pub fn not_installed<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect()
+}
 
 /// Installs Debian packages with apt-get, or fails with the exact command
-/// the user has to run when that is not possible here.
+/// the user has to run when that is not possible here. Afterwards it
+/// checks that dpkg really has each of them, and names any that it has not.
 pub fn apt_install(packages: &[&str], what: &str) -> Result<()> {
     let list = packages.join(" ");
     if which("apt-get").is_none() {
@@ -357,29 +405,94 @@ pub fn apt_install(packages: &[&str], what: &str) -> Result<()> {
         );
     }
     say!("installing {what}: apt-get install -y {list}");
-    if !APT_UPDATED.load(Ordering::SeqCst) {
-        apt_update()?;
-    }
+    apt_update()?;
     util::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
-    .with_context(|| format!("could not install {list}"))
+    .with_context(|| format!("could not install {list}"))?;
+    let missing = not_installed(packages);
+    if !missing.is_empty() {
+        bail!(
+            "apt-get install finished but dpkg still lacks {} (for {what})",
+            missing.join(" ")
+        );
+    }
+    Ok(())
 }
 
-/// Runs `apt-get update` (as root), at most once per xtask run.
+/// Runs `apt-get update` (as root) unless the lists were already fetched
+/// in this process for the current sources (see [`AptLists`]).
 pub fn apt_update() -> Result<()> {
-    if APT_UPDATED.swap(true, Ordering::SeqCst) {
+    update_lists(&mut System, &mut apt_lists())
+}
+
+/// Makes dpkg accept packages of a foreign architecture (`arm64` for the
+/// Linux guest's busybox), then fetches the lists that now include it.
+pub fn ensure_dpkg_architecture(arch: &str) -> Result<()> {
+    if !util::is_root() && !System.foreign_architectures()?.iter().any(|a| a == arch) {
+        bail!(
+            "dpkg does not know the {arch} architecture and xtask is not root: run \
+             `sudo dpkg --add-architecture {arch} && sudo apt-get update`"
+        );
+    }
+    add_architecture(&mut System, &mut apt_lists(), arch)
+}
+
+/// The commands provisioning runs on the host; tests use a fake.
+trait Host {
+    /// Runs a command (program and arguments), failing unless it succeeds.
+    fn run(&mut self, argv: &[&str]) -> Result<()>;
+    /// `dpkg --print-foreign-architectures`.
+    fn foreign_architectures(&self) -> Result<Vec<String>>;
+}
+
+/// The real host.
+struct System;
+
+impl Host for System {
+    fn run(&mut self, argv: &[&str]) -> Result<()> {
+        let (program, args) = argv.split_first().context("empty command")?;
+        util::run(
+            Command::new(program)
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    }
+
+    fn foreign_architectures(&self) -> Result<Vec<String>> {
+        let out = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))
+            .context("`dpkg --print-foreign-architectures` failed: is this a Debian system?")?;
+        Ok(out.split_whitespace().map(str::to_owned).collect())
+    }
+}
+
+fn update_lists(host: &mut impl Host, lists: &mut AptLists) -> Result<()> {
+    if !lists.needs_update() {
         return Ok(());
     }
-    util::run(
-        Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("apt-get update failed")
+    host.run(&["apt-get", "update"])
+        .context("apt-get update failed")?;
+    lists.updated();
+    Ok(())
+}
+
+/// The rule that a fresh machine broke once: adding an architecture is
+/// followed by an `apt-get update` that really runs, even when this process
+/// updated the lists before.
+fn add_architecture(host: &mut impl Host, lists: &mut AptLists, arch: &str) -> Result<()> {
+    if host.foreign_architectures()?.iter().any(|a| a == arch) {
+        return Ok(());
+    }
+    say!("adding the {arch} architecture to dpkg");
+    host.run(&["dpkg", "--add-architecture", arch])?;
+    if !host.foreign_architectures()?.iter().any(|a| a == arch) {
+        bail!("`dpkg --add-architecture {arch}` ran, but dpkg still does not list {arch}");
+    }
+    lists.sources_changed();
+    update_lists(host, lists)
 }
 
 fn dpkg_installed(package: &str) -> bool {
@@ -489,5 +602,102 @@ fn store_cache(choice: ToolchainChoice, tc: &CrossToolchain) {
         std::fs::create_dir_all(util::out_dir()).and_then(|()| std::fs::write(&path, text))
     {
         say!("warning: cannot write {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records commands; knows the foreign architectures dpkg would list.
+    #[derive(Default)]
+    struct FakeHost {
+        ran: Vec<String>,
+        foreign: Vec<String>,
+        /// `dpkg --add-architecture` "succeeds" without effect.
+        broken_dpkg: bool,
+    }
+
+    impl Host for FakeHost {
+        fn run(&mut self, argv: &[&str]) -> Result<()> {
+            self.ran.push(argv.join(" "));
+            if let ["dpkg", "--add-architecture", arch] = argv {
+                if !self.broken_dpkg {
+                    self.foreign.push(arch.to_string());
+                }
+            }
+            Ok(())
+        }
+
+        fn foreign_architectures(&self) -> Result<Vec<String>> {
+            Ok(self.foreign.clone())
+        }
+    }
+
+    #[test]
+    fn adding_an_architecture_updates_again() {
+        let (mut host, mut lists) = (FakeHost::default(), AptLists::default());
+        // QEMU's install fetched the lists first...
+        update_lists(&mut host, &mut lists).unwrap();
+        update_lists(&mut host, &mut lists).unwrap();
+        // ...then the Linux guest needs arm64 packages.
+        add_architecture(&mut host, &mut lists, "arm64").unwrap();
+        assert_eq!(
+            host.ran,
+            [
+                "apt-get update",
+                "dpkg --add-architecture arm64",
+                "apt-get update"
+            ]
+        );
+        // Known now: nothing more to do.
+        add_architecture(&mut host, &mut lists, "arm64").unwrap();
+        update_lists(&mut host, &mut lists).unwrap();
+        assert_eq!(host.ran.len(), 3);
+    }
+
+    #[test]
+    fn a_known_architecture_needs_no_update() {
+        let mut host = FakeHost {
+            foreign: vec!["arm64".into()],
+            ..Default::default()
+        };
+        let mut lists = AptLists::default();
+        lists.updated();
+        add_architecture(&mut host, &mut lists, "arm64").unwrap();
+        assert!(host.ran.is_empty());
+    }
+
+    #[test]
+    fn an_architecture_dpkg_did_not_take_is_an_error() {
+        let mut host = FakeHost {
+            broken_dpkg: true,
+            ..Default::default()
+        };
+        let err = add_architecture(&mut host, &mut AptLists::default(), "arm64").unwrap_err();
+        assert!(
+            err.to_string().contains("still does not list arm64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn apt_lists_start_stale() {
+        assert!(AptLists::default().needs_update());
+    }
+
+    #[test]
+    fn one_update_serves_until_the_sources_change() {
+        let mut lists = AptLists::default();
+        lists.updated();
+        assert!(!lists.needs_update(), "a second install reuses the lists");
+        // `dpkg --add-architecture arm64`: the lists have no arm64 packages.
+        lists.sources_changed();
+        assert!(
+            lists.needs_update(),
+            "a new architecture needs a real update"
+        );
+        lists.updated();
+        assert!(!lists.needs_update());
     }
 }

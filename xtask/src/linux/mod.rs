@@ -230,22 +230,10 @@ fn provision_kernel(need_source: bool) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure dpkg knows the arm64 architecture (for busybox-static:arm64).
+/// Makes sure dpkg knows the arm64 architecture (for busybox-static:arm64)
+/// and that apt's lists include it.
 fn provision_arm64_arch() -> Result<()> {
-    let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))
-        .context("dpkg is not available: install the arm64 busybox-static package by hand")?;
-    if foreign.split_whitespace().any(|a| a == "arm64") {
-        return Ok(());
-    }
-    if !util::is_root() {
-        bail!(
-            "dpkg does not know the arm64 architecture and xtask is not root: run \
-             `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
-        );
-    }
-    say!("linux: adding the arm64 architecture to dpkg (for {BUSYBOX_PACKAGE})");
-    util::run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
-    provision::apt_update()
+    provision::ensure_dpkg_architecture("arm64")
 }
 
 // ---------------------------------------------------------------------------
@@ -676,11 +664,16 @@ fn busybox() -> Result<(PathBuf, String)> {
             .map_err(|e| say!("linux: {e:#}"))
             .ok()?;
         busybox_candidate().or_else(|| {
-            // A fresh architecture needs package lists.
-            util::is_root()
-                .then(provision::apt_update)
-                .and_then(Result::ok)
-                .and_then(|()| busybox_candidate())
+            // Lists fetched before the architecture was added (by an
+            // earlier, interrupted run) lack it: fetch them once more.
+            if !util::is_root() {
+                return None;
+            }
+            provision::apt_sources_changed();
+            provision::apt_update()
+                .map_err(|e| say!("linux: {e:#}"))
+                .ok()?;
+            busybox_candidate()
         })
     }) {
         Some(v) => v,
