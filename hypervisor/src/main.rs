@@ -2,7 +2,7 @@
 //! physical GICv3 and makes NMIs work for itself and for its guests.
 //!
 //! The crate builds two ways:
-//! - for `aarch64-unknown-none` it is the bare-metal image (`arch`, `mm` and
+//! - for `aarch64-unknown-none-softfloat` it is the bare-metal image (`arch`, `mm` and
 //!   every module that touches hardware are compiled only there);
 //! - for the host, `cargo test` runs the pure modules' unit tests. Those
 //!   modules (device-tree parsing, the SGI mailbox, the unwinder, the console

@@ -4,12 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 use crate::image::{self, Symbols};
-use crate::provision::{CrossToolchain, ToolchainKind};
+use crate::provision::{CrossToolchain, ToolchainKind, GUEST_TARGET, HYPERVISOR_TARGET};
 use crate::say;
 use crate::util::{self, command_line, display_path};
 
@@ -149,45 +149,51 @@ struct Executables {
 }
 
 /// Runs cargo for the hypervisor and guest-test and returns the paths of
-/// the executables it reports.
+/// the executables it reports. They are built for different targets
+/// (`provision::HYPERVISOR_TARGET`, `provision::GUEST_TARGET`), so by two
+/// cargo commands.
 fn cargo_build(tc: &CrossToolchain, flavor: Flavor) -> Result<Executables> {
-    let mut cmd = tc.cargo();
-    cmd.args(["build", "--release", "-p", "hypervisor", "-p", GUEST]);
+    let mut hyp = tc.cargo();
+    hyp.args(["build", "--release", "-p", "hypervisor"]);
     if flavor == Flavor::TestHooks {
-        cmd.args(["--features", "hypervisor/test-hooks"]);
+        hyp.args(["--features", "test-hooks"]);
     }
-    cmd.args(tc.target_args());
-    cmd.arg("--message-format=json-render-diagnostics");
-    cmd.stdout(Stdio::piped());
+    hyp.args(tc.target_args(HYPERVISOR_TARGET));
+    let mut guest = tc.cargo();
+    guest.args(["build", "--release", "-p", GUEST]);
+    guest.args(tc.target_args(GUEST_TARGET));
     let how = match tc.kind {
         ToolchainKind::Rustup => "rustup toolchain",
         ToolchainKind::Debian => "Debian toolchain, -Zbuild-std",
     };
-    say!(
-        "building the {} image and {GUEST} ({how}): {}",
-        flavor.stem(),
-        command_line(&cmd)
-    );
+    say!("building the {} image and {GUEST} ({how})", flavor.stem());
+    Ok(Executables {
+        hypervisor: run_cargo(hyp, tc, "hypervisor")?,
+        guest: run_cargo(guest, tc, GUEST)?,
+    })
+}
 
+/// Runs one cargo build and picks the executable of binary `name` out of
+/// its JSON messages.
+fn run_cargo(mut cmd: Command, tc: &CrossToolchain, name: &str) -> Result<Option<PathBuf>> {
+    cmd.arg("--message-format=json-render-diagnostics");
+    cmd.stdout(Stdio::piped());
+    say!("{}", command_line(&cmd));
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", tc.cargo.display()))?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let mut exes = Executables::default();
+    let mut exe = None;
     for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(path) = executable_of(&line, "hypervisor") {
-            exes.hypervisor = Some(path);
-        }
-        if let Some(path) = executable_of(&line, GUEST) {
-            exes.guest = Some(path);
+        if let Some(path) = executable_of(&line?, name) {
+            exe = Some(path);
         }
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("cargo build failed ({status})");
+        bail!("cargo build of {name} failed ({status})");
     }
-    Ok(exes)
+    Ok(exe)
 }
 
 /// Picks the executable of the binary target `name` out of one line of

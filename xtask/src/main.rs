@@ -31,7 +31,7 @@ use crate::util::display_path;
 
 /// nmivisor's build, run and test tool.
 ///
-/// Every command provisions what it needs first (the aarch64-unknown-none
+/// Every command provisions what it needs first (the aarch64 bare-metal
 /// toolchain, QEMU), installing Debian packages with apt-get when running as
 /// root, and printing each step as an `xtask:` line.
 #[derive(Parser)]
@@ -59,7 +59,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install or find the tools: the aarch64-unknown-none toolchain and QEMU.
+    /// Install or find the tools: the aarch64 bare-metal toolchain and QEMU.
     Provision,
 
     /// Build the hypervisor and the test guest, then their bootable images

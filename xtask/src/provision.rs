@@ -2,10 +2,11 @@
 //! them with apt-get where that is possible (CI runs on a fresh Debian 12
 //! machine as root), and stopping with a precise instruction where not.
 //!
-//! The cross toolchain for `aarch64-unknown-none` is found, in this order:
+//! The cross toolchain for `aarch64-unknown-none-softfloat` (the hypervisor)
+//! and `aarch64-unknown-none` (guest-test) is found, in this order:
 //!
 //! 1. the active rustup toolchain already has the target;
-//! 2. `rustup target add aarch64-unknown-none` succeeds;
+//! 2. `rustup target add` of both targets succeeds;
 //! 3. Debian's `rustc-web cargo-web rust-web-src` packages, used with
 //!    `RUSTC_BOOTSTRAP=1 -Zbuild-std`. Debian's rustc ships no `rust-lld`, so the
 //!    linker is the rustup toolchain's `rust-lld` if there is one, else
@@ -26,14 +27,23 @@ use clap::ValueEnum;
 use crate::say;
 use crate::util::{self, is_executable, output_of, which, workspace_root};
 
-/// The bare-metal target the hypervisor and the test guest are built for.
-pub const TARGET: &str = "aarch64-unknown-none";
+/// The bare-metal target of the hypervisor: no FP/SIMD code at all, so
+/// that a guest's FP/SIMD, SVE and SME state stays untouched across traps
+/// (docs/cpu-features.md).
+pub const HYPERVISOR_TARGET: &str = "aarch64-unknown-none-softfloat";
+
+/// The bare-metal target of the test guest (an EL1 program that uses
+/// FP/SIMD on purpose).
+pub const GUEST_TARGET: &str = "aarch64-unknown-none";
+
+/// Every target xtask builds for.
+pub const TARGETS: &[&str] = &[HYPERVISOR_TARGET, GUEST_TARGET];
 
 /// Debian packages that make up the fallback toolchain.
 const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
 
 /// Bump when the cache format or its meaning changes.
-const CACHE_VERSION: &str = "1";
+const CACHE_VERSION: &str = "2";
 
 /// Which cross toolchain to use (`--toolchain`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -59,13 +69,13 @@ impl fmt::Display for ToolchainChoice {
 /// Where the cross toolchain came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ToolchainKind {
-    /// A rustup toolchain with the `aarch64-unknown-none` target installed.
+    /// A rustup toolchain with both bare-metal targets installed.
     Rustup,
     /// Debian's rustc-web/cargo-web, building `core`/`alloc` from source.
     Debian,
 }
 
-/// A resolved toolchain able to build for [`TARGET`].
+/// A resolved toolchain able to build for every one of [`TARGETS`].
 #[derive(Clone, Debug)]
 pub struct CrossToolchain {
     /// Where it came from.
@@ -100,7 +110,13 @@ impl CrossToolchain {
                 }
             }
             if let Some(linker) = &self.linker {
-                cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_NONE_LINKER", linker);
+                for target in TARGETS {
+                    let var = format!(
+                        "CARGO_TARGET_{}_LINKER",
+                        target.to_uppercase().replace('-', "_")
+                    );
+                    cmd.env(var, linker);
+                }
             }
         }
         cmd
@@ -109,8 +125,8 @@ impl CrossToolchain {
     /// `--target` plus, for Debian's toolchain, the `-Zbuild-std` flags and
     /// a target directory of its own (so that switching between the two
     /// toolchains does not rebuild everything each time).
-    pub fn target_args(&self) -> Vec<String> {
-        let mut args = vec!["--target".to_string(), TARGET.to_string()];
+    pub fn target_args(&self, target: &str) -> Vec<String> {
+        let mut args = vec!["--target".to_string(), target.to_string()];
         if self.kind == ToolchainKind::Debian {
             args.push("-Zbuild-std=core,alloc,compiler_builtins".into());
             args.push("-Zbuild-std-features=compiler-builtins-mem".into());
@@ -138,7 +154,7 @@ impl CrossToolchain {
     }
 }
 
-/// Finds (and if need be installs) a toolchain for [`TARGET`].
+/// Finds (and if need be installs) a toolchain for [`TARGETS`].
 pub fn cross_toolchain(choice: ToolchainChoice) -> Result<CrossToolchain> {
     if std::env::var_os("RUSTFLAGS").is_some() {
         say!(
@@ -149,7 +165,7 @@ pub fn cross_toolchain(choice: ToolchainChoice) -> Result<CrossToolchain> {
     if let Some(tc) = load_cache(choice) {
         return Ok(tc);
     }
-    say!("provisioning the {TARGET} toolchain (--toolchain {choice})");
+    say!("provisioning the toolchain for {} (--toolchain {choice})", TARGETS.join(" and "));
     let tc = match choice {
         ToolchainChoice::Rustup => rustup_toolchain()?
             .context("the rustup toolchain cannot provide the target; try --toolchain debian")?,
@@ -174,29 +190,38 @@ fn rustup_toolchain() -> Result<Option<CrossToolchain>> {
         say!("rustup is not installed: skipping the rustup toolchain");
         return Ok(None);
     };
-    let installed = |rustup: &Path| {
-        output_of(
+    let missing = |rustup: &Path| -> Vec<&'static str> {
+        let installed = output_of(
             Command::new(rustup)
                 .args(["target", "list", "--installed"])
                 .current_dir(workspace_root()),
         )
-        .is_some_and(|out| out.lines().any(|l| l.trim() == TARGET))
+        .unwrap_or_default();
+        TARGETS
+            .iter()
+            .copied()
+            .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+            .collect()
     };
-    if installed(&rustup) {
-        say!("(a) the active rustup toolchain already has {TARGET}");
+    let wanted = missing(&rustup);
+    if wanted.is_empty() {
+        say!("(a) the active rustup toolchain already has {}", TARGETS.join(" and "));
     } else {
-        say!("(b) running `rustup target add {TARGET}`");
+        let list = wanted.join(" ");
+        say!("(b) running `rustup target add {list}`");
         let ok = Command::new(&rustup)
-            .args(["target", "add", TARGET])
+            .args(["target", "add"])
+            .args(&wanted)
             .current_dir(workspace_root())
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if !ok || !installed(&rustup) {
-            say!("(b) `rustup target add {TARGET}` did not work");
+        let still = missing(&rustup);
+        if !ok || !still.is_empty() {
+            say!("(b) `rustup target add {list}` did not work; still missing: {}", still.join(" "));
             return Ok(None);
         }
-        say!("(b) added {TARGET} to the rustup toolchain");
+        say!("(b) added {list} to the rustup toolchain");
     }
     let sysroot = output_of(
         Command::new("rustc")
@@ -560,7 +585,9 @@ fn load_cache(choice: ToolchainChoice) -> Option<CrossToolchain> {
     };
     // Cheap revalidation: the binaries and the target libraries still exist.
     let target_ok = match kind {
-        ToolchainKind::Rustup => tc.sysroot.join("lib/rustlib").join(TARGET).is_dir(),
+        ToolchainKind::Rustup => TARGETS
+            .iter()
+            .all(|t| tc.sysroot.join("lib/rustlib").join(t).is_dir()),
         ToolchainKind::Debian => tc.sysroot.join("lib/rustlib/src/rust/library").is_dir(),
     };
     let bins_ok = [&tc.rustc, &tc.linker]
@@ -575,7 +602,7 @@ fn load_cache(choice: ToolchainChoice) -> Option<CrossToolchain> {
         ToolchainKind::Rustup => "rustup",
         ToolchainKind::Debian => "Debian's rustc-web with -Zbuild-std",
     };
-    say!("toolchain for {TARGET}: {how} (cached)");
+    say!("toolchain for {}: {how} (cached)", TARGETS.join(" and "));
     Some(tc)
 }
 

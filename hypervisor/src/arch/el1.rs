@@ -151,12 +151,18 @@ pub struct GuestControl {
 /// HCR_EL2 for guests (Arm ARM D19.2.48): VM (stage 2), SWIO, FMO/IMO/AMO
 /// (physical interrupts to EL2, virtual ones to the guest), TSC (SMC traps),
 /// TWI (WFI traps), RW (EL1 is AArch64), FB and BSU=inner (broadcast TLB and
-/// barrier maintenance within the inner shareable domain).
+/// barrier maintenance within the inner shareable domain), TID3 (the
+/// feature ID registers come from the CPU feature policy,
+/// `vm::cpu_features`), TIDCP (IMPLEMENTATION DEFINED registers are
+/// UNDEFINED) and TACR (ACTLR_EL1 is RAZ/WI). The feature-dependent bits
+/// come from [`super::features::hcr_bits`].
 pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9)
-    | (1 << 10) | (1 << 13) | (1 << 19) | (1 << 31);
+    | (1 << 10) | (1 << 13) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 31);
 
 /// Loads a VM's control registers on this CPU.
 pub fn load_guest_control(c: &GuestControl) {
+    super::features::load_guest_controls();
+    let hcr = c.hcr | super::features::hcr_bits(&super::features::view().features);
     let midr: u64;
     // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
     // own EL2 translation and exception handling are unaffected. CNTHCTL
@@ -183,7 +189,7 @@ pub fn load_guest_control(c: &GuestControl) {
             vmpidr = in(reg) c.vmpidr,
             cntvoff = in(reg) c.cntvoff,
             cnthctl = in(reg) 3u64,
-            hcr = in(reg) c.hcr,
+            hcr = in(reg) hcr,
             tmp = out(reg) _,
             options(nomem, nostack, preserves_flags)
         );

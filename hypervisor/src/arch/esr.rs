@@ -119,6 +119,42 @@ impl Esr {
     }
 }
 
+/// A trapped MSR/MRS (EC 0x18), from its ISS (Arm ARM D24.2.41, "ISS
+/// encoding for an exception from MSR, MRS, or System instruction
+/// execution in AArch64 state"): Op0 [21:20], Op2 [19:17], Op1 [16:14],
+/// CRn [13:10], Rt [9:5], CRm [4:1], Direction [0] (1 = read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysRegAccess {
+    pub op0: u8,
+    pub op1: u8,
+    pub crn: u8,
+    pub crm: u8,
+    pub op2: u8,
+    /// The transfer register; 31 is XZR.
+    pub rt: u8,
+    pub read: bool,
+}
+
+impl SysRegAccess {
+    pub fn decode(iss: u32) -> Self {
+        let f = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
+        SysRegAccess {
+            op0: f(20, 2),
+            op2: f(17, 3),
+            op1: f(14, 3),
+            crn: f(10, 4),
+            rt: f(5, 5),
+            crm: f(1, 4),
+            read: iss & 1 != 0,
+        }
+    }
+
+    /// The register's encoding as (op0, op1, CRn, CRm, op2).
+    pub fn encoding(&self) -> (u8, u8, u8, u8, u8) {
+        (self.op0, self.op1, self.crn, self.crm, self.op2)
+    }
+}
+
 const EC_SHIFT: u32 = 26;
 const IL_SHIFT: u32 = 25;
 
@@ -314,6 +350,23 @@ mod tests {
         let write = Esr::sync_external_data_abort(false, true);
         assert_eq!(write.0, 0x9200_0050);
         assert_eq!(write.class(), ExceptionClass::DataAbortLower);
+    }
+
+    #[test]
+    fn decodes_system_register_accesses() {
+        // MRS x3, ID_AA64PFR0_EL1 (S3_0_C0_C4_0).
+        let iss = 3 << 20 | 0 << 17 | 0 << 14 | 0 << 10 | 3 << 5 | 4 << 1 | 1;
+        let a = SysRegAccess::decode(iss);
+        assert_eq!(a.encoding(), (3, 0, 0, 4, 0));
+        assert_eq!((a.rt, a.read), (3, true));
+        // MSR ICC_SGI1R_EL1, x30 (S3_0_C12_C11_5).
+        let a = SysRegAccess::decode(3 << 20 | 5 << 17 | 12 << 10 | 30 << 5 | 11 << 1);
+        assert_eq!(a.encoding(), (3, 0, 12, 11, 5));
+        assert_eq!((a.rt, a.read), (30, false));
+        // Every field at its maximum.
+        let a = SysRegAccess::decode(0x3f_ffff);
+        assert_eq!(a.encoding(), (3, 7, 15, 15, 7));
+        assert_eq!(a.rt, 31);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod entry;
 #[cfg(target_os = "none")]
 pub mod exception;
 #[cfg(target_os = "none")]
+pub mod features;
+#[cfg(target_os = "none")]
 pub mod gicv3;
 #[cfg(target_os = "none")]
 pub mod ich;

@@ -2,10 +2,14 @@
 //!
 //! All 16 vectors (Arm ARM D1.3.2: {current EL with SP_EL0, current EL with
 //! SP_ELx, lower EL AArch64, lower EL AArch32} x {sync, IRQ, FIQ, SError})
-//! save the complete register state, FP/SIMD included, and call
-//! [`super::exception::handle_exception`]. Saving FP/SIMD on every entry
-//! keeps it simple and correct: the compiler uses NEON at EL2, so an NMI that
-//! interrupts EL2 code must not clobber its vector registers.
+//! save the general-purpose register state and call
+//! [`super::exception::handle_exception`].
+//!
+//! FP/SIMD, SVE and SME state is not saved: the hypervisor is built for
+//! `aarch64-unknown-none-softfloat`, so no EL2 code touches those registers,
+//! and a guest's Z, P and FFR registers (whose upper bits any write of a
+//! V register would zero) and FPSR/FPCR stay live in the hardware across
+//! every trap. See docs/cpu-features.md for the measurement behind this.
 
 use core::arch::global_asm;
 
@@ -21,12 +25,9 @@ pub struct TrapFrame {
     pub spsr: u64,
     pub esr: u64,
     pub far: u64,
-    pub fpsr: u64,
-    pub fpcr: u64,
     /// A frame record {interrupted x29, ELR} so that an unwind from inside
     /// a handler continues into the interrupted code.
     pub frame_record: [u64; 2],
-    pub q: [u128; 32],
 }
 
 /// Which of the 16 vectors was taken.
@@ -71,9 +72,7 @@ global_asm!(
 .equ OFF_SP, {off_sp}
 .equ OFF_ELR, {off_elr}
 .equ OFF_ESR, {off_esr}
-.equ OFF_FPSR, {off_fpsr}
 .equ OFF_RECORD, {off_record}
-.equ OFF_Q, {off_q}
 
 .macro vector kind
     .balign 0x80
@@ -128,9 +127,6 @@ exception_common:
     mrs     x4, esr_el2
     mrs     x5, far_el2
     stp     x4, x5, [sp, #OFF_ESR]
-    mrs     x6, fpsr
-    mrs     x7, fpcr
-    stp     x6, x7, [sp, #OFF_FPSR]
     /*
      * The frame record links an unwind from the handler into the
      * interrupted EL2 code. A guest's x29 and PC are not EL2 frames: for
@@ -142,23 +138,6 @@ exception_common:
     b       2f
 1:  stp     xzr, xzr, [sp, #OFF_RECORD]
 2:
-    add     x8, sp, #OFF_Q
-    stp     q0, q1, [x8, #32 * 0]
-    stp     q2, q3, [x8, #32 * 1]
-    stp     q4, q5, [x8, #32 * 2]
-    stp     q6, q7, [x8, #32 * 3]
-    stp     q8, q9, [x8, #32 * 4]
-    stp     q10, q11, [x8, #32 * 5]
-    stp     q12, q13, [x8, #32 * 6]
-    stp     q14, q15, [x8, #32 * 7]
-    stp     q16, q17, [x8, #32 * 8]
-    stp     q18, q19, [x8, #32 * 9]
-    stp     q20, q21, [x8, #32 * 10]
-    stp     q22, q23, [x8, #32 * 11]
-    stp     q24, q25, [x8, #32 * 12]
-    stp     q26, q27, [x8, #32 * 13]
-    stp     q28, q29, [x8, #32 * 14]
-    stp     q30, q31, [x8, #32 * 15]
     add     x29, sp, #OFF_RECORD
     mov     x1, sp
     bl      handle_exception
@@ -166,26 +145,6 @@ exception_common:
 .global exception_return
 .type exception_return, %function
 exception_return:
-    add     x8, sp, #OFF_Q
-    ldp     q0, q1, [x8, #32 * 0]
-    ldp     q2, q3, [x8, #32 * 1]
-    ldp     q4, q5, [x8, #32 * 2]
-    ldp     q6, q7, [x8, #32 * 3]
-    ldp     q8, q9, [x8, #32 * 4]
-    ldp     q10, q11, [x8, #32 * 5]
-    ldp     q12, q13, [x8, #32 * 6]
-    ldp     q14, q15, [x8, #32 * 7]
-    ldp     q16, q17, [x8, #32 * 8]
-    ldp     q18, q19, [x8, #32 * 9]
-    ldp     q20, q21, [x8, #32 * 10]
-    ldp     q22, q23, [x8, #32 * 11]
-    ldp     q24, q25, [x8, #32 * 12]
-    ldp     q26, q27, [x8, #32 * 13]
-    ldp     q28, q29, [x8, #32 * 14]
-    ldp     q30, q31, [x8, #32 * 15]
-    ldp     x6, x7, [sp, #OFF_FPSR]
-    msr     fpsr, x6
-    msr     fpcr, x7
     ldp     x2, x3, [sp, #OFF_ELR]
     msr     elr_el2, x2
     msr     spsr_el2, x3
@@ -212,7 +171,5 @@ exception_return:
     off_sp = const core::mem::offset_of!(TrapFrame, sp),
     off_elr = const core::mem::offset_of!(TrapFrame, elr),
     off_esr = const core::mem::offset_of!(TrapFrame, esr),
-    off_fpsr = const core::mem::offset_of!(TrapFrame, fpsr),
     off_record = const core::mem::offset_of!(TrapFrame, frame_record),
-    off_q = const core::mem::offset_of!(TrapFrame, q),
 );

@@ -4,10 +4,12 @@
 //! The modules here so far are pure and host-tested: they decide, and the
 //! callers that own vCPU state and system registers act.
 
+pub mod cpu_features;
 pub mod guest_dt;
 pub mod hypercall;
 pub mod inject;
 pub mod psci;
+pub mod sysreg;
 
 pub mod console;
 pub mod devices_dt;

@@ -8,8 +8,9 @@ use super::hypercall::{self, Call, VendorCall, CONSOLE_WRITE_MAX};
 use super::inject::{self, ExceptionKind, GuestState};
 use super::psci::{self, PowerState, PsciCall, PsciVm};
 use super::run;
+use super::sysreg;
 use crate::arch::el1;
-use crate::arch::esr::{fault_ipa, Esr, ExceptionClass};
+use crate::arch::esr::{fault_ipa, Esr, ExceptionClass, SysRegAccess};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
 use crate::debug::ratelimit::RateLimit;
@@ -40,7 +41,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             vgic::hw::wait_for_interrupt(vm, vcpu);
         }
         ExceptionClass::SysReg => {
-            if vgic::hw::sysreg_trap(vm, vcpu, esr.iss(), &mut frame.x) {
+            if sysreg(vm, vcpu, esr.iss(), &mut frame.x) {
                 frame.elr += 4;
             } else {
                 log(vm, "system register access not emulated, injecting UNDEFINED", u64::from(esr.iss()));
@@ -58,6 +59,22 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
     }
     gicv3::local_irq_mask();
+}
+
+/// A trapped MSR/MRS: the registers nmivisor answers itself
+/// (`vm::sysreg`), then the vGIC's SGI registers. False: UNDEFINED.
+fn sysreg(vm: &Vm, vcpu: &Vcpu, iss: u32, regs: &mut [u64; 31]) -> bool {
+    let access = SysRegAccess::decode(iss);
+    match sysreg::emulate(&access, crate::arch::features::view()) {
+        sysreg::Answer::Read(v) => {
+            if let Some(r) = regs.get_mut(usize::from(access.rt)) {
+                *r = v;
+            }
+            true
+        }
+        sysreg::Answer::Ignored => true,
+        sysreg::Answer::NotMine => vgic::hw::sysreg_trap(vm, vcpu, iss, regs),
+    }
 }
 
 /// A physical SError or FIQ taken while a guest ran: logged (rate-limited).

@@ -1,0 +1,128 @@
+//! The hardware side of the guest CPU feature policy
+//! ([`crate::vm::cpu_features`]): reads the real CPU's feature ID space
+//! once, and programs the EL2 controls that make each shown feature work
+//! and keep each hidden one trapped.
+//!
+//! The whole ID space is read through its generic encodings
+//! (`S3_0_C0_C<m>_<n>`): the register crates name only some of these
+//! registers (not ID_AA64ZFR0/FPFR0/AFR*, nor the AArch32 ones), and the
+//! policy needs all 56.
+
+use crate::vm::cpu_features::{GuestFeatures, IdSpace, IdView, ID_SPACE_LEN};
+use core::arch::asm;
+use spin::Once;
+
+static VIEW: Once<IdView> = Once::new();
+
+macro_rules! read_id_space {
+    ($($crm:literal: $($op2:literal)*;)*) => {{
+        let mut s: IdSpace = [0; ID_SPACE_LEN];
+        $($(
+            let v: u64;
+            // SAFETY: reading an ID register at EL2 has no side effects;
+            // unallocated encodings of the ID space read as zero (Arm ARM
+            // D23.3.1).
+            unsafe {
+                asm!(
+                    concat!("mrs {}, S3_0_C0_C", stringify!($crm), "_", stringify!($op2)),
+                    out(reg) v,
+                    options(nomem, nostack, preserves_flags)
+                )
+            };
+            s[($crm - 1) * 8 + $op2] = v;
+        )*)*
+        s
+    }};
+}
+
+/// Reads this CPU's feature ID space.
+fn read_id_space() -> IdSpace {
+    read_id_space! {
+        1: 0 1 2 3 4 5 6 7;
+        2: 0 1 2 3 4 5 6 7;
+        3: 0 1 2 3 4 5 6 7;
+        4: 0 1 2 3 4 5 6 7;
+        5: 0 1 2 3 4 5 6 7;
+        6: 0 1 2 3 4 5 6 7;
+        7: 0 1 2 3 4 5 6 7;
+    }
+}
+
+/// Builds the guests' view from the boot CPU's ID registers. nmivisor
+/// assumes identical CPUs, as QEMU's `virt` machine has.
+pub fn init() -> &'static IdView {
+    VIEW.call_once(|| IdView::new(&read_id_space()))
+}
+
+/// The guests' view of the ID registers.
+pub fn view() -> &'static IdView {
+    init()
+}
+
+/// HCR_EL2 bits that depend on the CPU's features (Arm ARM D23.2.48).
+mod hcr {
+    pub const TLOR: u64 = 1 << 35;
+    pub const TERR: u64 = 1 << 36;
+    pub const APK: u64 = 1 << 40;
+    pub const API: u64 = 1 << 41;
+}
+
+/// The feature-dependent part of HCR_EL2 for guests: PAuth keys and
+/// instructions untrapped when shown, RAS error records and LORegions
+/// trapped where the CPU has them (both are emulated or hidden).
+pub fn hcr_bits(f: &GuestFeatures) -> u64 {
+    let mut v = 0;
+    if f.pauth {
+        v |= hcr::API | hcr::APK;
+    }
+    if f.ras {
+        v |= hcr::TERR;
+    }
+    if f.lor {
+        v |= hcr::TLOR;
+    }
+    v
+}
+
+/// CPTR_EL2 (E2H = 0) for guests, Arm ARM D23.2.34: RES1 bits [7:0], 9,
+/// 13; TZ [8] only when SVE is hidden; TFP [10] clear (FP/SIMD belongs to
+/// the guest: the hypervisor is built without FP/SIMD and never touches
+/// it); TSM [12] set, SME stays hidden; TTA [20] set, no trace unit is
+/// shown; TAM [30] set where the CPU has activity monitors.
+fn cptr(f: &GuestFeatures) -> u64 {
+    const RES1: u64 = 0xff | 1 << 9 | 1 << 13;
+    const TZ: u64 = 1 << 8;
+    const TSM: u64 = 1 << 12;
+    const TTA: u64 = 1 << 20;
+    const TAM: u64 = 1 << 30;
+    let mut v = RES1 | TSM | TTA;
+    if !f.sve {
+        v |= TZ;
+    }
+    if f.host_amu {
+        v |= TAM;
+    }
+    v
+}
+
+/// Programs this CPU's EL2 feature controls for the guest about to run:
+/// CPTR_EL2, ZCR_EL2 (SVE vector length: the largest the CPU has) and
+/// HCRX_EL2 (FEAT_HCX). HCR_EL2 takes [`hcr_bits`] from the caller.
+pub fn load_guest_controls() {
+    let f = &view().features;
+    // SAFETY: these controls only shape what EL1/EL0 may execute. ZCR_EL2
+    // is written after CPTR_EL2.TZ is cleared (an access with TZ set would
+    // trap to EL2 itself), and only when SVE exists; HCRX_EL2 only with
+    // FEAT_HCX. The hypervisor never executes SVE or FP/SIMD instructions.
+    unsafe {
+        asm!("msr cptr_el2, {}", "isb", in(reg) cptr(f), options(nomem, nostack, preserves_flags));
+        if f.sve {
+            // ZCR_EL2: LEN [3:0] = 0xf, the maximum; the effective length is
+            // the largest the CPU implements (Arm ARM D23.2.202).
+            asm!("msr S3_4_C1_C2_0, {}", "isb", in(reg) 0xfu64, options(nomem, nostack, preserves_flags));
+        }
+        if f.hcx {
+            asm!("msr S3_4_C1_C2_2, {}", in(reg) f.hcrx(), options(nomem, nostack, preserves_flags));
+        }
+    }
+}
