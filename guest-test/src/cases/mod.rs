@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod counter;
+pub mod features;
 pub mod fpsimd;
 pub mod gic_registers;
 pub mod memory;
@@ -87,6 +88,18 @@ pub static CASES: &[Case] = &[
     Case {
         name: "fp-simd",
         run: fpsimd::fp_simd,
+    },
+    Case {
+        name: "sve-state",
+        run: features::sve_state,
+    },
+    Case {
+        name: "pauth-keys",
+        run: features::pauth_keys,
+    },
+    Case {
+        name: "mops",
+        run: features::mops,
     },
     Case {
         name: "counter-monotonic",
