@@ -65,6 +65,13 @@ impl Esr {
         self.0 & (1 << 25) != 0
     }
 
+    /// The trapped instruction's length in bytes, from IL: 2 for a 16-bit
+    /// T32 instruction (AArch32 EL0), else 4. A trap that completes the
+    /// instruction advances the PC by this much.
+    pub fn instruction_len(self) -> u64 {
+        if self.il() { 4 } else { 2 }
+    }
+
     /// The instruction-specific syndrome, bits [24:0].
     pub fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32

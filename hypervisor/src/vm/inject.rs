@@ -23,6 +23,13 @@ mod bits {
     pub const M_EL0T: u64 = 0b0000;
     pub const M_EL1T: u64 = 0b0100;
     pub const M_EL1H: u64 = 0b0101;
+    /// M[4:0] of AArch32 User mode, the only AArch32 state a guest can be
+    /// in (its EL1 is AArch64, HCR_EL2.RW).
+    pub const M32_USR: u64 = 0b1_0000;
+    /// In an AArch32 SPSR (Arm ARM, SPSR_EL1 when taken from AArch32):
+    /// DIT [21], SSBS [23], and the mode field M[4:0].
+    pub const DIT32: u64 = 1 << 21;
+    pub const M32: u64 = 0x1f;
 }
 
 /// SCTLR_EL1.SPAN [23]: when 0, exception entry to EL1 sets PSTATE.PAN.
@@ -71,20 +78,17 @@ pub struct Injection {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectError {
-    /// The guest was in AArch32 state; nmivisor runs AArch64 guests only.
-    Aarch32,
-    /// SPSR_EL2.M is not EL0t, EL1t or EL1h: not a state a guest can trap
-    /// from, so the saved state is corrupt.
+    /// SPSR_EL2.M is not EL0t, EL1t, EL1h or AArch32 User: not a state a
+    /// guest can trap from, so the saved state is corrupt.
     BadMode(u8),
 }
 
 impl fmt::Display for InjectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Aarch32 => write!(f, "cannot inject into a guest in AArch32 state"),
             Self::BadMode(m) => write!(
                 f,
-                "cannot inject: guest PSTATE.M {m:#06b} is not EL0t/EL1t/EL1h"
+                "cannot inject: guest PSTATE.M {m:#07b} is not EL0t/EL1t/EL1h/AArch32 User"
             ),
         }
     }
@@ -94,8 +98,9 @@ impl fmt::Display for InjectError {
 ///
 /// Vector offset (Arm ARM D1.10.2, table "Vector offsets from vector table
 /// base address"): 0x000 from EL1 using SP_EL0, 0x200 from EL1 using
-/// SP_EL1, 0x400 from EL0 in AArch64 (0x600, AArch32, is not supported),
-/// plus 0x80 per type (sync, IRQ, FIQ, SError).
+/// SP_EL1, 0x400 from EL0 in AArch64, 0x600 from EL0 in AArch32, plus 0x80
+/// per type (sync, IRQ, FIQ, SError). From AArch32, SPSR_EL1 keeps the
+/// AArch32 layout and PSTATE.DIT comes from its bit 21.
 ///
 /// New PSTATE: EL1h, D, A, I and F set; N, Z, C, V and DIT kept; PAN set
 /// when SCTLR_EL1.SPAN is 0 and otherwise kept; SSBS from SCTLR_EL1.DSSBS;
@@ -105,15 +110,16 @@ impl fmt::Display for InjectError {
 pub fn inject(guest: &GuestState, kind: ExceptionKind) -> Result<Injection, InjectError> {
     use bits::*;
     let old = guest.pstate;
-    if old & NRW != 0 {
-        return Err(InjectError::Aarch32);
-    }
-    let source = match old & M {
-        M_EL1T => 0x000,
-        M_EL1H => 0x200,
-        M_EL0T => 0x400,
-        m => return Err(InjectError::BadMode(m as u8)),
+    let aarch32 = old & NRW != 0;
+    let source = match (aarch32, old & if aarch32 { M32 } else { M }) {
+        (false, M_EL1T) => 0x000,
+        (false, M_EL1H) => 0x200,
+        (false, M_EL0T) => 0x400,
+        (true, M32_USR) => 0x600,
+        (_, _) => return Err(InjectError::BadMode((old & M32) as u8)),
     };
+    // PSTATE.DIT is kept; an AArch32 SPSR holds it at bit 21.
+    let dit = if aarch32 { (old & DIT32 != 0) as u64 * DIT } else { old & DIT };
     let slot = match kind {
         ExceptionKind::Sync => 0x000,
         ExceptionKind::Irq => 0x080,
@@ -123,7 +129,7 @@ pub fn inject(guest: &GuestState, kind: ExceptionKind) -> Result<Injection, Inje
     // VBAR_EL1[10:0] are RES0.
     let vbar = guest.vbar_el1 & !0x7ff;
 
-    let mut new = old & (NZCV | DIT | PAN) | DAIF | M_EL1H;
+    let mut new = old & (NZCV | PAN) | dit | DAIF | M_EL1H;
     if guest.sctlr_el1 & SCTLR_SPAN == 0 {
         new |= PAN;
     }
@@ -223,16 +229,22 @@ mod tests {
     }
 
     #[test]
-    fn rejects_aarch32_and_impossible_modes() {
-        // AArch32 User (0b10000) and SVC (0b10011).
-        assert_eq!(
-            inject(&guest(0x10), ExceptionKind::Sync),
-            Err(InjectError::Aarch32)
-        );
-        assert_eq!(
-            inject(&guest(0x13), ExceptionKind::Irq),
-            Err(InjectError::Aarch32)
-        );
+    fn aarch32_user_enters_at_0x600() {
+        // AArch32 User, Z set, DIT (bit 21) and Thumb (bit 5) set.
+        let old = 0x4000_0000 | DIT32 | 1 << 5 | M32_USR;
+        let got = inject(&guest(old), ExceptionKind::Sync).unwrap();
+        assert_eq!(got.pc, VBAR + 0x600);
+        assert_eq!(got.spsr_el1, old, "SPSR_EL1 keeps the AArch32 layout");
+        assert_eq!(got.pstate, 0x4000_0000 | DIT | DAIF | M_EL1H);
+        assert_eq!(inject(&guest(M32_USR), ExceptionKind::Irq).unwrap().pc, VBAR + 0x680);
+    }
+
+    #[test]
+    fn rejects_impossible_modes() {
+        // AArch32 SVC (0b10011) and System (0b11111): EL1 is AArch64.
+        for m in [0x13, 0x1f] {
+            assert_eq!(inject(&guest(m), ExceptionKind::Sync), Err(InjectError::BadMode(m as u8)));
+        }
         for m in [0b0001, 0b1000, 0b1001, 0b1100, 0b1101, 0b0110] {
             assert_eq!(
                 inject(&guest(m), ExceptionKind::Sync),
@@ -241,11 +253,7 @@ mod tests {
         }
         assert_eq!(
             InjectError::BadMode(9).to_string(),
-            "cannot inject: guest PSTATE.M 0b1001 is not EL0t/EL1t/EL1h"
-        );
-        assert_eq!(
-            InjectError::Aarch32.to_string(),
-            "cannot inject into a guest in AArch32 state"
+            "cannot inject: guest PSTATE.M 0b01001 is not EL0t/EL1t/EL1h/AArch32 User"
         );
     }
 }

@@ -33,16 +33,16 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         ExceptionClass::Hvc64 => hypercall(vm, vcpu, frame),
         ExceptionClass::Smc64 => {
             // A trapped SMC returns to the SMC itself (Arm ARM D1.10.1).
-            frame.elr += 4;
+            frame.elr += esr.instruction_len();
             hypercall(vm, vcpu, frame);
         }
         ExceptionClass::WfiWfe => {
-            frame.elr += 4;
+            frame.elr += esr.instruction_len();
             vgic::hw::wait_for_interrupt(vm, vcpu);
         }
         ExceptionClass::SysReg => {
             if sysreg(vm, vcpu, esr.iss(), &mut frame.x) {
-                frame.elr += 4;
+                frame.elr += esr.instruction_len();
             } else {
                 log(vm, "system register access not emulated, injecting UNDEFINED", u64::from(esr.iss()));
                 inject_sync(frame, Esr::undefined(esr.il()).0);
@@ -119,7 +119,7 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
             if let (Some(v), true) = (read, reg != 31) {
                 frame.x[reg] = extend(v, &access);
             }
-            frame.elr += 4;
+            frame.elr += esr.instruction_len();
             return;
         }
     }
