@@ -167,8 +167,9 @@ pub fn load_guest_control(c: &GuestControl) {
     // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
     // own EL2 translation and exception handling are unaffected. CNTHCTL
     // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN).
-    // MDCR_EL2.HPMN = PMCR_EL0.N hands the guest every PMU counter, no trap
-    // bits set (HPMN = 0 would be reserved without FEAT_HPMN0).
+    // MDCR_EL2.HPMN = PMCR_EL0.N hands the guest every PMU counter (HPMN = 0
+    // would be reserved without FEAT_HPMN0); the other MDCR_EL2 bits come
+    // from the feature policy (GuestFeatures::mdcr).
     unsafe {
         asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack, preserves_flags));
         asm!(
@@ -180,6 +181,7 @@ pub fn load_guest_control(c: &GuestControl) {
             "msr cnthctl_el2, {cnthctl}",
             "mrs {tmp}, pmcr_el0",
             "ubfx {tmp}, {tmp}, #11, #5",
+            "orr {tmp}, {tmp}, {mdcr}",
             "msr mdcr_el2, {tmp}",
             "msr hcr_el2, {hcr}",
             "isb",
@@ -190,6 +192,7 @@ pub fn load_guest_control(c: &GuestControl) {
             cntvoff = in(reg) c.cntvoff,
             cnthctl = in(reg) 3u64,
             hcr = in(reg) hcr,
+            mdcr = in(reg) super::features::view().features.mdcr(),
             tmp = out(reg) _,
             options(nomem, nostack, preserves_flags)
         );

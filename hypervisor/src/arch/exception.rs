@@ -15,15 +15,22 @@ const IRQ: u64 = 1;
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     let kind = VectorKind(kind);
     match (kind.source(), kind.exception_type()) {
-        (FROM_EL2_SPX, IRQ) => crate::gic::irq::handle_irq(frame),
+        (FROM_EL2_SPX, IRQ) => crate::gic::irq::handle_irq(frame, None),
         (FROM_LOWER_A64 | FROM_LOWER_A32, ty) => {
-            crate::vm::run::guest_exited();
             match ty {
-                IRQ => crate::gic::irq::handle_irq(frame),
-                SYNC => crate::vm::trap::handle_sync(frame),
+                // The NMI SGI is handled before the guest exit folds the
+                // list registers under the vGIC lock (see handle_irq).
+                IRQ => crate::gic::irq::handle_irq(frame, Some(crate::vm::run::guest_exited)),
+                SYNC => {
+                    crate::vm::run::guest_exited();
+                    crate::vm::trap::handle_sync(frame)
+                }
                 // A guest's SError or FIQ is the guest's problem, never a
                 // reason to stop the hypervisor: note it and resume.
-                _ => crate::vm::trap::log_async(kind, frame),
+                _ => {
+                    crate::vm::run::guest_exited();
+                    crate::vm::trap::log_async(kind, frame)
+                }
             }
             crate::vm::run::resume_guest();
         }

@@ -21,6 +21,25 @@ pub fn set_eoi_mode_split() {
     }
 }
 
+/// ICC_SRE_EL2.Enable [3] (GICv3 spec 12.7.9): when clear, EL1 accesses
+/// to ICC_SRE_EL1 trap to EL2.
+const ICC_SRE_EL2_ENABLE: u64 = 1 << 3;
+
+/// Keeps ICC_SRE_EL1 away from guests: they may not turn the system
+/// register interface off (which would hand them the memory-mapped CPU
+/// interface nmivisor does not emulate). Their reads and writes trap and
+/// are answered by `vm::sysreg`.
+pub fn trap_guest_sre() {
+    let mut v: u64;
+    // SAFETY: read-modify-write of this CPU's ICC_SRE_EL2 (S3_4_C12_C9_5);
+    // only Enable changes, SRE stays set for EL2 itself.
+    unsafe {
+        asm!("mrs {}, S3_4_C12_C9_5", out(reg) v, options(nomem, nostack, preserves_flags));
+        v &= !ICC_SRE_EL2_ENABLE;
+        asm!("msr S3_4_C12_C9_5, {}", "isb", in(reg) v, options(nostack, preserves_flags));
+    }
+}
+
 /// Deactivates `intid` (ICC_DIR_EL1) after its priority was dropped.
 pub fn deactivate(intid: u32) {
     // SAFETY: deactivating an interrupt this CPU acknowledged.

@@ -159,6 +159,7 @@ pub fn init_secondary(cpu: usize) {
 
 fn init_cpu_interface() {
     gicv3::set_eoi_mode_split();
+    gicv3::trap_guest_sre();
     gicv3::set_pmr(priority::PMR_ON);
     GicCpuInterface::enable_group1(true);
     gicv3::local_irq_unmask();

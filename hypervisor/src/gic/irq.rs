@@ -18,17 +18,32 @@ use crate::vgic::hw::{vtimer_interrupt, MAINTENANCE_INTID, VTIMER_INTID};
 const SPURIOUS_START: u32 = 1020;
 
 /// Handles one physical interrupt taken while `frame` was interrupted.
-pub fn handle_irq(frame: &TrapFrame) {
+///
+/// `guest_exited` is the work a guest exit needs before thread-context
+/// code may look at the vGIC (folding the list registers, which takes the
+/// VM's vGIC lock). It runs only after the NMI SGI has been handled: the
+/// NMI path takes no lock that thread context can hold, so a CPU parked by
+/// STOP or CRASH_STOP while it holds a vGIC lock cannot keep the other
+/// CPUs of its VM from answering the NMI.
+pub fn handle_irq(frame: &TrapFrame, guest_exited: Option<fn()>) {
+    let exited = || {
+        if let Some(f) = guest_exited {
+            f();
+        }
+    };
     let intid = gicv3::acknowledge();
     if intid >= SPURIOUS_START {
+        exited();
         return;
     }
     if Sgi::from_intid(intid) == Some(Sgi::Nmi) {
         crate::ipi::hw::handle_sgi(Sgi::Nmi, frame);
         gicv3::end_of_interrupt(intid);
         gicv3::deactivate(intid);
+        exited();
         return;
     }
+    exited();
 
     if intid == VTIMER_INTID {
         // Handed to the guest through a HW list register: the guest's

@@ -342,6 +342,20 @@ pub struct GuestFeatures {
     pub host_sme: bool,
     /// The real CPU has AMU (CPTR_EL2.TAM traps it).
     pub host_amu: bool,
+    /// The real CPU's PMU is PMUv3p1 or later (MDCR_EL2.HPMD exists).
+    pub host_pmuv3p1: bool,
+    /// The real CPU has SPE (MDCR_EL2.TPMS exists).
+    pub host_spe: bool,
+    /// The real CPU has FEAT_TRF (MDCR_EL2.TTRF exists).
+    pub host_trf: bool,
+}
+
+/// MDCR_EL2 bits (Arm ARM D23.2.107).
+pub mod mdcr {
+    pub const TDRA: u64 = 1 << 11;
+    pub const TPMS: u64 = 1 << 14;
+    pub const HPMD: u64 = 1 << 17;
+    pub const TTRF: u64 = 1 << 19;
 }
 
 /// HCRX_EL2 bits (Arm ARM D23.2.49).
@@ -352,6 +366,24 @@ pub mod hcrx {
 }
 
 impl GuestFeatures {
+    /// MDCR_EL2 for guests, apart from HPMN: the guest's PMU counters do
+    /// not count at EL2 (HPMD), its view of the debug ROM address is
+    /// trapped (TDRA, answered RAZ), and hidden SPE and trace filter
+    /// registers trap (TPMS, TTRF) where the CPU has them.
+    pub fn mdcr(&self) -> u64 {
+        let mut v = mdcr::TDRA;
+        if self.host_pmuv3p1 {
+            v |= mdcr::HPMD;
+        }
+        if self.host_spe {
+            v |= mdcr::TPMS;
+        }
+        if self.host_trf {
+            v |= mdcr::TTRF;
+        }
+        v
+    }
+
     /// HCRX_EL2 for guests: enables for the shown features, everything else
     /// 0 (LS64, FPMR, GCS, SME priority mapping... stay trapped or off).
     pub fn hcrx(&self) -> u64 {
@@ -420,6 +452,9 @@ impl IdView {
             lor: field(host_mmfr1, 16) != 0,
             host_sme: field(host_reg(4, 1), 24) != 0,
             host_amu: field(host_reg(4, 0), 44) != 0,
+            host_pmuv3p1: matches!(field(host_reg(5, 0), 8), 4..=0xe),
+            host_spe: field(host_reg(5, 0), 32) != 0,
+            host_trf: field(host_reg(5, 0), 40) != 0,
         };
         let mut view = IdView { regs, features };
         // Features whose EL2 enable lives in HCRX_EL2 cannot work without it.
@@ -536,6 +571,8 @@ mod tests {
         let f = IdView::new(&qemu_max()).features;
         assert!(f.sve && f.pauth && f.mops && f.tcr2 && f.sctlr2 && f.hcx);
         assert!(f.host_sme && f.ras && f.lor);
+        // DFR0.PMUVer = 5 (PMUv3p4) in the QEMU values: HPMD exists.
+        assert_eq!(f.mdcr(), mdcr::TDRA | mdcr::HPMD);
         assert_eq!(f.hcrx(), hcrx::MSCEN | hcrx::TCR2EN | hcrx::SCTLR2EN);
     }
 

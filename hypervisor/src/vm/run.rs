@@ -43,6 +43,8 @@ pub fn guest_frame(cpu: usize) -> Option<&'static TrapFrame> {
 
 /// Restarts this CPU's run loop from a fresh stack.
 pub fn restart_loop() -> ! {
+    // Masked only for the switch to the fresh stack; pcpu_loop unmasks.
+    gicv3::local_irq_mask();
     if let Some((_, vcpu)) = guest::current() {
         vcpu.set_resident(false);
     }

@@ -1,6 +1,7 @@
 //! Trapped system-register accesses that nmivisor answers itself (besides
 //! the vGIC's SGI registers): the feature ID space (HCR_EL2.TID3), ACTLR_EL1
-//! (TACR) and the RAS error records (TERR). Everything else trapped is
+//! (TACR), ICC_SRE_EL1 (ICC_SRE_EL2.Enable clear) and the RAS error records
+//! (TERR). Everything else trapped is
 //! UNDEFINED for the guest: IMPLEMENTATION DEFINED registers (TIDCP), the
 //! LORegion registers (TLOR, LOR hidden), SME and AMU registers.
 //!
@@ -24,6 +25,12 @@ pub enum Answer {
 /// can neither see nor change the real CPU's auxiliary controls.
 const ACTLR_EL1: (u8, u8, u8, u8, u8) = (3, 0, 1, 0, 1);
 
+/// ICC_SRE_EL1 (3, 0, 12, 12, 5), trapped by ICC_SRE_EL2.Enable = 0: reads
+/// SRE, DFB and DIB set (GICv3 spec 12.2.15), the only configuration the
+/// vGIC offers; writes are ignored.
+const ICC_SRE_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 12, 5);
+const ICC_SRE_EL1_VALUE: u64 = 0b111;
+
 /// Answers `a`, or [`Answer::NotMine`].
 pub fn emulate(a: &SysRegAccess, ids: &IdView) -> Answer {
     let raz_wi = || if a.read { Answer::Read(0) } else { Answer::Ignored };
@@ -32,6 +39,10 @@ pub fn emulate(a: &SysRegAccess, ids: &IdView) -> Answer {
         // EL1 and never traps here; answer NotMine should one arrive.
         (3, 0, 0, crm, op2) if a.read => ids.read(crm, op2).map_or(Answer::NotMine, Answer::Read),
         ACTLR_EL1 => raz_wi(),
+        // MDRAR_EL1 (2,0,1,0,0), trapped by MDCR_EL2.TDRA: no debug ROM.
+        (2, 0, 1, 0, 0) => raz_wi(),
+        ICC_SRE_EL1 if a.read => Answer::Read(ICC_SRE_EL1_VALUE),
+        ICC_SRE_EL1 => Answer::Ignored,
         // RAS error records (Arm ARM, RAS System registers; trapped by
         // HCR_EL2.TERR): ERRIDR_EL1 (3,0,5,3,0) reads 0, "no error records",
         // so ERRSELR_EL1 and every ERX* register (CRn 5, CRm 3..=5) are
@@ -73,6 +84,13 @@ mod tests {
             assert_eq!(emulate(&access(3, 0, crn, crm, op2, true), &v), Answer::Read(0));
             assert_eq!(emulate(&access(3, 0, crn, crm, op2, false), &v), Answer::Ignored);
         }
+    }
+
+    #[test]
+    fn icc_sre_el1_stays_on() {
+        let v = ids();
+        assert_eq!(emulate(&access(3, 0, 12, 12, 5, true), &v), Answer::Read(0b111));
+        assert_eq!(emulate(&access(3, 0, 12, 12, 5, false), &v), Answer::Ignored);
     }
 
     #[test]

@@ -261,13 +261,10 @@ fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
             vgic::hw::wait_for_interrupt(vm, vcpu);
             0
         }
-        Some(PsciCall::SystemOff) => {
-            gicv3::local_irq_mask();
-            run::system_off(vm, vcpu)
-        }
-        Some(PsciCall::SystemReset) => {
-            gicv3::local_irq_mask();
-            run::system_reset(vm, vcpu)
-        }
+        // Both run with PSTATE.I clear, as every trap does (NMIs and kicks
+        // reach this CPU while it waits for the other vCPUs and reloads
+        // the image); restart_loop masks for the stack switch.
+        Some(PsciCall::SystemOff) => run::system_off(vm, vcpu),
+        Some(PsciCall::SystemReset) => run::system_reset(vm, vcpu),
     }
 }
