@@ -74,3 +74,61 @@ pub fn halt() -> ! {
         wfi();
     }
 }
+
+/// The smallest data cache line, from CTR_EL0.DminLine [19:16] (log2 of
+/// words; Arm ARM D23.2.36).
+fn dcache_line() -> u64 {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    4 << ((ctr >> 16) & 0xf)
+}
+
+/// Cleans and invalidates `len` bytes at `va` to the Point of Coherency
+/// (DC CIVAC per line, then DSB), so that a guest that starts with its MMU
+/// and caches off reads what EL2 wrote through its cacheable mapping.
+pub fn clean_to_poc(va: u64, len: u64) {
+    let line = dcache_line();
+    let mut a = va & !(line - 1);
+    while a < va.saturating_add(len) {
+        // SAFETY: cache maintenance by VA on memory the EL2 map covers
+        // (the caller's own range); it does not change memory contents.
+        unsafe { asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: a barrier.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Invalidates all instruction caches to the Point of Unification, inner
+/// shareable (IC IALLUIS), after new code was written for a guest.
+pub fn invalidate_icache() {
+    // SAFETY: instruction cache maintenance has no effect on memory.
+    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Zeroes `len` bytes at `va` (DC ZVA where permitted, Arm ARM C5.3.28)
+/// and cleans them to the Point of Coherency.
+///
+/// # Safety
+/// `va..va + len` must be memory the EL2 map covers as normal memory that
+/// nothing else uses meanwhile.
+pub unsafe fn zero_and_clean(va: u64, len: u64) {
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    let block = 4u64 << (dczid & 0xf);
+    let prohibited = dczid & (1 << 4) != 0;
+    if prohibited || va % block != 0 || len % block != 0 {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::write_bytes(va as *mut u8, 0, len as usize) };
+    } else {
+        let mut a = va;
+        while a < va + len {
+            // SAFETY: the caller's contract; DC ZVA zeroes one aligned block.
+            unsafe { asm!("dc zva, {}", in(reg) a, options(nostack, preserves_flags)) };
+            a += block;
+        }
+    }
+    clean_to_poc(va, len);
+}

@@ -118,6 +118,12 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     let pa = ram
         .alloc(spec.memory, RAM_ALIGN)
         .ok_or_else(|| alloc::format!("no {} MiB block of free RAM left", spec.memory >> 20))?;
+    // Nothing of what the earlier boot stages or the hypervisor left in
+    // this RAM reaches the guest. Done before the counter offset is taken,
+    // so it is not part of the guest's time.
+    // SAFETY: the block was just carved out of free RAM for this VM alone;
+    // the EL2 map covers it as normal memory.
+    unsafe { cpu::zero_and_clean(pa, spec.memory) };
     let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
     let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
     Ok(Vm::new(

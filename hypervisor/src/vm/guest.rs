@@ -220,13 +220,25 @@ impl Vm {
     }
 
     /// Loads the kernel, initrd and device tree into guest RAM (at creation
-    /// and on SYSTEM_RESET).
+    /// and on SYSTEM_RESET), and cleans them to the Point of Coherency: the
+    /// guest starts with its MMU and caches off and must see these bytes,
+    /// not stale memory (QEMU has no caches to show the difference; real
+    /// hardware does).
     pub fn load(&self) -> Option<()> {
-        self.write_guest(self.layout.kernel.start, self.image)?;
+        self.write_clean(self.layout.kernel.start, self.image)?;
         if let (Some(range), Some(initrd)) = (&self.layout.initrd, self.initrd) {
-            self.write_guest(range.start, initrd)?;
+            self.write_clean(range.start, initrd)?;
         }
-        self.write_guest(self.layout.dtb.start, &self.dtb)
+        self.write_clean(self.layout.dtb.start, &self.dtb)?;
+        crate::arch::cpu::invalidate_icache();
+        Some(())
+    }
+
+    fn write_clean(&self, ipa: u64, data: &[u8]) -> Option<()> {
+        self.write_guest(ipa, data)?;
+        let pa = self.ipa_to_pa(ipa, data.len() as u64)?;
+        crate::arch::cpu::clean_to_poc(pa, data.len() as u64);
+        Some(())
     }
 
     /// Guest console output. With one VM the guest owns the terminal and
