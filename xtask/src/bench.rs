@@ -132,6 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
 
     let cmdline = guest_cmdline(opts.iterations);
     let vm = VmConfig {
+        dump: false,
         name: VM_NAME.into(),
         image: guest.clone(),
         initrd: None,

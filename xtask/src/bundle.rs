@@ -49,13 +49,16 @@ pub struct VmConfig {
     pub cpus: String,
     /// Memory size, e.g. `128M`.
     pub memory: String,
+    /// `dump = on`: the VM may ask for a dump of its own vCPUs.
+    pub dump: bool,
 }
 
 impl VmConfig {
     /// The text of the VM's `config` file.
     pub fn config_text(&self) -> String {
+        let dump = if self.dump { "dump = on\n" } else { "" };
         format!(
-            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n",
+            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n{dump}",
             self.name, self.cpus, self.memory
         )
     }
@@ -287,6 +290,8 @@ pub struct GuestVm {
     pub memory: String,
     /// The VM's command line (guest-test reads its modes from it).
     pub cmdline: String,
+    /// `dump = on` in its config.
+    pub dump: bool,
 }
 
 /// A bundle of guest-test VMs described as data: the image path is only
@@ -326,7 +331,16 @@ impl BundleSpec {
             cpus: cpus.into(),
             memory: memory.into(),
             cmdline: String::new(),
+            dump: false,
         });
+        self
+    }
+
+    /// Lets the VM added last ask for a dump of itself (`dump = on`).
+    pub fn dump_on(mut self) -> Self {
+        if let Some(vm) = self.vms.last_mut() {
+            vm.dump = true;
+        }
         self
     }
 
@@ -355,6 +369,7 @@ impl BundleSpec {
         self.vms
             .iter()
             .map(|v| VmConfig {
+                dump: v.dump,
                 name: v.name.clone(),
                 image: image.to_path_buf(),
                 initrd: None,
@@ -458,6 +473,7 @@ mod tests {
 
     fn vm(name: &str, image: &Path, cpus: &str) -> VmConfig {
         VmConfig {
+            dump: false,
             name: name.into(),
             image: image.into(),
             initrd: None,
@@ -473,12 +489,14 @@ mod tests {
         let img = fake_image(1001, 0x11);
         let initrd = b"initramfs bytes".to_vec();
         let a = VmConfig {
+            dump: false,
             initrd: Some(dir.file("initrd", &initrd)),
             cmdline: "console=ttyAMA0 quiet".into(),
             ..vm("guest-test", &dir.file("image", &img), "0-1")
         };
         let img2 = fake_image(64, 0x22);
         let b = VmConfig {
+            dump: false,
             memory: "1G".into(),
             ..vm("second_2", &dir.file("image2", &img2), "2,3")
         };
@@ -518,11 +536,13 @@ mod tests {
         build_bundle(
             &[
                 VmConfig {
+                    dump: false,
                     initrd: Some(dir.0.join("initrd")),
                     cmdline: "console=ttyAMA0 quiet".into(),
                     ..vm("guest-test", &dir.0.join("image"), "0-1")
                 },
                 VmConfig {
+                    dump: false,
                     memory: "1G".into(),
                     ..vm("second_2", &dir.0.join("image2"), "2,3")
                 },
@@ -610,6 +630,7 @@ mod tests {
         assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2"));
         assert!(err(&[vm("a", img, "")]).contains("bad cpus"));
         let no_mem = VmConfig {
+            dump: false,
             memory: "lots".into(),
             ..vm("a", img, "0")
         };

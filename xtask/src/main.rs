@@ -315,6 +315,7 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
         (None, None) => anyhow::bail!("no guest image (use --guest-image or --no-guest)"),
     };
     Ok(VmConfig {
+        dump: false,
         name: name.into(),
         image,
         initrd: None,
@@ -327,6 +328,7 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
 /// The VM `linux` of `cargo xtask run --linux`.
 fn linux_vm(args: &RunArgs, linux: &linux::Artifacts) -> VmConfig {
     VmConfig {
+        dump: false,
         name: linux::VM_NAME.into(),
         image: linux.kernel.image.clone(),
         initrd: Some(linux.initramfs.clone()),
@@ -551,6 +553,7 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         Boot::LinuxVm(cmdline) => {
             let linux = linux()?;
             let vm = VmConfig {
+                dump: false,
                 name: linux::VM_NAME.into(),
                 image: linux.kernel.image.clone(),
                 initrd: Some(linux.initramfs.clone()),
@@ -732,6 +735,7 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                dump: false,
                 name: "guest-test".into(),
                 image: "g.bin".into(),
                 initrd: None,
@@ -789,6 +793,7 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                dump: false,
                 name: "linux".into(),
                 image: "k/Image".into(),
                 initrd: Some("i.cpio.gz".into()),

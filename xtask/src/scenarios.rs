@@ -28,6 +28,7 @@ pub fn all() -> Vec<Scenario> {
     list.push(two_vms());
     list.push(guest_system_reset());
     list.push(guest_requested_dump());
+    list.push(guest_dump_refused());
     list.extend([
         bundle_overlapping_cpus(),
         bundle_too_much_memory(),
@@ -205,19 +206,38 @@ fn guest_system_reset() -> Scenario {
 /// `guest-requested-dump`: guest-test's secondaries spin in a named loop
 /// and its boot vCPU asks for a hypervisor-wide dump (NMV_DUMP): every CPU
 /// is reported with the VM, vCPU and guest registers.
+/// A VM whose config says `dump = on` asks for a dump (NMV_DUMP): only its
+/// own vCPUs are rounded up, and it sees only their guest registers, on its
+/// own console. Nothing of the hypervisor (no EL2 block) is printed.
 fn guest_requested_dump() -> Scenario {
-    let spec = BundleSpec::new().vm("guest-test", "0-3", "128M").cmdline("guest-test.hyp-dump");
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-3", "128M")
+        .cmdline("guest-test.hyp-dump")
+        .dump_on();
     let mut s = guest_test_passes_then_power_off(Scenario::new("guest-requested-dump").smp(4).bundle(spec), 4)
         .expect_in_order([
-            contains("=== nmivisor: dump of all CPUs (requested by vm guest-test vCPU 0), from cpu 0 ==="),
-            contains("=== end of dump: 4 CPUs dumped, 0 not responding ==="),
+            contains("nmivisor: dump of vm guest-test (requested by vCPU 0): 4 of 4 vCPUs running"),
+            contains("nmivisor: end of dump of vm guest-test"),
             contains("guest-test: hyp-dump: NMV_DUMP returned 0"),
         ])
-        .expect_count(regex(r"^guest state: vm guest-test vCPU 0 \(MPIDR 0x0\), trapped to the hypervisor at EL1$"), 1);
+        .expect_count(regex(r"^  vCPU 0 in a trap at EL1: PC 0x[0-9a-f]{16} "), 1)
+        .forbid(contains("=== nmivisor: dump of all CPUs"))
+        .forbid(regex(r"^EL2 "));
     for v in 1..4 {
-        s = s.expect_count(regex(&format!(r"^guest state: vm guest-test vCPU {v} \(MPIDR 0x{v:x}\), interrupted at EL1$")), 1);
+        s = s.expect_count(regex(&format!(r"^  vCPU {v} running at EL1: PC 0x[0-9a-f]{{16}} .* vPMR 0x[0-9a-f]{{2}}$")), 1);
     }
-    s.expect_at_least(regex(r"^    PC 0x[0-9a-f]{16}  LR 0x[0-9a-f]{16}  SP 0x[0-9a-f]{16}$"), 4)
+    s
+}
+
+/// Without `dump = on` (the default), NMV_DUMP is refused with
+/// NOT_SUPPORTED and no CPU is stopped.
+fn guest_dump_refused() -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", "0-3", "128M").cmdline("guest-test.hyp-dump");
+    guest_test_passes_then_power_off(Scenario::new("guest-dump-refused").smp(4).bundle(spec), 4)
+        .expect_count(contains("guest-test: hyp-dump: NMV_DUMP refused (-1)"), 1)
+        .expect_count(contains("NMV_DUMP refused (the bundle config does not say dump = on)"), 1)
+        .forbid(contains("nmivisor: dump of vm"))
+        .forbid(contains("=== nmivisor: dump of all CPUs"))
 }
 
 /// The hypervisor's refusal of VM `vm`: `nmivisor: vm NAME: not started:

@@ -156,6 +156,9 @@ pub struct VmSpec<'a> {
     pub cmdline: &'a str,
     pub cpus: CpuSet,
     pub memory: u64,
+    /// `dump = on`: the VM may ask for a dump of its own vCPUs (NMV_DUMP).
+    /// Off by default: a dump stops the VM's CPUs for a while.
+    pub dump: bool,
 }
 
 /// One VM directory of the bundle: its spec or why it cannot run.
@@ -244,7 +247,7 @@ impl fmt::Display for VmErrorKind {
             UnknownKey { line, key } => {
                 write!(
                     f,
-                    "config line {line}: unknown key \"{key}\" (known: cpus, memory)"
+                    "config line {line}: unknown key \"{key}\" (known: cpus, memory, dump)"
                 )
             }
             DuplicateKey { line, key } => write!(f, "config line {line}: \"{key}\" set twice"),
@@ -402,7 +405,7 @@ fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
         .config
         .ok_or_else(|| err(VmErrorKind::MissingConfig))?;
     let config = core::str::from_utf8(config).map_err(|_| err(VmErrorKind::NotText("config")))?;
-    let (cpus, memory) = parse_config(config).map_err(err)?;
+    let Config { cpus, memory, dump } = parse_config(config).map_err(err)?;
     let cmdline = match files.cmdline {
         Some(bytes) => {
             core::str::from_utf8(bytes).map_err(|_| err(VmErrorKind::NotText("cmdline")))?
@@ -417,6 +420,7 @@ fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
         cmdline,
         cpus,
         memory,
+        dump,
     })
 }
 
@@ -427,10 +431,19 @@ fn valid_name(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
-/// Reads `cpus` and `memory` from a config file.
-fn parse_config(text: &str) -> Result<(CpuSet, u64), VmErrorKind> {
+/// What a config file says.
+#[derive(Debug, PartialEq, Eq)]
+struct Config {
+    cpus: CpuSet,
+    memory: u64,
+    dump: bool,
+}
+
+/// Reads `cpus`, `memory` and `dump` from a config file.
+fn parse_config(text: &str) -> Result<Config, VmErrorKind> {
     let mut cpus = None;
     let mut memory = None;
+    let mut dump = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
@@ -469,6 +482,22 @@ fn parse_config(text: &str) -> Result<(CpuSet, u64), VmErrorKind> {
                     return Err(duplicate());
                 }
             }
+            "dump" => {
+                let on = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(VmErrorKind::BadValue {
+                            line,
+                            key: "dump",
+                            why: alloc::format!("\"{value}\" is neither on nor off"),
+                        })
+                    }
+                };
+                if dump.replace(on).is_some() {
+                    return Err(duplicate());
+                }
+            }
             _ => {
                 return Err(VmErrorKind::UnknownKey {
                     line,
@@ -485,7 +514,7 @@ fn parse_config(text: &str) -> Result<(CpuSet, u64), VmErrorKind> {
     if memory == 0 {
         return Err(VmErrorKind::ZeroMemory);
     }
-    Ok((cpus, memory))
+    Ok(Config { cpus, memory, dump: dump.unwrap_or(false) })
 }
 
 /// `4096`, `64K`, `512M`, `1G` (suffixes are binary and case-insensitive).
@@ -803,7 +832,25 @@ mod tests {
             cmdline: "",
             cpus: CpuSet::parse(cpus).unwrap(),
             memory,
+            dump: false,
         })
+    }
+
+    #[test]
+    fn dump_permission_is_off_unless_on() {
+        let cfg = |text: &str| parse_config(text);
+        assert!(!cfg("cpus = 1\nmemory = 2M").unwrap().dump);
+        assert!(cfg("cpus = 1\nmemory = 2M\ndump = on").unwrap().dump);
+        assert!(!cfg("cpus = 1\nmemory = 2M\ndump = off").unwrap().dump);
+        let err = cfg("cpus = 1\nmemory = 2M\ndump = yes").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config line 3: bad dump: \"yes\" is neither on nor off"
+        );
+        assert!(matches!(
+            cfg("dump = on\ndump = off\ncpus = 1\nmemory = 2M"),
+            Err(VmErrorKind::DuplicateKey { line: 2, .. })
+        ));
     }
 
     #[test]

@@ -182,9 +182,103 @@ fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
     Some(missing)
 }
 
+/// A vCPU's guest registers as a VM-scoped dump reports them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestSnapshot {
+    pub vcpu: usize,
+    /// The exception level the guest was at.
+    pub el: u64,
+    /// Whether the CPU was in the hypervisor handling a trap for it.
+    pub trapped: bool,
+    pub pc: u64,
+    pub lr: u64,
+    pub sp: u64,
+    pub spsr: u64,
+    pub esr: u64,
+    pub vpmr: u8,
+}
+
+const NO_VM: usize = usize::MAX;
+/// The VM (its index) whose own dump is in progress, or NO_VM. In such a
+/// dump the responders only record their guest's registers for the
+/// initiator: nothing about the hypervisor or other VMs is printed, and no
+/// responder writes to a console from NMI context.
+static VM_SCOPE: AtomicUsize = AtomicUsize::new(NO_VM);
+static SNAPSHOTS: [crate::arch::Mutex<Option<GuestSnapshot>>; MAX_CPUS] =
+    [const { crate::arch::Mutex::new(None) }; MAX_CPUS];
+
+/// This CPU's guest registers, if it runs a vCPU of VM `vm_index`: from
+/// `frame` when the NMI interrupted the guest, else from the trap frame of
+/// a trap being handled for it.
+fn snapshot(vm_index: usize, frame: Option<&TrapFrame>) -> Option<GuestSnapshot> {
+    let me = cpu_id();
+    let (vm, vcpu) = crate::vm::guest::current()?;
+    if !core::ptr::eq(crate::vm::guest::vms().get(vm_index)?, vm) || !vcpu.is_resident() {
+        return None;
+    }
+    let (f, trapped) = match frame {
+        Some(f) if VectorKind::from_spsr_el(f.spsr) != 2 => (f, false),
+        _ => (crate::vm::run::guest_frame(me)?, true),
+    };
+    Some(GuestSnapshot {
+        vcpu: vcpu.index,
+        el: (f.spsr >> 2) & 3,
+        trapped,
+        pc: f.elr,
+        lr: f.x[30],
+        sp: el1::guest_sp(f.spsr),
+        spsr: f.spsr,
+        esr: el1::guest_esr(),
+        vpmr: ich::virtual_pmr(),
+    })
+}
+
+/// A dump that a VM asked for and may see: only the physical CPUs that run
+/// its vCPUs are rounded up (other VMs are not disturbed), and it gets
+/// back their guest registers, nothing of the hypervisor. `None` if
+/// another dump is in progress. vCPUs whose CPU did not answer in time are
+/// missing from the result.
+pub fn snapshot_vm(vm_index: usize, cpus: CpuMask) -> Option<alloc::vec::Vec<GuestSnapshot>> {
+    let me = cpu_id();
+    let targets = cpus.without(me);
+    let initiator = ARRIVALS.begin(targets).ok()?;
+    VM_SCOPE.store(vm_index, Ordering::Release);
+    for cpu in targets {
+        if let Some(mut slot) = SNAPSHOTS[cpu].try_lock() {
+            *slot = None;
+        }
+        ipi::hw::send(cpu, Message::Backtrace);
+    }
+    let missing = initiator.wait(cpu::counter, ticks(arrival_timeout_ms() * 1000));
+    // Responders record before they check in; the ones that checked in
+    // are complete.
+    VM_SCOPE.store(NO_VM, Ordering::Release);
+    drop(initiator);
+    let mut out = alloc::vec::Vec::new();
+    out.extend(snapshot(vm_index, None));
+    for cpu in targets {
+        if missing.contains(cpu) {
+            continue;
+        }
+        if let Some(s) = SNAPSHOTS[cpu].try_lock().and_then(|s| *s) {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| s.vcpu);
+    Some(out)
+}
+
 /// The responder's side: check in, wait for the turn, print, report done.
 fn respond(frame: &TrapFrame) {
     let me = cpu_id();
+    let scope = VM_SCOPE.load(Ordering::Acquire);
+    if scope != NO_VM {
+        if let Some(mut slot) = SNAPSHOTS[me].try_lock() {
+            *slot = snapshot(scope, Some(frame));
+        }
+        ARRIVALS.respond(me);
+        return;
+    }
     if !ARRIVALS.respond(me) {
         // Not part of a roundup in flight (e.g. it arrived too late): still
         // useful, so print on our own.

@@ -126,7 +126,7 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     unsafe { cpu::zero_and_clean(pa, spec.memory) };
     let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
     let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
-    Ok(Vm::new(
+    let mut vm = Vm::new(
         spec.name.to_string(),
         ipa,
         pa,
@@ -138,5 +138,7 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         spec.initrd,
         dtb,
         Vgic::with_mpidrs(&mpidrs, NR_SPIS, ich::priority_bits()),
-    ))
+    );
+    vm.dump_allowed = spec.dump;
+    Ok(vm)
 }

@@ -144,6 +144,10 @@ pub struct Vm {
     pub vgic_generation: AtomicU64,
     /// The emulated PL011; see `vm::uart`.
     pub uart: Mutex<Pl011>,
+    /// The bundle's `dump = on`: NMV_DUMP is allowed.
+    pub dump_allowed: bool,
+    /// Counter value of the last dump NMV_DUMP ran (rate limit).
+    pub last_dump: AtomicU64,
     state: AtomicU8,
     console: Mutex<LineBuffer>,
 }
@@ -177,6 +181,8 @@ impl Vm {
             image,
             initrd,
             dtb,
+            dump_allowed: false,
+            last_dump: AtomicU64::new(0),
             state: AtomicU8::new(VmState::Running as u8),
             console: Mutex::new(LineBuffer::new()),
         }

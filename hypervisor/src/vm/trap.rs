@@ -204,15 +204,65 @@ fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
             Call::Psci(fid) => psci_call(vm, vcpu, fid, args),
             Call::Vendor(VendorCall::ConsoleWrite { addr, len }) => console_write(vm, addr, len),
             Call::Vendor(VendorCall::Test(0)) => inject_test_interrupt(vm, args),
-            Call::Vendor(VendorCall::Dump) => {
-                let reason = alloc::format!("requested by vm {} vCPU {}", vm.name, vcpu.index);
-                crate::debug::roundup::dump_all_cpus(&reason);
-                0
-            }
+            Call::Vendor(VendorCall::Dump) => vm_dump(vm, vcpu),
             _ => hypercall::NOT_SUPPORTED,
         },
     };
     frame.x[0] = result as u64;
+}
+
+/// The shortest time between two NMV_DUMP dumps of one VM.
+const DUMP_INTERVAL_US: u64 = 1_000_000;
+/// NMV_DUMP's answer when the last dump was less than DUMP_INTERVAL_US ago
+/// or another dump is running (SMCCC's DENIED).
+const DUMP_BUSY: i64 = -3;
+
+/// NMV_DUMP: with the bundle's `dump = on`, a dump of this VM's own vCPUs
+/// (their guest registers, nothing of the hypervisor or other VMs) on this
+/// VM's console; at most one per second. Refused otherwise: a dump stops
+/// CPUs, which no VM may do to another.
+fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
+    if !vm.dump_allowed {
+        log(vm, "NMV_DUMP refused (the bundle config does not say dump = on)", 0);
+        return hypercall::NOT_SUPPORTED;
+    }
+    let now = cpu::counter();
+    let interval = cpu::counter_freq().saturating_mul(DUMP_INTERVAL_US) / 1_000_000;
+    let last = vm.last_dump.load(core::sync::atomic::Ordering::Acquire);
+    if last != 0 && now.wrapping_sub(last) < interval {
+        return DUMP_BUSY;
+    }
+    vm.last_dump.store(now, core::sync::atomic::Ordering::Release);
+    let Some(index) = guest::vms().iter().position(|v| core::ptr::eq(v, vm)) else {
+        return hypercall::NOT_SUPPORTED;
+    };
+    let cpus = vm
+        .vcpus
+        .iter()
+        .filter(|v| v.is_resident())
+        .fold(crate::ipi::roundup::CpuMask::from_bits(0), |m, v| m.with(v.pcpu));
+    let Some(snaps) = crate::debug::roundup::snapshot_vm(index, cpus) else { return DUMP_BUSY };
+    let mut out = alloc::string::String::new();
+    use core::fmt::Write;
+    let _ = writeln!(out, "nmivisor: dump of vm {} (requested by vCPU {}): {} of {} vCPUs running", vm.name, vcpu.index, snaps.len(), vm.vcpus.len());
+    for s in &snaps {
+        let _ = writeln!(
+            out,
+            "  vCPU {} {} at EL{}: PC {:#018x} LR {:#018x} SP {:#018x} SPSR {:#010x} ESR_EL1 {:#010x} vPMR {:#04x}",
+            s.vcpu,
+            if s.trapped { "in a trap" } else { "running" },
+            s.el,
+            s.pc,
+            s.lr,
+            s.sp,
+            s.spsr,
+            s.esr,
+            s.vpmr
+        );
+    }
+    let _ = writeln!(out, "nmivisor: end of dump of vm {}", vm.name);
+    vm.console_write(out.as_bytes());
+    0
 }
 
 /// NMV_TEST_BASE + 0: the "virtual NMI" API for tests: make INTID x2
