@@ -141,11 +141,13 @@ impl Lr {
     }
 
     /// vINTID [31:0] (same as [`Lr::vintid`]).
+    #[cfg(test)]
     pub const fn intid(self) -> u32 {
         self.vintid()
     }
 
     /// Whether State is not invalid (the LR holds an interrupt).
+    #[cfg(test)]
     pub const fn is_valid(self) -> bool {
         !matches!(self.state(), LrState::Invalid)
     }
