@@ -32,6 +32,10 @@ pub enum Job {
     VirtualNmi = 10,
     /// [`crate::modes::hyp_dump_spin`] (hyp-dump mode).
     HypDumpSpin = 11,
+    /// [`crate::cases::timers::off_in_handler_job`].
+    TimerOffInHandler = 12,
+    /// [`crate::cases::timers::after_on_job`].
+    TimerAfterOn = 13,
 }
 
 impl Job {
@@ -48,6 +52,8 @@ impl Job {
             9 => Some(Job::BenchPong),
             10 => Some(Job::VirtualNmi),
             11 => Some(Job::HypDumpSpin),
+            12 => Some(Job::TimerOffInHandler),
+            13 => Some(Job::TimerAfterOn),
             _ => None,
         }
     }
@@ -113,6 +119,8 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::BenchPong) => crate::bench::pong_on_this_cpu(),
             Some(Job::VirtualNmi) => crate::cases::nmi::virtual_nmi_receiver(),
             Some(Job::HypDumpSpin) => crate::modes::hyp_dump_spin(),
+            Some(Job::TimerOffInHandler) => crate::cases::timers::off_in_handler_job(),
+            Some(Job::TimerAfterOn) => crate::cases::timers::after_on_job(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

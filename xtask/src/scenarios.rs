@@ -80,6 +80,17 @@ pub const GUEST_CASES: &[GuestCase] = &[
     case("roundup"),
     case("sgi-storm"),
     case("timer"),
+    // Both EL1 timers and the PMU interrupt as level-sensitive PPIs.
+    case("timer-pending-virtual"),
+    case("timer-pending-physical"),
+    case("timer-disable-while-pending-virtual"),
+    case("timer-disable-while-pending-physical"),
+    case("timer-wfi-masked-virtual"),
+    case("timer-wfi-masked-physical"),
+    // These print `ok (1 CPU)` on one CPU.
+    case("timer-cpu-off-on-virtual"),
+    case("timer-cpu-off-on-physical"),
+    case("pmu-overflow-irq"),
     // Natively this prints `ok (native: no nmivisor test service)`.
     case("virtual-nmi"),
 ];

@@ -13,6 +13,7 @@ pub mod ordering;
 pub mod psci;
 pub mod sgi_storm;
 pub mod suspend;
+pub mod timers;
 pub mod vtimer;
 
 use crate::line::Line;
@@ -123,6 +124,42 @@ pub static CASES: &[Case] = &[
     Case {
         name: "timer",
         run: vtimer::timer,
+    },
+    Case {
+        name: "timer-pending-virtual",
+        run: timers::pending_virtual,
+    },
+    Case {
+        name: "timer-pending-physical",
+        run: timers::pending_physical,
+    },
+    Case {
+        name: "timer-disable-while-pending-virtual",
+        run: timers::disable_while_pending_virtual,
+    },
+    Case {
+        name: "timer-disable-while-pending-physical",
+        run: timers::disable_while_pending_physical,
+    },
+    Case {
+        name: "timer-wfi-masked-virtual",
+        run: timers::wfi_masked_virtual,
+    },
+    Case {
+        name: "timer-wfi-masked-physical",
+        run: timers::wfi_masked_physical,
+    },
+    Case {
+        name: "timer-cpu-off-on-virtual",
+        run: timers::cpu_off_on_virtual,
+    },
+    Case {
+        name: "timer-cpu-off-on-physical",
+        run: timers::cpu_off_on_physical,
+    },
+    Case {
+        name: "pmu-overflow-irq",
+        run: timers::pmu_overflow_irq,
     },
     Case {
         name: "virtual-nmi",
