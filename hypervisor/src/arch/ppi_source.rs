@@ -10,6 +10,7 @@
 //! hypervisor's own timer is CNTHP (PPI 26), which nothing here touches.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// The virtual timer's INTID (PPI 11).
 pub const VTIMER_INTID: u32 = 27;
@@ -46,11 +47,21 @@ fn cntp_ctl() -> u64 {
 
 /// Whether this CPU has a PMUv3 (ID_AA64DFR0_EL1.PMUVer neither 0 nor
 /// 0xf, IMPLEMENTATION DEFINED): without one, PMU registers are UNDEFINED.
+/// Read once (every CPU of the machine is alike), since every entry asks.
 pub fn has_pmu() -> bool {
-    let dfr0: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack, preserves_flags)) };
-    !matches!((dfr0 >> 8) & 0xf, 0 | 0xf)
+    const UNKNOWN: u8 = 2;
+    static HAS_PMU: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match HAS_PMU.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let dfr0: u64;
+            // SAFETY: reading an ID register has no side effects.
+            unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack, preserves_flags)) };
+            let has = !matches!((dfr0 >> 8) & 0xf, 0 | 0xf);
+            HAS_PMU.store(u8::from(has), Ordering::Relaxed);
+            has
+        }
+        v => v == 1,
+    }
 }
 
 /// The PMU's overflow interrupt request: PMCR_EL0.E set and some counter
