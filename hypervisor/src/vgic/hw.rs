@@ -276,10 +276,11 @@ pub fn inject(vm: &Vm, vcpu: usize, intid: u32, priority: u8) -> bool {
 /// here, its level is re-sampled into the vGIC and the physical interrupt
 /// stays active: the next entry sets its active state from the virtual
 /// one. Returns whether the caller must skip the physical deactivation.
-/// With no vCPU (it was turned off with its timer running), the source is
-/// silenced and the caller deactivates.
+/// With no vCPU resident (it was turned off with its timer running), the
+/// source is silenced and the caller deactivates; the vCPU's next start
+/// resets the source.
 pub fn forwarded_interrupt(intid: u32) -> bool {
-    let Some((vm, vcpu)) = guest::current() else {
+    let Some((vm, vcpu)) = guest::current().filter(|(_, v)| v.is_resident()) else {
         ppi_source::silence(intid);
         return false;
     };
