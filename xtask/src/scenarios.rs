@@ -196,6 +196,7 @@ fn guest_system_reset() -> Scenario {
             contains("guest-test: SYSTEM_RESET"),
             contains("nmivisor: vm guest-test: reset (SYSTEM_RESET from vCPU 0)"),
             contains("guest-test: running again after SYSTEM_RESET"),
+            contains("guest-test: GIC distributor at reset after SYSTEM_RESET"),
         ])
         .expect_count(contains("guest-test: SYSTEM_RESET"), 1)
         .expect_count(contains("reset (SYSTEM_RESET"), 1)
