@@ -79,8 +79,8 @@ pub fn write_hcr(v: u64) {
 
 /// Number of ICH_AP0R<n>_EL2 / ICH_AP1R<n>_EL2 pairs this CPU implements:
 /// one per 32 preemption levels, from ICH_VTR_EL2.PREbits [28:26] (GICv3
-/// spec 12.5.1 ICH_AP0R<n>_EL2: n = 0 with 5 preemption bits, 0-1 with 6,
-/// 0-3 with 7).
+/// spec, ICH_AP0R<n>_EL2: n = 0 with 5 preemption bits, 0-1 with 6, 0-3
+/// with 7).
 pub fn nr_aprs() -> usize {
     match preemption_bits() {
         0..=5 => 1,

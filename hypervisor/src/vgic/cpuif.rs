@@ -8,11 +8,12 @@
 //! is an IRQ "regardless of the value of PSTATE.I"); the CPU interface signals
 //! only an interrupt whose priority is higher than the PMR and whose group
 //! priority is higher than the running priority, in an enabled group
-//! (GICv3 spec 4.8, "Interrupt prioritization", and 4.8.6 / 4.8.7 on
-//! preemption; for the virtual interface ICV_PMR_EL1, ICV_IGRPEN<n>_EL1 and
-//! the active priorities are ICH_VMCR_EL2 and ICH_AP<n>R<m>_EL2, 12.5).
+//! (GICv3 spec, "Interrupt prioritization" and its "Preemption" and
+//! "Priority grouping" sections; for the virtual interface, ICV_PMR_EL1,
+//! ICV_IGRPEN<n>_EL1 and ICV_BPR<n>_EL1 live in ICH_VMCR_EL2 and the
+//! active priorities in ICH_AP<n>R<m>_EL2).
 
-/// ICH_VMCR_EL2 fields (GICv3 spec 12.5.10).
+/// ICH_VMCR_EL2 fields (GICv3 spec, ICH_VMCR_EL2).
 const VMCR_VENG0: u64 = 1 << 0;
 const VMCR_VENG1: u64 = 1 << 1;
 const VMCR_VCBPR: u64 = 1 << 4;
@@ -56,7 +57,7 @@ impl VirtualCpuIf {
     /// (ICH_VTR_EL2.PREbits + 1, 5..=7).
     ///
     /// Bit i of the active priorities (register i / 32, bit i % 32) is the
-    /// group priority `i << (8 - preemption_bits)` (GICv3 spec 4.8.7 /
+    /// group priority `i << (8 - preemption_bits)` (GICv3 spec,
     /// ICH_AP1R<n>_EL2); the running priority is the lowest such value.
     pub fn from_regs(vmcr: u64, ap0r: &[u32], ap1r: &[u32], preemption_bits: u8) -> Self {
         let pre = preemption_bits.clamp(1, 7);
@@ -74,7 +75,7 @@ impl VirtualCpuIf {
         let bpr0 = ((vmcr >> VMCR_VBPR0_SHIFT) & 7) as u32;
         let bpr1 = ((vmcr >> VMCR_VBPR1_SHIFT) & 7) as u32;
         // BPR0 = n: group priority is bits [7:n+1]; BPR1 = n: bits [7:n]
-        // (GICv3 spec 4.8.5, "Priority grouping"). With VCBPR, Group 1
+        // (GICv3 spec, "Priority grouping"). With VCBPR, Group 1
         // uses BPR0's grouping.
         let group0_mask = (0xffu32 << (bpr0 + 1)) as u8;
         let group1_mask = if vmcr & VMCR_VCBPR != 0 { group0_mask } else { (0xffu32 << bpr1) as u8 };

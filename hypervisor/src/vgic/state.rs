@@ -420,7 +420,7 @@ impl Vgic {
     /// The physical active state `vcpu`'s hardware-linked PPIs need, as a
     /// mask of pINTIDs: active while the virtual interrupt is active (the
     /// guest's deactivation through the HW list register then deactivates
-    /// it, GICv3 spec 4.4.6 / ICH_LR<n>_EL2.HW) or pending (its level is
+    /// it, GICv3 spec ICH_LR<n>_EL2.HW) or pending (its level is
     /// being presented virtually: the physical interrupt must not fire at
     /// EL2 again until the guest is done with it). Otherwise inactive, so the
     /// next assertion of the source reaches the hypervisor.
