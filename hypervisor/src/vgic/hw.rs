@@ -23,7 +23,7 @@
 //! same CPU (the virtual timer) cannot deadlock on it, and the NMI path never
 //! takes it.
 
-use super::lr::{hcr_eoi_count, HCR_EN};
+use super::lr::{hcr_eoi_count, Lr, HCR_EN};
 use super::sgi::{SgiGroup, SgiRequest, TargetSet};
 use super::{is_nmi_priority, Access, Vgic};
 use crate::arch::esr::MmioAccess;
@@ -184,11 +184,17 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
         return;
     }
     ich::write_hcr(HCR_EN);
-    // A HW-linked LR the guest deactivated also deactivated the physical
-    // interrupt, and the fold drops the virtual level: both must be read
-    // again before the next entry.
-    cache.levels.store(UNKNOWN, Ordering::Relaxed);
-    cache.phys_active.store(UNKNOWN, Ordering::Relaxed);
+    // A HW-linked LR the guest changed may have deactivated the physical
+    // interrupt (which only the hardware knows), and the fold then drops
+    // the virtual level: both must be read again before the next entry.
+    let hw_changed = lrs[..n].iter().zip(&cache.written).any(|(&lr, w)| {
+        let w = w.load(Ordering::Relaxed);
+        Lr(w).is_hw() && lr != w
+    });
+    if hw_changed {
+        cache.levels.store(UNKNOWN, Ordering::Relaxed);
+        cache.phys_active.store(UNKNOWN, Ordering::Relaxed);
+    }
     let mut l = lock(vm);
     l.vgic.fold_lrs(vcpu.index, &lrs[..n]);
     let eoicount = hcr_eoi_count(hcr);
@@ -200,7 +206,9 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
     }
     let handoffs = l.vgic.take_handoff_kicks();
     drop(l);
-    kick(vm, handoffs);
+    if !handoffs.is_empty() {
+        kick(vm, handoffs);
+    }
 }
 
 /// Guest entry: the forwarded PPIs are re-sampled, the list registers get

@@ -180,6 +180,11 @@ impl Lr {
         self.0 & Self::HW != 0
     }
 
+    /// HW [61]: the LR is hardware-linked (whatever its State).
+    pub const fn is_hw(self) -> bool {
+        self.0 & Self::HW != 0
+    }
+
     /// EOI [41] (only with HW=0).
     #[cfg(test)]
     pub const fn eoi_maintenance(self) -> bool {
