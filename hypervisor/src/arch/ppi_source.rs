@@ -73,19 +73,24 @@ fn pmu_output() -> bool {
     if !has_pmu() {
         return false;
     }
-    let (pmcr, ovs, inten): (u64, u64, u64);
-    // SAFETY: reading the PMU's control, overflow and interrupt-enable
-    // registers has no side effects.
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 has no side effects.
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack, preserves_flags)) };
+    if pmcr & 1 == 0 {
+        return false;
+    }
+    let (ovs, inten): (u64, u64);
+    // SAFETY: reading the PMU's overflow and interrupt-enable registers
+    // has no side effects.
     unsafe {
         asm!(
-            "mrs {pmcr}, pmcr_el0",
             "mrs {ovs}, pmovsset_el0",
             "mrs {inten}, pmintenset_el1",
-            pmcr = out(reg) pmcr, ovs = out(reg) ovs, inten = out(reg) inten,
+            ovs = out(reg) ovs, inten = out(reg) inten,
             options(nomem, nostack, preserves_flags)
         )
     };
-    pmcr & 1 != 0 && ovs & inten & 0xffff_ffff != 0
+    ovs & inten & 0xffff_ffff != 0
 }
 
 /// The output levels of the forwarded sources, as a mask of INTIDs
