@@ -36,6 +36,8 @@ pub enum Job {
     TimerOffInHandler = 12,
     /// [`crate::cases::timers::after_on_job`].
     TimerAfterOn = 13,
+    /// [`crate::cases::spi_route::receiver_job`].
+    SpiReroute = 14,
 }
 
 impl Job {
@@ -54,6 +56,7 @@ impl Job {
             11 => Some(Job::HypDumpSpin),
             12 => Some(Job::TimerOffInHandler),
             13 => Some(Job::TimerAfterOn),
+            14 => Some(Job::SpiReroute),
             _ => None,
         }
     }
@@ -121,6 +124,7 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::HypDumpSpin) => crate::modes::hyp_dump_spin(),
             Some(Job::TimerOffInHandler) => crate::cases::timers::off_in_handler_job(),
             Some(Job::TimerAfterOn) => crate::cases::timers::after_on_job(),
+            Some(Job::SpiReroute) => crate::cases::spi_route::receiver_job(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

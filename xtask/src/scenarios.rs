@@ -79,6 +79,7 @@ pub const GUEST_CASES: &[GuestCase] = &[
     case("lr-overflow"),
     case("roundup"),
     case("sgi-storm"),
+    case("spi-reroute-pending"),
     case("timer"),
     // Both EL1 timers and the PMU interrupt as level-sensitive PPIs.
     case("timer-pending-virtual"),

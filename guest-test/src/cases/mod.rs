@@ -12,6 +12,7 @@ pub mod nmi;
 pub mod ordering;
 pub mod psci;
 pub mod sgi_storm;
+pub mod spi_route;
 pub mod suspend;
 pub mod timers;
 pub mod vtimer;
@@ -120,6 +121,10 @@ pub static CASES: &[Case] = &[
     Case {
         name: "sgi-storm",
         run: sgi_storm::sgi_storm,
+    },
+    Case {
+        name: "spi-reroute-pending",
+        run: spi_route::spi_reroute_pending,
     },
     Case {
         name: "timer",
