@@ -84,13 +84,58 @@ pub fn system_reset() -> Result<(), Reason> {
     if unsafe { core::ptr::read_volatile(at as *const u64) } == MAGIC {
         set_marker(at, 0);
         println!("guest-test: running again after SYSTEM_RESET");
+        gic_at_reset()?;
+        println!("guest-test: GIC distributor at reset after SYSTEM_RESET");
         return Ok(());
     }
     set_marker(at, MAGIC);
+    gic_dirty()?;
     println!("guest-test: SYSTEM_RESET");
     let ret = psci::status(psci::call(psci::SYSTEM_RESET, 0, 0, 0));
     set_marker(at, 0);
     fail!("SYSTEM_RESET returned {ret}")
+}
+
+/// The SPI that [`gic_dirty`] configures before the reset.
+const RESET_SPI: u32 = 40;
+
+/// Leaves distributor state that a reset must undo: Group 1 enabled, and
+/// SPI [`RESET_SPI`] enabled, pending and at priority 0x40 (the GIC spec's
+/// reset values are all 0, IHI 0069 12.9).
+fn gic_dirty() -> Result<(), Reason> {
+    let g = match gic::get() {
+        Ok(g) => g,
+        Err(why) => fail!("no GIC: {why}"),
+    };
+    if let Err(why) = g.init_distributor() {
+        fail!("GIC setup failed: {why}");
+    }
+    let spi = g.irq(RESET_SPI);
+    spi.set_priority(0x40);
+    spi.set_pending();
+    spi.enable();
+    Ok(())
+}
+
+/// After the reset, before anything set the GIC up: the distributor is
+/// back at its reset values.
+fn gic_at_reset() -> Result<(), Reason> {
+    let g = match gic::get() {
+        Ok(g) => g,
+        Err(why) => fail!("no GIC: {why}"),
+    };
+    let ctlr = gic::rd32(g.gicd + gic::GICD_CTLR);
+    if ctlr & gic::CTLR_ENABLE_GRP1 != 0 {
+        fail!("GICD_CTLR = {ctlr:#x} after SYSTEM_RESET: EnableGrp1 still set");
+    }
+    let spi = g.irq(RESET_SPI);
+    let (enabled, _) = spi.enabled();
+    let (pending, _) = spi.pending();
+    let prio = spi.priority();
+    if enabled || pending || prio != 0 {
+        fail!("SPI {RESET_SPI} after SYSTEM_RESET: enabled {enabled}, pending {pending}, priority {prio:#x}; want all reset (0)");
+    }
+    Ok(())
 }
 
 /// Secondaries spinning in [`hyp_dump_spin`].

@@ -32,6 +32,12 @@ pub enum Job {
     VirtualNmi = 10,
     /// [`crate::modes::hyp_dump_spin`] (hyp-dump mode).
     HypDumpSpin = 11,
+    /// [`crate::cases::timers::off_in_handler_job`].
+    TimerOffInHandler = 12,
+    /// [`crate::cases::timers::after_on_job`].
+    TimerAfterOn = 13,
+    /// [`crate::cases::spi_route::receiver_job`].
+    SpiReroute = 14,
 }
 
 impl Job {
@@ -48,6 +54,9 @@ impl Job {
             9 => Some(Job::BenchPong),
             10 => Some(Job::VirtualNmi),
             11 => Some(Job::HypDumpSpin),
+            12 => Some(Job::TimerOffInHandler),
+            13 => Some(Job::TimerAfterOn),
+            14 => Some(Job::SpiReroute),
             _ => None,
         }
     }
@@ -113,6 +122,9 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::BenchPong) => crate::bench::pong_on_this_cpu(),
             Some(Job::VirtualNmi) => crate::cases::nmi::virtual_nmi_receiver(),
             Some(Job::HypDumpSpin) => crate::modes::hyp_dump_spin(),
+            Some(Job::TimerOffInHandler) => crate::cases::timers::off_in_handler_job(),
+            Some(Job::TimerAfterOn) => crate::cases::timers::after_on_job(),
+            Some(Job::SpiReroute) => crate::cases::spi_route::receiver_job(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

@@ -85,7 +85,19 @@ pub const GUEST_CASES: &[GuestCase] = &[
     case("lr-overflow"),
     case("roundup"),
     case("sgi-storm"),
+    case("spi-reroute-pending"),
     case("timer"),
+    // Both EL1 timers and the PMU interrupt as level-sensitive PPIs.
+    case("timer-pending-virtual"),
+    case("timer-pending-physical"),
+    case("timer-disable-while-pending-virtual"),
+    case("timer-disable-while-pending-physical"),
+    case("timer-wfi-masked-virtual"),
+    case("timer-wfi-masked-physical"),
+    // These print `ok (1 CPU)` on one CPU.
+    case("timer-cpu-off-on-virtual"),
+    case("timer-cpu-off-on-physical"),
+    case("pmu-overflow-irq"),
     // Natively this prints `ok (native: no nmivisor test service)`.
     case("virtual-nmi"),
 ];
@@ -198,6 +210,7 @@ fn guest_system_reset() -> Scenario {
             contains("guest-test: SYSTEM_RESET"),
             contains("nmivisor: vm guest-test: reset (SYSTEM_RESET from vCPU 0)"),
             contains("guest-test: running again after SYSTEM_RESET"),
+            contains("guest-test: GIC distributor at reset after SYSTEM_RESET"),
         ])
         .expect_count(contains("guest-test: SYSTEM_RESET"), 1)
         .expect_count(contains("reset (SYSTEM_RESET"), 1)

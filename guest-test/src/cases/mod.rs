@@ -13,7 +13,9 @@ pub mod nmi;
 pub mod ordering;
 pub mod psci;
 pub mod sgi_storm;
+pub mod spi_route;
 pub mod suspend;
+pub mod timers;
 pub mod vtimer;
 
 use crate::line::Line;
@@ -134,8 +136,48 @@ pub static CASES: &[Case] = &[
         run: sgi_storm::sgi_storm,
     },
     Case {
+        name: "spi-reroute-pending",
+        run: spi_route::spi_reroute_pending,
+    },
+    Case {
         name: "timer",
         run: vtimer::timer,
+    },
+    Case {
+        name: "timer-pending-virtual",
+        run: timers::pending_virtual,
+    },
+    Case {
+        name: "timer-pending-physical",
+        run: timers::pending_physical,
+    },
+    Case {
+        name: "timer-disable-while-pending-virtual",
+        run: timers::disable_while_pending_virtual,
+    },
+    Case {
+        name: "timer-disable-while-pending-physical",
+        run: timers::disable_while_pending_physical,
+    },
+    Case {
+        name: "timer-wfi-masked-virtual",
+        run: timers::wfi_masked_virtual,
+    },
+    Case {
+        name: "timer-wfi-masked-physical",
+        run: timers::wfi_masked_physical,
+    },
+    Case {
+        name: "timer-cpu-off-on-virtual",
+        run: timers::cpu_off_on_virtual,
+    },
+    Case {
+        name: "timer-cpu-off-on-physical",
+        run: timers::cpu_off_on_physical,
+    },
+    Case {
+        name: "pmu-overflow-irq",
+        run: timers::pmu_overflow_irq,
     },
     Case {
         name: "virtual-nmi",

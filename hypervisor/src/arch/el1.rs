@@ -166,7 +166,9 @@ pub fn load_guest_control(c: &GuestControl) {
     let midr: u64;
     // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
     // own EL2 translation and exception handling are unaffected. CNTHCTL
-    // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN).
+    // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN); ECV
+    // [12] stays clear, so no CNTPOFF_EL2 offset applies to the guest's
+    // physical timer, whose PPI 30 is forwarded like the virtual one.
     // MDCR_EL2.HPMN = PMCR_EL0.N hands the guest every PMU counter (HPMN = 0
     // would be reserved without FEAT_HPMN0); the other MDCR_EL2 bits come
     // from the feature policy (GuestFeatures::mdcr).

@@ -22,6 +22,8 @@ pub mod ich;
 #[cfg(target_os = "none")]
 pub mod percpu;
 #[cfg(target_os = "none")]
+pub mod ppi_source;
+#[cfg(target_os = "none")]
 pub mod psci;
 #[cfg(target_os = "none")]
 pub mod vectors;

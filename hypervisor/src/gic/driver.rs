@@ -31,6 +31,8 @@ static GIC: Once<Mutex<GicV3<'static>>> = Once::new();
 static GICR_INDEX: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS];
 /// Logical CPU -> MPIDR, for SGI targeting.
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+/// Logical CPU -> its redistributor's SGI_base frame (RD_base + 64 KiB).
+static GICR_SGI_BASE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// The console UART's interrupt, once configured.
 static UART_INTID: AtomicUsize = AtomicUsize::new(0);
 
@@ -102,6 +104,7 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
             .position(|&a| a == mpidr)
             .ok_or(GicInitError::NoRedistributor { cpu, mpidr })?;
         GICR_INDEX[cpu].store(index, Ordering::Relaxed);
+        GICR_SGI_BASE[cpu].store(info.gicr.start + index as u64 * frame_bytes + SGI_FRAME_OFFSET, Ordering::Relaxed);
     }
 
     GicCpuInterface::enable_system_register_el2(true);
@@ -113,15 +116,18 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
             (IntId::sgi(Sgi::Nmi.intid()), priority::NMI),
             (IntId::sgi(Sgi::Kick.intid()), priority::NORMAL),
             (IntId::ppi(EL2_TIMER_INTID - 16), priority::NORMAL),
-            // Virtual timer (passed to guests) and GIC maintenance.
+            // The PPIs forwarded to guests (virtual timer, EL1 physical
+            // timer, PMU) and GIC maintenance.
             (IntId::ppi(27 - 16), priority::NORMAL),
+            (IntId::ppi(30 - 16), priority::NORMAL),
+            (IntId::ppi(23 - 16), priority::NORMAL),
             (IntId::ppi(25 - 16), priority::NORMAL),
         ] {
             gic.set_group(intid, frame, Group::Group1NS)?;
             gic.set_interrupt_priority(intid, frame, prio)?;
             gic.enable_interrupt(intid, frame, true)?;
         }
-        for ppi in [EL2_TIMER_INTID, 27, 25] {
+        for ppi in [EL2_TIMER_INTID, 27, 30, 23, 25] {
             gic.set_trigger(IntId::ppi(ppi - 16), frame, Trigger::Level)?;
         }
     }
@@ -146,6 +152,47 @@ pub fn uart_intid() -> Option<u32> {
     match UART_INTID.load(Ordering::Relaxed) {
         0 => None,
         i => Some(i as u32),
+    }
+}
+
+/// GICR_ISACTIVER0 / GICR_ICACTIVER0 within the SGI_base frame (GICv3
+/// spec 12.11): write 1 to set / clear the active state of an SGI or PPI.
+const SGI_FRAME_OFFSET: u64 = 0x1_0000;
+const GICR_ISACTIVER0: u64 = 0x300;
+const GICR_ICACTIVER0: u64 = 0x380;
+
+/// This CPU's redistributor SGI frame, if `init` found it.
+fn sgi_frame() -> Option<u64> {
+    match GICR_SGI_BASE.get(crate::arch::percpu::cpu_id())?.load(Ordering::Relaxed) {
+        0 => None,
+        b => Some(b),
+    }
+}
+
+/// The active state of this CPU's SGIs and PPIs (GICR_ISACTIVER0: bit n =
+/// INTID n). arm-gic has no accessor for it.
+pub fn ppi_active() -> u32 {
+    let Some(base) = sgi_frame() else { return 0 };
+    // SAFETY: this CPU's redistributor SGI frame, mapped as device memory
+    // by mm::el2 (it lies inside the DT's GICR range); a 32-bit read of
+    // GICR_ISACTIVER0 has no side effects.
+    unsafe { core::ptr::read_volatile((base + GICR_ISACTIVER0) as *const u32) }
+}
+
+/// Sets the active state of this CPU's PPIs in `set` and clears it for
+/// those in `clear` (bit n = INTID n), without touching the CPU
+/// interface's running priority.
+pub fn set_ppi_active(set: u32, clear: u32) {
+    let Some(base) = sgi_frame() else { return };
+    // SAFETY: as in `ppi_active`; GICR_ISACTIVER0 / GICR_ICACTIVER0 are
+    // write-1-to-set / -clear, so other bits and CPUs are unaffected.
+    unsafe {
+        if set != 0 {
+            core::ptr::write_volatile((base + GICR_ISACTIVER0) as *mut u32, set);
+        }
+        if clear != 0 {
+            core::ptr::write_volatile((base + GICR_ICACTIVER0) as *mut u32, clear);
+        }
     }
 }
 

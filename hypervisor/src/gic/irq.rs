@@ -12,7 +12,7 @@ use super::driver::{uart_intid, EL2_TIMER_INTID};
 use crate::arch::gicv3;
 use crate::arch::vectors::TrapFrame;
 use crate::ipi::message::Sgi;
-use crate::vgic::hw::{vtimer_interrupt, MAINTENANCE_INTID, VTIMER_INTID};
+use crate::vgic::hw::{forwarded_interrupt, FORWARDED, MAINTENANCE_INTID};
 
 /// INTIDs 1020..1023 are special: nothing to handle (GICv3 spec 2.2.1).
 const SPURIOUS_START: u32 = 1020;
@@ -45,10 +45,11 @@ pub fn handle_irq(frame: &TrapFrame, guest_exited: Option<fn()>) {
     }
     exited();
 
-    if intid == VTIMER_INTID {
-        // Handed to the guest through a HW list register: the guest's
-        // deactivation of the virtual interrupt deactivates this one.
-        let linked = vtimer_interrupt();
+    if FORWARDED.contains(&intid) {
+        // A timer or the PMU, handed to the guest through a HW list
+        // register: the next entry sets the physical active state from the
+        // virtual one, and the guest's deactivation deactivates it.
+        let linked = forwarded_interrupt(intid);
         gicv3::end_of_interrupt(intid);
         if !linked {
             gicv3::deactivate(intid);

@@ -1,6 +1,22 @@
-//! The vGIC's hardware side: the list registers, the maintenance and
-//! virtual-timer interrupts, trapped SGI writes, distributor and
-//! redistributor MMIO, and kicking vCPUs on other physical CPUs.
+//! The vGIC's hardware side: the list registers, the maintenance interrupt
+//! and the forwarded PPIs (both EL1 timers and the PMU), trapped SGI
+//! writes, distributor and redistributor MMIO, and kicking vCPUs on other
+//! physical CPUs.
+//!
+//! # Forwarded PPIs
+//!
+//! The virtual timer (27), the EL1 physical timer (30) and the PMU overflow
+//! interrupt (23) are the guest's own devices on its physical CPU. Each is
+//! linked to the same virtual INTID: its list register has HW=1, so the
+//! guest's deactivation deactivates the physical interrupt.
+//!
+//! - Level: re-sampled from the source ([`ppi_source::levels`]) on every
+//!   entry, in the physical interrupt's handler, before a WFI check, and
+//!   when the guest touches its own GICR_I{S,C}ENABLER0 / I{S,C}PENDR0. The
+//!   virtual interrupt is pending exactly while the source asserts it.
+//! - Physical active state: set from the virtual state on every entry that
+//!   refills the LRs (and so after every vCPU reset), through this CPU's
+//!   GICR_ISACTIVER0 / GICR_ICACTIVER0 ([`Vgic::hw_active_wanted`]).
 //!
 //! The vGIC state of a VM sits behind one lock, always taken with normal
 //! interrupts masked by priority ([`IrqGuard`]): an interrupt handler on the
@@ -19,18 +35,21 @@ use crate::ipi::message::Message;
 use crate::vm::guest::{self, Vcpu, Vm};
 use crate::vm::memmap;
 use crate::ipi;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use super::cpuif::VirtualCpuIf;
+use super::regs::gicr;
+use crate::arch::ppi_source;
+use crate::gic::driver;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::arch::MutexGuard;
 
-/// The virtual timer's INTID, physical and virtual alike (PPI 11).
-pub const VTIMER_INTID: u32 = 27;
+pub use crate::arch::ppi_source::{PMU_INTID, PTIMER_INTID, VTIMER_INTID};
 /// The GIC maintenance interrupt (PPI 9).
 pub const MAINTENANCE_INTID: u32 = 25;
 
-/// Per physical CPU: the virtual timer's physical interrupt was handed to
-/// the guest through a HW list register and is still active; the guest's
-/// deactivation (or a vCPU reset) ends it.
-static VTIMER_INFLIGHT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The PPIs forwarded to the vCPU of their physical CPU, each hardware-
+/// linked to the same virtual INTID.
+pub const FORWARDED: [u32; 3] = [VTIMER_INTID, PTIMER_INTID, PMU_INTID];
+const FORWARDED_MASK: u32 = 1 << VTIMER_INTID | 1 << PTIMER_INTID | 1 << PMU_INTID;
 
 /// The VM's vGIC, locked with normal interrupts masked.
 pub struct Locked<'a> {
@@ -58,36 +77,89 @@ fn lock_quiet(vm: &Vm) -> Locked<'_> {
 /// generation that flush saw, and whether this exit's fold found the list
 /// registers untouched. Together they let an exit that changed nothing
 /// (a hypercall, an MMIO read) skip the vGIC lock on the way out and in.
+///
+/// It also remembers the forwarded sources' levels last given to the vGIC
+/// and the physical active state last written, so that an entry that
+/// changes neither costs no lock and no MMIO.
 struct LrCache {
     written: [AtomicU64; MAX_LRS],
     generation: AtomicU64,
     untouched: AtomicBool,
+    levels: AtomicU32,
+    phys_active: AtomicU32,
 }
 
 const NO_GENERATION: u64 = u64::MAX;
+/// `levels` / `phys_active` not known: the next use re-reads.
+const UNKNOWN: u32 = u32::MAX;
 
 static LR_CACHE: [LrCache; MAX_CPUS] = [const {
     LrCache {
         written: [const { AtomicU64::new(0) }; MAX_LRS],
         generation: AtomicU64::new(NO_GENERATION),
         untouched: AtomicBool::new(false),
+        levels: AtomicU32::new(UNKNOWN),
+        phys_active: AtomicU32::new(UNKNOWN),
     }
 }; MAX_CPUS];
 
-/// A vCPU starts from reset: an empty virtual CPU interface, the virtual
-/// timer linked to its physical interrupt, and no leftover physical
-/// activation from a previous life of this vCPU.
+/// A vCPU starts from reset: an empty virtual CPU interface, its forwarded
+/// sources (EL1 physical timer, PMU) at reset, the forwarded PPIs linked
+/// to their physical interrupts. Whatever physical active state a previous
+/// life of this vCPU left is corrected by the flush that follows.
 pub fn vcpu_reset(vm: &Vm, vcpu: &Vcpu) {
-    if VTIMER_INFLIGHT[cpu_id()].swap(false, Ordering::AcqRel) {
-        gicv3::deactivate(VTIMER_INTID);
-    }
     ich::reset_virtual_interface();
+    ppi_source::reset();
     let cache = &LR_CACHE[cpu_id()];
     cache.generation.store(NO_GENERATION, Ordering::Relaxed);
     cache.untouched.store(false, Ordering::Relaxed);
+    cache.levels.store(UNKNOWN, Ordering::Relaxed);
+    cache.phys_active.store(UNKNOWN, Ordering::Relaxed);
     let mut l = lock(vm);
     l.vgic.reset_vcpu(vcpu.index);
-    l.vgic.set_hw(vcpu.index, VTIMER_INTID, Some(VTIMER_INTID));
+    for intid in FORWARDED {
+        l.vgic.set_hw(vcpu.index, intid, Some(intid));
+    }
+}
+
+/// PSCI SYSTEM_RESET: the VM's distributor and every redistributor back to
+/// reset. Called with every vCPU stopped; each vCPU's own start
+/// ([`vcpu_reset`]) then resets its virtual CPU interface.
+pub fn vm_reset(vm: &Vm) {
+    lock(vm).vgic.reset();
+}
+
+/// Re-samples this CPU's forwarded sources into `vcpu`'s vGIC state. The
+/// vCPU must be this CPU's. Cheap when nothing changed: no lock.
+fn resample(vm: &Vm, vcpu: &Vcpu) {
+    let levels = ppi_source::levels();
+    let cache = &LR_CACHE[cpu_id()];
+    if cache.levels.load(Ordering::Relaxed) == levels {
+        return;
+    }
+    let changed = lock_quiet(vm).vgic.sample_hw_levels(vcpu.index, levels);
+    cache.levels.store(levels, Ordering::Relaxed);
+    if changed {
+        // The LRs must be rebuilt on the way in.
+        cache.untouched.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Makes the physical active state of the forwarded PPIs on this CPU what
+/// the vGIC wants (GICv3 spec 12.11, GICR_ISACTIVER0 / GICR_ICACTIVER0 of
+/// this CPU's redistributor). These registers change the active state
+/// alone, without touching the physical CPU interface's running priority,
+/// which the hypervisor already dropped (EOImode=1, ICC_EOIR1_EL1) when it
+/// took the interrupt; ICC_DIR_EL1 could only deactivate.
+fn sync_phys_active(wanted: u32) {
+    let cache = &LR_CACHE[cpu_id()];
+    let wanted = wanted & FORWARDED_MASK;
+    let known = cache.phys_active.load(Ordering::Relaxed);
+    let current = if known == UNKNOWN { driver::ppi_active() & FORWARDED_MASK } else { known };
+    if current != wanted {
+        driver::set_ppi_active(wanted & !current, current & !wanted);
+    }
+    cache.phys_active.store(wanted, Ordering::Relaxed);
 }
 
 /// Guest exit: what the guest did with its list registers flows back into
@@ -112,34 +184,40 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
         return;
     }
     ich::write_hcr(HCR_EN);
-    // A HW-linked timer LR that is gone was deactivated by the guest, and
-    // with it the physical interrupt.
-    let timer_still_listed = lrs[..n].iter().any(|&v| {
-        let lr = Lr(v);
-        lr.is_valid() && lr.intid() == VTIMER_INTID
+    // A HW-linked LR the guest changed may have deactivated the physical
+    // interrupt (which only the hardware knows), and the fold then drops
+    // the virtual level: both must be read again before the next entry.
+    let hw_changed = lrs[..n].iter().zip(&cache.written).any(|(&lr, w)| {
+        let w = w.load(Ordering::Relaxed);
+        Lr(w).is_hw() && lr != w
     });
-    if !timer_still_listed {
-        VTIMER_INFLIGHT[cpu_id()].store(false, Ordering::Release);
+    if hw_changed {
+        cache.levels.store(UNKNOWN, Ordering::Relaxed);
+        cache.phys_active.store(UNKNOWN, Ordering::Relaxed);
     }
     let mut l = lock(vm);
     l.vgic.fold_lrs(vcpu.index, &lrs[..n]);
     let eoicount = hcr_eoi_count(hcr);
     if eoicount != 0 {
-        // HW-linked interrupts the guest ended without an LR: their physical
-        // side must be deactivated here (GICv3 spec 4.4.5, EOIcount).
-        for pintid in l.vgic.eoi_count(vcpu.index, eoicount) {
-            gicv3::deactivate(pintid);
-            if pintid == VTIMER_INTID {
-                VTIMER_INFLIGHT[cpu_id()].store(false, Ordering::Release);
-            }
-        }
+        // HW-linked interrupts the guest ended without an LR (GICv3 spec
+        // 4.4.5, EOIcount) are all forwarded PPIs: the entry's active-state
+        // sync deactivates their physical side.
+        let _ = l.vgic.eoi_count(vcpu.index, eoicount);
+    }
+    let handoffs = l.vgic.take_handoff_kicks();
+    drop(l);
+    if !handoffs.is_empty() {
+        kick(vm, handoffs);
     }
 }
 
-/// Guest entry: the list registers get the highest-priority pending
-/// interrupts (active ones stay), and ICH_HCR_EL2 asks for a maintenance
-/// interrupt when they need refilling.
+/// Guest entry: the forwarded PPIs are re-sampled, the list registers get
+/// the highest-priority pending interrupts (active ones stay), the
+/// forwarded PPIs' physical active state follows the virtual one, and
+/// ICH_HCR_EL2 asks for a maintenance interrupt when the LRs need
+/// refilling.
 pub fn flush(vm: &Vm, vcpu: &Vcpu) {
+    resample(vm, vcpu);
     let cache = &LR_CACHE[cpu_id()];
     // Read before taking the lock: a change made after this read makes the
     // next entry flush again (and its author kicks this vCPU).
@@ -147,19 +225,30 @@ pub fn flush(vm: &Vm, vcpu: &Vcpu) {
     if cache.untouched.swap(false, Ordering::Relaxed)
         && cache.generation.load(Ordering::Relaxed) == generation
     {
-        // Nothing changed on either side since the LRs were written: they
-        // and ICH_HCR_EL2 are still right.
+        // Nothing changed on either side since the LRs were written: they,
+        // ICH_HCR_EL2 and the physical active state are still right.
         return;
     }
     let n = ich::nr_lrs();
     let mut lrs = [0u64; MAX_LRS];
-    let hcr = lock_quiet(vm).vgic.flush_lrs(vcpu.index, &mut lrs[..n]);
+    let (hcr, wanted, handoffs) = {
+        let mut l = lock_quiet(vm);
+        let hcr = l.vgic.flush_lrs(vcpu.index, &mut lrs[..n]);
+        (hcr, l.vgic.hw_active_wanted(vcpu.index), l.vgic.take_handoff_kicks())
+    };
+    sync_phys_active(wanted);
     for (i, &lr) in lrs.iter().enumerate().take(n) {
         ich::write_lr(i, lr);
         cache.written[i].store(lr, Ordering::Relaxed);
     }
     cache.generation.store(generation, Ordering::Relaxed);
     ich::write_hcr(hcr);
+    if !handoffs.is_empty() {
+        // Released SPIs now belong to other vCPUs: their entries must not
+        // take the fast path.
+        vm.vgic_generation.fetch_add(1, Ordering::AcqRel);
+        kick(vm, handoffs);
+    }
 }
 
 /// Sends the kick each target needs: the NMI SGI when a virtual interrupt
@@ -191,24 +280,28 @@ pub fn inject(vm: &Vm, vcpu: usize, intid: u32, priority: u8) -> bool {
     true
 }
 
-/// The physical virtual-timer interrupt fired while this CPU's vCPU owns
-/// the timer: pass it on through a HW list register. The physical
-/// interrupt stays active until the guest deactivates the virtual one.
-/// Returns whether the caller must skip the physical deactivation.
-pub fn vtimer_interrupt() -> bool {
-    let Some((vm, vcpu)) = guest::current() else {
-        mask_vtimer();
+/// A forwarded PPI (a timer or the PMU) fired on this CPU. With a vCPU
+/// here, its level is re-sampled into the vGIC and the physical interrupt
+/// stays active: the next entry sets its active state from the virtual
+/// one. Returns whether the caller must skip the physical deactivation.
+/// With no vCPU resident (it was turned off with its timer running), the
+/// source is silenced and the caller deactivates; the vCPU's next start
+/// resets the source.
+pub fn forwarded_interrupt(intid: u32) -> bool {
+    let Some((vm, vcpu)) = guest::current().filter(|(_, v)| v.is_resident()) else {
+        ppi_source::silence(intid);
         return false;
     };
-    VTIMER_INFLIGHT[cpu_id()].store(true, Ordering::Release);
-    let _ = lock(vm).vgic.set_level(vcpu.index, VTIMER_INTID, true);
+    let cache = &LR_CACHE[cpu_id()];
+    let known = cache.phys_active.load(Ordering::Relaxed);
+    if known != UNKNOWN {
+        cache.phys_active.store(known | 1 << intid, Ordering::Relaxed);
+    }
+    // The acknowledge made it active: the next entry must sync, even if
+    // the level reads as it did (the source may have dropped meanwhile).
+    cache.untouched.store(false, Ordering::Relaxed);
+    resample(vm, vcpu);
     true
-}
-
-/// A virtual-timer interrupt with no vCPU to take it: mask it at the timer.
-fn mask_vtimer() {
-    // SAFETY: sets CNTV_CTL_EL0.IMASK of a timer no guest owns right now.
-    unsafe { core::arch::asm!("mrs {t}, cntv_ctl_el0", "orr {t}, {t}, #2", "msr cntv_ctl_el0, {t}", t = out(reg) _, options(nomem, nostack)) };
 }
 
 /// The ICC_SGI*R_EL1 system register encodings (Op0, Op1, CRn, CRm, Op2),
@@ -273,6 +366,16 @@ pub fn mmio(vm: &Vm, vcpu: &Vcpu, ipa: u64, access: &MmioAccess, value: u64) -> 
         let off = ipa - gicr.start;
         let frame = (off / memmap::GICR_FRAME) as usize;
         let off = off % memmap::GICR_FRAME;
+        if frame == vcpu.index
+            && matches!(off, gicr::ISENABLER0 | gicr::ICENABLER0 | gicr::ISPENDR0 | gicr::ICPENDR0)
+        {
+            // The guest looks at or enables its own PPIs: the forwarded
+            // ones show their sources' current levels, as a GIC's
+            // level-sensitive pending state does. Another vCPU's frame
+            // shows that vCPU's last sample (its sources are not readable
+            // from here).
+            resample(vm, vcpu);
+        }
         if access.write {
             let r = lock(vm).vgic.redist_write(vcpu.index, frame, off, size, value);
             kick(vm, r.kicks);
@@ -310,17 +413,36 @@ fn unhandled(vm: &Vm, what: &str, off: u64, size: u8) {
     ));
 }
 
-/// WFI: idles until an interrupt is deliverable to the vCPU (or the vCPU
-/// is being stopped). Physical interrupts (kicks, the virtual timer) are
-/// taken meanwhile.
+/// The running vCPU's virtual CPU interface, as far as it decides whether
+/// an interrupt is signalled (ICH_VMCR_EL2, the active priorities).
+fn current_cpuif() -> VirtualCpuIf {
+    let n = ich::nr_aprs();
+    let mut ap0 = [0u32; 4];
+    let mut ap1 = [0u32; 4];
+    for i in 0..n {
+        ap0[i] = ich::read_apr(false, i);
+        ap1[i] = ich::read_apr(true, i);
+    }
+    VirtualCpuIf::from_regs(ich::read_vmcr(), &ap0[..n], &ap1[..n], ich::preemption_bits())
+}
+
+/// WFI: idles until the vCPU's virtual CPU interface would signal an
+/// interrupt (or the vCPU is being stopped). An interrupt masked by the
+/// guest's PMR, running priority or group enables does not end it; one
+/// masked only by PSTATE.I does (Arm ARM D1.6.2; see [`super::cpuif`]).
+/// Physical interrupts (kicks, the forwarded PPIs) are taken meanwhile.
 pub fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
+    let cpuif = current_cpuif();
     loop {
         // PSTATE.I is set across the check and the WFI, so an interrupt
         // arriving in between still ends the WFI (Arm ARM D1.6.2: WFI wakes
         // on a pending interrupt even when masked); it is taken just after.
         gicv3::local_irq_mask();
         let stop = vcpu.power() != guest::Power::On || vm.state() != guest::VmState::Running;
-        if stop || lock_quiet(vm).vgic.has_deliverable(vcpu.index) {
+        if !stop {
+            resample(vm, vcpu);
+        }
+        if stop || lock_quiet(vm).vgic.wakes_from_wfi(vcpu.index, &cpuif) {
             gicv3::local_irq_unmask();
             return;
         }

@@ -141,11 +141,13 @@ impl Lr {
     }
 
     /// vINTID [31:0] (same as [`Lr::vintid`]).
+    #[cfg(test)]
     pub const fn intid(self) -> u32 {
         self.vintid()
     }
 
     /// Whether State is not invalid (the LR holds an interrupt).
+    #[cfg(test)]
     pub const fn is_valid(self) -> bool {
         !matches!(self.state(), LrState::Invalid)
     }
@@ -175,6 +177,11 @@ impl Lr {
     /// HW [61].
     #[cfg(test)]
     pub const fn hw(self) -> bool {
+        self.0 & Self::HW != 0
+    }
+
+    /// HW [61]: the LR is hardware-linked (whatever its State).
+    pub const fn is_hw(self) -> bool {
         self.0 & Self::HW != 0
     }
 

@@ -8,12 +8,15 @@
 //! - [`lr`]: the ICH_LR<n>_EL2 encoding and ICH_HCR_EL2 bits.
 //! - [`state`]: [`Vgic`], injection, and the LR scheduler (`fold_lrs` /
 //!   `flush_lrs` / `eoi_count`).
+//! - [`cpuif`]: the virtual CPU interface's masking (PMR, running
+//!   priority, group enables), for WFI wake-ups.
 //! - [`sgi`]: guest SGI decoding and target resolution.
 //! - [`regs`], [`dist`], [`redist`]: GICD and GICR register emulation.
 //!
 //! - `hw` (target only, written against this API): the hardware glue that
 //!   moves LRs to and from ICH_* registers, handles traps and sends kicks.
 
+pub mod cpuif;
 pub mod dist;
 #[cfg(target_os = "none")]
 pub mod hw;

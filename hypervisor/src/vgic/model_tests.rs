@@ -363,3 +363,144 @@ fn deep_nesting_then_nmi() {
     h.drain().unwrap();
     assert_eq!(h.acks, 6);
 }
+
+// ----- A hardware-linked timer PPI against its device -------------------------
+//
+// The harness plays a timer on PPI 27 whose output the glue re-samples on
+// every entry (and at random other points), the guest acknowledging and
+// deactivating through a HW list register, the guest enabling and
+// disabling the PPI, and exits. Checked after every step:
+// - the virtual PPI is pending exactly while the sampled output is high
+//   (no stale level once the timer stopped asserting);
+// - the physical active state the glue must set is "virtually active or
+//   pending" (so it can neither fire at EL2 while presented nor stay
+//   active once the guest is done);
+// - a listed timer LR has HW=1, pINTID 27, and is never pending+active;
+//   it is only presented pending if the output was high at that entry.
+// Every re-sample happens inside an exit (the physical handler, an MMIO
+// trap, a WFI), so the model samples only there; the output dropping while
+// the guest runs cannot retract an LR until the next exit (the documented
+// limit).
+
+#[derive(Clone, Copy, Debug)]
+enum TimerOp {
+    /// The device's output changes (the guest or time moved the timer).
+    Output(bool),
+    Enable(bool),
+    Ack,
+    Deactivate,
+    /// Exit and re-entry (fold, sample, flush).
+    Exit,
+}
+
+fn timer_op() -> impl Strategy<Value = TimerOp> {
+    prop_oneof![
+        3 => any::<bool>().prop_map(TimerOp::Output),
+        2 => any::<bool>().prop_map(TimerOp::Enable),
+        3 => Just(TimerOp::Ack),
+        3 => Just(TimerOp::Deactivate),
+        3 => Just(TimerOp::Exit),
+    ]
+}
+
+struct TimerHarness {
+    vgic: Vgic,
+    lrs: [u64; NR_LRS],
+    output: bool,
+    sampled: bool,
+    /// The sampled output when the LRs were last built.
+    presented: bool,
+}
+
+impl TimerHarness {
+    fn new() -> Self {
+        let mut vgic = Vgic::new(1, 32, 5);
+        vgic.dist_write(0, 0, 4, 2);
+        vgic.redist_write(0, 0, 0x10080, 4, 0xffff_ffff);
+        vgic.redist_write(0, 0, 0x10400 + 27, 1, 0xa0);
+        vgic.set_hw(0, 27, Some(27));
+        let mut h = Self { vgic, lrs: [0; NR_LRS], output: false, sampled: false, presented: false };
+        h.exit();
+        h
+    }
+
+    fn sample(&mut self) {
+        self.vgic.sample_hw_levels(0, u32::from(self.output) << 27);
+        self.sampled = self.output;
+    }
+
+    fn exit(&mut self) {
+        self.vgic.fold_lrs(0, &self.lrs);
+        self.sample();
+        self.vgic.flush_lrs(0, &mut self.lrs);
+        self.presented = self.sampled;
+    }
+
+    fn timer_lr(&self) -> Option<usize> {
+        self.lrs.iter().position(|&x| Lr(x).is_valid() && Lr(x).vintid() == 27)
+    }
+
+    fn step(&mut self, op: TimerOp) -> Result<(), TestCaseError> {
+        match op {
+            TimerOp::Output(o) => self.output = o,
+            TimerOp::Enable(e) => {
+                // A trapped write: the glue folds, re-samples on the
+                // vCPU's own I[SC]ENABLER0, emulates, and rebuilds the LRs.
+                let reg = if e { 0x10100 } else { 0x10180 };
+                self.vgic.fold_lrs(0, &self.lrs);
+                self.sample();
+                self.vgic.redist_write(0, 0, reg, 4, 1 << 27);
+                self.vgic.flush_lrs(0, &mut self.lrs);
+                self.presented = self.sampled;
+            }
+            TimerOp::Ack => {
+                if let Some(i) = self.timer_lr() {
+                    let lr = Lr(self.lrs[i]);
+                    if lr.state() == LrState::Pending {
+                        prop_assert!(self.presented, "presented a timer whose output was low");
+                        self.lrs[i] = lr.with_state(LrState::Active).0;
+                    }
+                }
+            }
+            TimerOp::Deactivate => {
+                if let Some(i) = self.timer_lr() {
+                    let lr = Lr(self.lrs[i]);
+                    if lr.state() == LrState::Active {
+                        self.lrs[i] = lr.with_state(LrState::Invalid).0;
+                    }
+                }
+            }
+            TimerOp::Exit => self.exit(),
+        }
+        let irq = *self.vgic.irq(0, 27).expect("PPI 27");
+        prop_assert_eq!(irq.is_pending(), self.sampled, "pending follows the sampled output");
+        let wanted = self.vgic.hw_active_wanted(0) & 1 << 27 != 0;
+        prop_assert_eq!(wanted, irq.active || irq.is_pending());
+        if let Some(i) = self.timer_lr() {
+            let lr = Lr(self.lrs[i]);
+            prop_assert!(lr.hw() && lr.pintid() == Some(27));
+            prop_assert_ne!(lr.state(), LrState::PendingActive);
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hw_timer_level_and_active_state(ops in proptest::collection::vec(timer_op(), 1..60)) {
+        let mut h = TimerHarness::new();
+        for op in ops {
+            h.step(op)?;
+        }
+        // Turned off and re-entered: nothing pending, and the physical
+        // interrupt released once the guest deactivated.
+        h.output = false;
+        h.step(TimerOp::Deactivate)?;
+        h.step(TimerOp::Exit)?;
+        prop_assert!(!h.vgic.irq(0, 27).unwrap().is_pending());
+        let active = h.vgic.irq(0, 27).unwrap().active;
+        prop_assert_eq!(h.vgic.hw_active_wanted(0) != 0, active);
+    }
+}

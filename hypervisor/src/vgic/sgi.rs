@@ -177,7 +177,6 @@ impl TargetSet {
     }
 
     /// Whether the set is empty.
-    #[cfg(test)]
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }

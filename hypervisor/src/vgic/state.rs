@@ -21,6 +21,7 @@ use arrayvec::ArrayVec;
 
 use super::irq::{priority_mask, IrqState, MAX_SPIS, NO_TARGET, NR_PRIVATE, SPI_BASE};
 use super::lr::{Lr, LrState, HCR_EN, HCR_LRENPIE, HCR_NPIE, MAX_LRS};
+use super::cpuif::VirtualCpuIf;
 use super::sgi::{SgiRequest, TargetSet};
 use alloc::vec::Vec;
 
@@ -162,6 +163,11 @@ pub struct Vgic {
     /// GICD_IROUTER<n> as written (masked to the implemented fields).
     pub(crate) irouter: Vec<u64>,
     pub(crate) vcpus: Vec<VcpuState>,
+    /// vCPUs that must be kicked because an SPI left another vCPU's hands
+    /// (its LR or active state) while still pending, and now belongs to
+    /// them by its route: the glue sends these after a fold or flush
+    /// ([`Vgic::take_handoff_kicks`]).
+    pub(crate) handoffs: TargetSet,
 }
 
 impl Vgic {
@@ -198,6 +204,35 @@ impl Vgic {
             vcpus: (0..nr_vcpus).map(VcpuState::new).collect(),
             mpidrs,
             ctlr: 0,
+            handoffs: TargetSet::EMPTY,
+        }
+    }
+
+    /// Puts the whole vGIC back to its reset state (PSCI SYSTEM_RESET):
+    /// distributor, every redistributor, every interrupt. The vCPUs'
+    /// affinities and the implemented SPIs and priority bits stay.
+    pub fn reset(&mut self) {
+        let mpidrs = core::mem::take(&mut self.mpidrs);
+        let bits = self.priority_mask.count_ones() as u8;
+        *self = Self::with_mpidrs(&mpidrs, self.nr_spis, bits);
+    }
+
+    /// The vCPUs to kick for SPIs that changed hands since the last call
+    /// (see the `handoffs` field); clears the set.
+    pub fn take_handoff_kicks(&mut self) -> TargetSet {
+        core::mem::replace(&mut self.handoffs, TargetSet::EMPTY)
+    }
+
+    /// An SPI just stopped being held by `from`: if it is still pending
+    /// and now routed to another vCPU, that vCPU must be kicked to take it.
+    fn note_handoff(&mut self, from: usize, intid: u32) {
+        if intid < SPI_BASE {
+            return;
+        }
+        if let Some(to) = self.kick_for(from, intid) {
+            if to != from {
+                self.handoffs.insert(to);
+            }
         }
     }
 
@@ -289,6 +324,7 @@ impl Vgic {
             if let Some(irq) = self.spis.get_mut((intid - SPI_BASE) as usize) {
                 irq.owner = None;
             }
+            self.note_handoff(o, intid);
         }
     }
 
@@ -358,6 +394,51 @@ impl Vgic {
         }
     }
 
+    /// Re-samples the line levels of `vcpu`'s hardware-linked PPIs from
+    /// their sources: bit n of `levels` is INTID n's output (e.g. a timer's
+    /// ENABLE && ISTATUS && !IMASK). A level interrupt is pending exactly
+    /// while its line is high, so a source that was disabled or masked
+    /// leaves no stale pending state. Returns whether any level changed.
+    pub fn sample_hw_levels(&mut self, vcpu: usize, levels: u32) -> bool {
+        let Some(v) = self.vcpus.get_mut(vcpu) else {
+            return false;
+        };
+        let mut changed = false;
+        for (intid, irq) in v.private.iter_mut().enumerate().skip(16) {
+            if irq.hw_pintid.is_none() {
+                continue;
+            }
+            let level = levels & (1 << intid) != 0;
+            if irq.line_level != level {
+                irq.drive_line(level);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The physical active state `vcpu`'s hardware-linked PPIs need, as a
+    /// mask of pINTIDs: active while the virtual interrupt is active (the
+    /// guest's deactivation through the HW list register then deactivates
+    /// it, GICv3 spec ICH_LR<n>_EL2.HW) or pending (its level is
+    /// being presented virtually: the physical interrupt must not fire at
+    /// EL2 again until the guest is done with it). Otherwise inactive, so the
+    /// next assertion of the source reaches the hypervisor.
+    pub fn hw_active_wanted(&self, vcpu: usize) -> u32 {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return 0;
+        };
+        let mut m = 0;
+        for irq in v.private.iter().skip(16) {
+            if let Some(p) = irq.hw_pintid.filter(|p| (16..32).contains(p)) {
+                if irq.active || irq.is_pending() {
+                    m |= 1 << p;
+                }
+            }
+        }
+        m
+    }
+
     /// Generates a guest SGI (a trapped ICC_SGI{0,1}R_EL1 / ICC_ASGI1R_EL1
     /// write by vCPU `sender`). The SGI becomes pending at each target whose
     /// copy is in the group the register reaches ([`super::SgiGroup::reaches`]).
@@ -387,6 +468,20 @@ impl Vgic {
     /// it and not active. A WFI idles until this holds.
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         self.highest_pending_priority(vcpu).is_some()
+    }
+
+    /// Whether a WFI of `vcpu` ends: a deliverable interrupt (see
+    /// [`Vgic::has_deliverable`]) that its virtual CPU interface `cpuif`
+    /// would signal, i.e. not masked by its PMR, its running priority or a
+    /// disabled group. PSTATE.I plays no part (see [`super::cpuif`]).
+    pub fn wakes_from_wfi(&self, vcpu: usize, cpuif: &VirtualCpuIf) -> bool {
+        let mut wake = false;
+        self.for_each_routed(vcpu, |_, irq| {
+            if !irq.active && self.signalable(irq) && cpuif.admits(irq.priority, irq.group1) {
+                wake = true;
+            }
+        });
+        wake
     }
 
     /// The highest priority (lowest value) among `vcpu`'s deliverable
@@ -480,6 +575,9 @@ impl Vgic {
             } else {
                 None
             };
+            if irq.owner.is_none() {
+                self.note_handoff(vcpu, rec.intid);
+            }
         }
     }
 
@@ -528,6 +626,7 @@ impl Vgic {
             }
             if c.intid >= SPI_BASE {
                 irq.owner = None;
+                self.note_handoff(vcpu, c.intid);
             }
         }
         phys

@@ -3,6 +3,7 @@
 use super::irq::NO_TARGET;
 use super::lr::{hcr_eoi_count, Lr, LrState, HCR_EN, HCR_LRENPIE, HCR_NPIE, HCR_UIE};
 use super::sgi::{SgiGroup, SgiRequest};
+use super::cpuif::VirtualCpuIf;
 use super::state::{default_mpidr, is_nmi_priority, Vgic, NMI_PRIORITY_THRESHOLD};
 
 /// Group 1 enabled, everything Group 1 and enabled at priority 0xa0.
@@ -546,4 +547,194 @@ fn pending_active_is_listed_active_with_eoi_when_others_wait() {
     v.fold_lrs(0, &lrs);
     let irq = v.irq(0, 7).unwrap();
     assert!(irq.is_pending() && !irq.active);
+}
+
+// ----- Ownership changes, forwarded PPIs, WFI wake-up ------------------------
+
+#[test]
+fn rerouted_pending_spi_kicks_its_new_target_when_released() {
+    let mut v = vgic(2);
+    v.set_pending(0, 45);
+    let (lrs0, _) = flush(&mut v, 0);
+    assert_eq!(listed(&lrs0), [(45, LrState::Pending)]);
+    assert!(v.take_handoff_kicks().is_empty());
+    // Re-routed to vCPU 1 while vCPU 0 holds it pending, unacknowledged.
+    v.dist_write(1, 0x6100 + 8 * 13, 8, 1);
+    // vCPU 0 exits: the LR is folded and the SPI released; vCPU 1 must be
+    // kicked, or it would only see the SPI at its next unrelated exit.
+    v.fold_lrs(0, &lrs0);
+    assert!(v.take_handoff_kicks().contains(1));
+    let (lrs1, _) = flush(&mut v, 1);
+    assert_eq!(listed(&lrs1), [(45, LrState::Pending)]);
+}
+
+#[test]
+fn deactivated_rerouted_spi_kicks_its_new_target() {
+    let mut v = vgic(2);
+    v.set_pending(0, 45);
+    let (mut lrs0, _) = flush(&mut v, 0);
+    ack(&mut lrs0, 45);
+    v.fold_lrs(0, &lrs0);
+    v.dist_write(1, 0x6100 + 8 * 13, 8, 1);
+    v.set_pending(1, 45);
+    let (mut lrs0, _) = flush(&mut v, 0);
+    let _ = v.take_handoff_kicks();
+    eoi(&mut lrs0, 45);
+    v.fold_lrs(0, &lrs0);
+    // Still pending (the new edge) and now vCPU 1's.
+    assert!(v.take_handoff_kicks().contains(1));
+}
+
+#[test]
+fn spi_staying_home_kicks_nobody() {
+    let mut v = vgic(2);
+    v.set_pending(0, 45);
+    let (lrs0, _) = flush(&mut v, 0);
+    v.fold_lrs(0, &lrs0);
+    assert!(v.take_handoff_kicks().is_empty());
+}
+
+#[test]
+fn vm_reset_returns_every_interrupt_to_reset() {
+    let mut v = vgic(2);
+    v.set_pending(0, 40);
+    v.set_pending(1, 5);
+    v.set_hw(0, 27, Some(27));
+    v.dist_write(0, 0x6100 + 8 * 8, 8, 1);
+    let _ = flush(&mut v, 0);
+    v.reset();
+    let fresh = Vgic::new(2, 64, 5);
+    assert_eq!(v.dist_read(0, 0, 4), fresh.dist_read(0, 0, 4));
+    for c in 0..2 {
+        for intid in [5, 27, 40, 45] {
+            assert_eq!(v.irq(c, intid), fresh.irq(c, intid), "vCPU {c} INTID {intid}");
+        }
+        assert_eq!(v.redist_read(c, c, 0x10100, 4), fresh.redist_read(c, c, 0x10100, 4));
+    }
+    assert_eq!(v.dist_read(0, 0x6100 + 8 * 8, 8), fresh.dist_read(0, 0x6100 + 8 * 8, 8));
+    assert_eq!(v.mpidr(1), fresh.mpidr(1));
+    assert!(!v.has_deliverable(0) && !v.has_deliverable(1));
+}
+
+/// vCPU 0 with the virtual timer linked, enabled at 0xa0.
+fn timer_vgic() -> Vgic {
+    let mut v = vgic(1);
+    v.set_hw(0, 27, Some(27));
+    v.set_hw(0, 30, Some(30));
+    v
+}
+
+#[test]
+fn hw_level_follows_the_sample() {
+    let mut v = timer_vgic();
+    assert!(v.sample_hw_levels(0, 1 << 27));
+    assert!(v.irq(0, 27).unwrap().is_pending());
+    assert!(!v.sample_hw_levels(0, 1 << 27), "no change");
+    // Non-linked PPIs ignore the sample.
+    v.sample_hw_levels(0, 1 << 27 | 1 << 22);
+    assert!(!v.irq(0, 22).unwrap().is_pending());
+    // The timer disabled or masked at the source: no stale pending state.
+    assert!(v.sample_hw_levels(0, 0));
+    assert!(!v.irq(0, 27).unwrap().is_pending());
+    assert_eq!(v.redist_read(0, 0, 0x10200, 4), crate::vgic::Access::Value(0));
+}
+
+#[test]
+fn disabled_then_cleared_timer_leaves_nothing_pending() {
+    // The repro: PPI 27 disabled, CVAL passes (the level is
+    // sampled high), CNTV_CTL = 0 (sampled low), PPI 27 enabled again.
+    let mut v = timer_vgic();
+    v.redist_write(0, 0, 0x10180, 4, 1 << 27);
+    v.sample_hw_levels(0, 1 << 27);
+    assert_eq!(v.hw_active_wanted(0), 1 << 27, "held active while pending");
+    v.sample_hw_levels(0, 0);
+    v.redist_write(0, 0, 0x10100, 4, 1 << 27);
+    let (lrs, _) = flush(&mut v, 0);
+    assert!(listed(&lrs).is_empty());
+    assert!(!v.wakes_from_wfi(0, &VirtualCpuIf::OPEN));
+    assert_eq!(v.hw_active_wanted(0), 0, "physical interrupt released");
+}
+
+#[test]
+fn physical_active_follows_virtual_active_or_pending() {
+    let mut v = timer_vgic();
+    assert_eq!(v.hw_active_wanted(0), 0);
+    v.sample_hw_levels(0, 1 << 30);
+    let (mut lrs, _) = flush(&mut v, 0);
+    let lr = Lr(lrs[0]);
+    assert_eq!((lr.vintid(), lr.hw(), lr.pintid()), (30, true, Some(30)));
+    assert_eq!(v.hw_active_wanted(0), 1 << 30);
+    // Acknowledged: active.
+    ack(&mut lrs, 30);
+    v.fold_lrs(0, &lrs);
+    assert_eq!(v.hw_active_wanted(0), 1 << 30);
+    let (mut lrs, _) = flush(&mut v, 0);
+    assert_eq!(listed(&lrs), [(30, LrState::Active)]);
+    // The guest turns the timer off and deactivates: HW LR gone.
+    v.sample_hw_levels(0, 0);
+    lrs[0] = Lr(lrs[0]).with_state(LrState::Invalid).0;
+    v.fold_lrs(0, &lrs);
+    assert_eq!(v.hw_active_wanted(0), 0);
+    // A vCPU reset: nothing active, nothing wanted, links gone until the
+    // glue links them again.
+    v.sample_hw_levels(0, 1 << 30);
+    let _ = flush(&mut v, 0);
+    v.reset_vcpu(0);
+    assert_eq!(v.hw_active_wanted(0), 0);
+}
+
+#[test]
+fn timer_evicted_from_the_lrs_keeps_its_physical_side_active() {
+    // Four more urgent active interrupts fill the LRs: the active timer is
+    // left out, but its physical interrupt must stay active until the
+    // guest's EOI (EOIcount) ends it; then the wanted state drops.
+    let mut v = timer_vgic();
+    v.sample_hw_levels(0, 1 << 27);
+    let (mut lrs, _) = flush(&mut v, 0);
+    ack(&mut lrs, 27);
+    v.fold_lrs(0, &lrs);
+    for i in 0..4u32 {
+        set_prio(&mut v, 0, i, 0x80 - 8 * i as u8);
+        v.redist_write(0, 0, 0x10300, 4, 1 << i);
+    }
+    let (lrs, hcr) = flush(&mut v, 0);
+    assert!(listed(&lrs).iter().all(|&(i, _)| i != 27));
+    assert_ne!(hcr & HCR_LRENPIE, 0);
+    assert_eq!(v.hw_active_wanted(0) & 1 << 27, 1 << 27);
+    v.fold_lrs(0, &lrs);
+    v.sample_hw_levels(0, 0);
+    let phys = v.eoi_count(0, 1);
+    assert_eq!(phys.as_slice(), [27]);
+    assert_eq!(v.hw_active_wanted(0) & 1 << 27, 0);
+}
+
+fn cpuif(pmr: u8, eng0: bool, eng1: bool, ap1r0: u32) -> VirtualCpuIf {
+    let vmcr = u64::from(pmr) << 24 | u64::from(eng0) | u64::from(eng1) << 1;
+    VirtualCpuIf::from_regs(vmcr, &[0], &[ap1r0], 5)
+}
+
+#[test]
+fn wfi_stays_asleep_for_an_interrupt_masked_by_pmr() {
+    let mut v = vgic(1);
+    v.set_pending(0, 40);
+    assert!(v.has_deliverable(0));
+    // PMR 0xa0 masks the 0xa0 interrupt; 0xa8 lets it through.
+    assert!(!v.wakes_from_wfi(0, &cpuif(0xa0, true, true, 0)));
+    assert!(v.wakes_from_wfi(0, &cpuif(0xa8, true, true, 0)));
+    // A pseudo-NMI at 0x80 gets through PMR 0xa0.
+    set_prio(&mut v, 0, 41, 0x80);
+    v.set_pending(0, 41);
+    assert!(v.wakes_from_wfi(0, &cpuif(0xa0, true, true, 0)));
+}
+
+#[test]
+fn wfi_honours_group_enables_and_running_priority() {
+    let mut v = vgic(1);
+    v.set_pending(0, 40);
+    assert!(!v.wakes_from_wfi(0, &cpuif(0xff, true, false, 0)), "Group 1 disabled");
+    assert!(v.wakes_from_wfi(0, &cpuif(0xff, false, true, 0)));
+    // Something at 0xa0 is active (AP1R0 bit 20): an equal priority waits.
+    assert!(!v.wakes_from_wfi(0, &cpuif(0xff, true, true, 1 << 20)));
+    // Running at 0xc0 (bit 24): 0xa0 preempts.
+    assert!(v.wakes_from_wfi(0, &cpuif(0xff, true, true, 1 << 24)));
 }

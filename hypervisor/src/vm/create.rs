@@ -4,7 +4,7 @@
 //! `nmivisor: vm NAME: not started: REASON` and the others go on.
 
 use super::guest::{self, Vcpu, Vm};
-use super::devices_dt::{ArchTimerNode, GicV3Node, Pl011Node, GIC_PHANDLE, UART_PATH};
+use super::devices_dt::{ArchTimerNode, GicV3Node, Pl011Node, PmuNode, GIC_PHANDLE, UART_PATH};
 use super::guest_dt::{GuestDt, GuestDtConfig};
 use super::layout;
 use super::memmap::{self, GICR_MAX_VCPUS};
@@ -103,10 +103,12 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         initrd: layout.initrd.clone(),
     };
     let gic = GicV3Node { nr_vcpus: vcpus.len() };
+    let pmu = PmuNode { present: crate::arch::ppi_source::has_pmu() };
     let dtb = GuestDt::new(&dt_config)
         .interrupt_parent(GIC_PHANDLE)
         .device(&gic)
         .device(&ArchTimerNode)
+        .device(&pmu)
         .device(&Pl011Node)
         .stdout_path(UART_PATH)
         .build()

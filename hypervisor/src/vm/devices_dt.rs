@@ -66,6 +66,26 @@ impl DtNode for ArchTimerNode {
     }
 }
 
+/// The PMUv3 (`arm,armv8-pmuv3`, `pmu.yaml`) with its overflow interrupt,
+/// PPI 7 (INTID 23), which nmivisor forwards hardware-linked; the guest
+/// owns every counter (MDCR_EL2.HPMN = PMCR_EL0.N). Written only when the
+/// CPU has a PMU (`present`).
+pub struct PmuNode {
+    pub present: bool,
+}
+
+impl DtNode for PmuNode {
+    fn write(&self, fdt: &mut FdtWriter) -> vm_fdt::FdtWriterResult<()> {
+        if !self.present {
+            return Ok(());
+        }
+        let node = fdt.begin_node("pmu")?;
+        fdt.property_string("compatible", "arm,armv8-pmuv3")?;
+        fdt.property_array_u32("interrupts", &[GIC_PPI, 7, LEVEL_HIGH])?;
+        fdt.end_node(node)
+    }
+}
+
 /// The emulated PL011 and the 24 MHz fixed clock its binding asks for
 /// (`arm,pl011.yaml`: clocks "uartclk" and "apb_pclk").
 pub struct Pl011Node;
@@ -117,6 +137,20 @@ mod tests {
         assert_eq!(root.property("interrupt-parent").unwrap().as_usize(), Some(GIC_PHANDLE as usize));
         let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
         assert_eq!(timer.property("interrupts").unwrap().value.len(), 12 * 4);
+    }
+
+    #[test]
+    fn pmu_node_has_ppi_7_and_only_when_present() {
+        let mpidrs = [0];
+        let cfg = GuestDtConfig { memory: 0x4000_0000..0x4800_0000, vcpu_mpidrs: &mpidrs, bootargs: "", initrd: None };
+        let blob = GuestDt::new(&cfg).device(&PmuNode { present: true }).build().unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let pmu = fdt.find_compatible(&["arm,armv8-pmuv3"]).unwrap();
+        let irq: Vec<u8> = pmu.property("interrupts").unwrap().value.to_vec();
+        assert_eq!(irq, [1u32, 7, 4].iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>());
+        let blob = GuestDt::new(&cfg).device(&PmuNode { present: false }).build().unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        assert!(fdt.find_compatible(&["arm,armv8-pmuv3"]).is_none());
     }
 
     #[test]

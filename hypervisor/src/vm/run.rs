@@ -201,6 +201,9 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
         restart_loop();
     }
     println!("nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})", vm.name, vcpu.index);
+    // The distributor and redistributors start over too; each vCPU's
+    // virtual CPU interface is reset when it starts.
+    vgic::hw::vm_reset(vm);
     if vm.load().is_none() {
         println!("nmivisor: vm {}: reload failed, stopping it", vm.name);
         vm.set_state(VmState::Stopped);
