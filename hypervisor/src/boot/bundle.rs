@@ -295,7 +295,16 @@ pub enum BundleError {
     StrayFile(String),
     /// The archive holds no VM directory.
     Empty,
+    /// More VM directories than [`MAX_VM_DIRS`].
+    TooManyVms,
 }
+
+/// The most VM directories a bundle may hold. Every VM needs a CPU of its
+/// own, so more than [`MAX_CPUS`] can never all run; four times that
+/// leaves room for VMs that are refused and reported one by one, while a
+/// hostile archive with thousands of directories is refused as a whole
+/// before it can exhaust the heap.
+pub const MAX_VM_DIRS: usize = 4 * MAX_CPUS;
 
 impl fmt::Display for BundleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -308,6 +317,7 @@ impl fmt::Display for BundleError {
                 )
             }
             Self::Empty => write!(f, "no VM directories"),
+            Self::TooManyVms => write!(f, "more than {MAX_VM_DIRS} VM directories"),
         }
     }
 }
@@ -346,6 +356,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<VmEntry<'_>>, BundleError> {
         };
         let index = match vms.iter().position(|(name, _)| *name == vm) {
             Some(i) => i,
+            None if vms.len() == MAX_VM_DIRS => return Err(BundleError::TooManyVms),
             None => {
                 vms.push((vm, Files::default()));
                 vms.len() - 1
@@ -834,6 +845,24 @@ mod tests {
             memory,
             dump: false,
         })
+    }
+
+    #[test]
+    fn thousands_of_vm_directories_are_refused_whole() {
+        let config = "cpus = 0\nmemory = 2M";
+        let mut files = Vec::new();
+        for i in 0..=MAX_VM_DIRS {
+            files.extend(vm_files(Box::leak(format!("vm{i}").into_boxed_str()), config));
+        }
+        let data = archive(&files);
+        assert_eq!(parse(&data).err(), Some(BundleError::TooManyVms));
+        assert_eq!(
+            BundleError::TooManyVms.to_string(),
+            format!("more than {MAX_VM_DIRS} VM directories")
+        );
+        // Exactly the limit is accepted.
+        let limit = MAX_VM_DIRS * vm_files("x", config).len();
+        assert_eq!(parse(&archive(&files[..limit])).unwrap().len(), MAX_VM_DIRS);
     }
 
     #[test]

@@ -402,12 +402,10 @@ fn read_value(vm: &Vm, what: &str, off: u64, size: u8, a: Access) -> u64 {
     }
 }
 
-static MMIO_LOG: crate::debug::ratelimit::RateLimit = crate::debug::ratelimit::RateLimit::new();
-
 /// A register access the vGIC does not implement: read as zero, writes
 /// ignored, and a rate-limited line.
 fn unhandled(vm: &Vm, what: &str, off: u64, size: u8) {
-    MMIO_LOG.println(format_args!(
+    vm.log_limit.println(format_args!(
         "nmivisor: vm {}: {what} offset {off:#x} ({size} bytes): not emulated, RAZ/WI",
         vm.name
     ));

@@ -148,6 +148,8 @@ pub struct Vm {
     pub dump_allowed: bool,
     /// Counter value of the last dump NMV_DUMP ran (rate limit).
     pub last_dump: AtomicU64,
+    /// This VM's own limit on log lines about what it does.
+    pub log_limit: crate::debug::ratelimit::RateLimit,
     state: AtomicU8,
     console: Mutex<LineBuffer>,
 }
@@ -183,6 +185,7 @@ impl Vm {
             dtb,
             dump_allowed: false,
             last_dump: AtomicU64::new(0),
+            log_limit: crate::debug::ratelimit::RateLimit::new(),
             state: AtomicU8::new(VmState::Running as u8),
             console: Mutex::new(LineBuffer::new()),
         }

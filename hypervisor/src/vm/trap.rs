@@ -13,7 +13,6 @@ use crate::arch::el1;
 use crate::arch::esr::{fault_ipa, Esr, ExceptionClass, SysRegAccess};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
-use crate::debug::ratelimit::RateLimit;
 use crate::{println, vgic};
 use core::arch::asm;
 
@@ -85,15 +84,13 @@ pub fn log_async(kind: crate::arch::vectors::VectorKind, frame: &TrapFrame) {
     }
 }
 
-static GUEST_LOG: RateLimit = RateLimit::new();
-
 /// A rate-limited line about something a guest did.
 pub fn log_guest(vm: &Vm, what: &str, value: u64) {
     log(vm, what, value);
 }
 
 fn log(vm: &Vm, what: &str, value: u64) {
-    GUEST_LOG.println(format_args!("nmivisor: vm {}: {what} ({value:#x})", vm.name));
+    vm.log_limit.println(format_args!("nmivisor: vm {}: {what} ({value:#x})", vm.name));
 }
 
 /// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
