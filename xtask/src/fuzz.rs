@@ -3,8 +3,8 @@
 //! fuzz runs `cargo xtask test` counts as tests.
 //!
 //! - The targets live in `fuzz/` (their own cargo workspace) and reach the
-//!   hypervisor's code through its host-only library `nmivisor_pure`
-//!   (hypervisor/src/lib.rs).
+//!   hypervisor's code through the library `nmivisor_pure` (fuzz/pure/), a
+//!   second crate root over hypervisor/src/'s files.
 //! - They are built with `cargo fuzz build --sanitizer none`: libFuzzer's
 //!   coverage instrumentation (`-Cpasses=sancov-module`, `-Cllvm-args=...`)
 //!   works on the stable toolchain; only a sanitizer (`-Zsanitizer=...`)
