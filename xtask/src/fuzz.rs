@@ -185,25 +185,26 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Finds cargo-fuzz, installing it from crates.io when it is missing.
+/// Finds cargo-fuzz, installing it from crates.io when it is missing, and
+/// the C++ compiler libfuzzer-sys builds libFuzzer with.
 fn provision() -> Result<()> {
     let have = |cmd: &mut Command| util::output_of(cmd).is_some();
-    if have(cargo().args(["fuzz", "--version"])) {
-        return Ok(());
-    }
-    say!("cargo-fuzz not found: installing it (cargo install cargo-fuzz --locked)");
-    let mut install = cargo();
-    install.args(["install", "cargo-fuzz", "--locked"]);
-    util::run(&mut install).context(
-        "could not install cargo-fuzz; install it yourself with \
-         `cargo install cargo-fuzz --locked` (it needs crates.io)",
-    )?;
     if !have(cargo().args(["fuzz", "--version"])) {
-        bail!("cargo-fuzz was installed but `cargo fuzz` does not run: is ~/.cargo/bin on PATH?");
+        say!("cargo-fuzz not found: installing it (cargo install cargo-fuzz --locked)");
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        util::run(&mut install).context(
+            "could not install cargo-fuzz; install it yourself with \
+             `cargo install cargo-fuzz --locked` (it needs crates.io)",
+        )?;
+        if !have(cargo().args(["fuzz", "--version"])) {
+            bail!(
+                "cargo-fuzz was installed but `cargo fuzz` does not run: is ~/.cargo/bin on PATH?"
+            );
+        }
     }
-    // libfuzzer-sys compiles libFuzzer (C++).
     if util::which("c++").is_none() {
-        say!("no C++ compiler (c++) for libFuzzer");
+        say!("no C++ compiler (c++) to build libFuzzer with");
         crate::provision::apt_install(&["g++"], "a C++ compiler (g++) for libFuzzer")?;
     }
     Ok(())
@@ -222,9 +223,6 @@ fn host_triple() -> Result<String> {
 /// holding the binaries.
 fn build() -> Result<PathBuf> {
     provision()?;
-    if util::which("c++").is_none() {
-        crate::provision::apt_install(&["g++"], "a C++ compiler (g++) for libFuzzer")?;
-    }
     let mut cmd = cargo();
     cmd.current_dir(workspace_root())
         .args(["fuzz", "build", "--fuzz-dir"])

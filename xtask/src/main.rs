@@ -101,6 +101,12 @@ enum Cmd {
     /// Coverage-guided fuzzing (cargo-fuzz/libFuzzer, stable Rust, no
     /// sanitizer) of the pure decoders: each target runs --seconds; see
     /// docs/fuzzing.md. cargo-fuzz is installed if missing.
+    ///
+    /// No nightly features and no RUSTC_BOOTSTRAP: the targets are built
+    /// with `cargo fuzz build --sanitizer none --release --debug-assertions`
+    /// (coverage instrumentation is stable; only sanitizers are not). Seeds
+    /// come from fuzz/corpus/TARGET; the growing corpus, crash inputs and
+    /// logs go to target/fuzz/{corpus,artifacts,logs}/TARGET.
     Fuzz(fuzz::FuzzArgs),
 }
 
