@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod bundle;
+mod fuzz;
 mod harness;
 mod hosttest;
 mod image;
@@ -96,6 +97,17 @@ enum Cmd {
     /// keyed by their inputs; a second run only prints the paths (stdout:
     /// `NAME PATH` lines for Image, System.map, vmlinux, config, initramfs).
     Linux(LinuxCmdArgs),
+
+    /// Coverage-guided fuzzing (cargo-fuzz/libFuzzer, stable Rust, no
+    /// sanitizer) of the pure decoders: each target runs --seconds; see
+    /// docs/fuzzing.md. cargo-fuzz is installed if missing.
+    ///
+    /// No nightly features and no RUSTC_BOOTSTRAP: the targets are built
+    /// with `cargo fuzz build --sanitizer none --release --debug-assertions`
+    /// (coverage instrumentation is stable; only sanitizers are not). Seeds
+    /// come from fuzz/corpus/TARGET; the growing corpus, crash inputs and
+    /// logs go to target/fuzz/{corpus,artifacts,logs}/TARGET.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Args)]
@@ -225,6 +237,11 @@ struct TestArgs {
     #[arg(long)]
     no_host: bool,
 
+    /// Skip the short fuzz runs (`fuzz-TARGET`, 10 s each; --filter
+    /// selects them by name too, e.g. `--filter fuzz- --no-host`).
+    #[arg(long)]
+    no_fuzz: bool,
+
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -303,6 +320,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             linux::build(&args.linux.options())?.print();
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Fuzz(args) => Ok(if fuzz::run(&args)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
     }
 }
 
@@ -461,7 +483,13 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
         .into_iter()
         .filter(|s| args.filter.as_deref().is_none_or(|f| s.name.contains(f)))
         .collect();
+    let fuzz_entries = if args.no_fuzz {
+        Vec::new()
+    } else {
+        fuzz::test_entries(args.filter.as_deref())
+    };
     if args.list {
+        fuzz::list_test_entries(&fuzz_entries);
         for s in &scenarios {
             let append = s
                 .append
@@ -508,11 +536,15 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
         }
     }
 
+    let (p, f) = fuzz::run_tests(&fuzz_entries);
+    passed += p;
+    failed += f;
+
     if !scenarios.is_empty() {
         let (p, f) = run_scenarios(choice, &scenarios, &args.linux.options())?;
         passed += p;
         failed += f;
-    } else if args.filter.is_some() {
+    } else if args.filter.is_some() && fuzz_entries.is_empty() {
         say!("no scenario matches the filter");
     }
 

@@ -180,6 +180,26 @@ pub struct MmioAccess {
     pub sixty_four: bool,
 }
 
+impl MmioAccess {
+    /// A loaded value as the transfer register receives it: cut to the
+    /// access size, sign-extended when the load was signed (SSE), and cut
+    /// to 32 bits for a W register (SF = 0; Arm ARM D24.2.41, ISS encoding
+    /// for a Data Abort). Pure, so the fuzz target checks it with the rest
+    /// of the decode.
+    pub fn load_value(&self, v: u64) -> u64 {
+        let bits = u32::from(self.size) * 8;
+        let mut v = if bits < 64 { v & ((1u64 << bits) - 1) } else { v };
+        if self.sign_extend && bits < 64 && v & (1 << (bits - 1)) != 0 {
+            v |= !((1u64 << bits) - 1);
+        }
+        if self.sixty_four {
+            v
+        } else {
+            v & 0xffff_ffff
+        }
+    }
+}
+
 /// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA (bits [43:4]) holds
 /// IPA[51:12]; the page offset comes from FAR_EL2 (Arm ARM, HPFAR_EL2).
 pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
@@ -374,6 +394,25 @@ mod tests {
         let a = SysRegAccess::decode(0x3f_ffff);
         assert_eq!(a.encoding(), (3, 7, 15, 15, 7));
         assert_eq!(a.rt, 31);
+    }
+
+    #[test]
+    fn loads_are_cut_and_extended_like_the_register_receives_them() {
+        let load = |size: u8, sign_extend: bool, sixty_four: bool| MmioAccess {
+            write: false,
+            size,
+            reg: 0,
+            sign_extend,
+            sixty_four,
+        };
+        // LDRB W0 / LDRSB X0 / LDRSB W0 of 0x80.
+        assert_eq!(load(1, false, false).load_value(0xff80), 0x80);
+        assert_eq!(load(1, true, true).load_value(0xff80), 0xffff_ffff_ffff_ff80);
+        assert_eq!(load(1, true, false).load_value(0x80), 0xffff_ff80);
+        // LDRSH with the sign bit clear; LDR W0 drops the upper half.
+        assert_eq!(load(2, true, true).load_value(0x1_7fff), 0x7fff);
+        assert_eq!(load(4, false, false).load_value(u64::MAX), 0xffff_ffff);
+        assert_eq!(load(8, true, true).load_value(u64::MAX), u64::MAX);
     }
 
     #[test]

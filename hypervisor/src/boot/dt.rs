@@ -4,6 +4,13 @@
 //! Pure and heap-free (it runs before the heap exists), so the host tests
 //! cover it with device trees built by `vm-fdt`. Anything required that is
 //! missing is an error naming it; the boot stops with that message.
+//!
+//! The `fdt` crate (0.1.5) trusts the blob: a truncated block, a string
+//! without its NUL, a short `#address-cells`, a property after a child node
+//! or an alias that names itself make it panic (found by fuzzing, see
+//! docs/fuzzing.md). So [`check_structure`] walks the whole blob first and
+//! refuses what the crate cannot handle, and this module never calls the
+//! crate's helpers that panic on a missing node (`Fdt::chosen`).
 
 use crate::arch::MAX_CPUS;
 use arrayvec::ArrayVec;
@@ -85,8 +92,117 @@ fn first_reg(node: FdtNode<'_, '_>, what: &'static str) -> Result<PhysRange, DtE
     reg_ranges(node).next().ok_or(DtError::Missing(what))
 }
 
+/// FDT header magic (Devicetree Specification v0.4, §5.2).
+const FDT_MAGIC: u32 = 0xd00d_feed;
+/// Structure block tokens (§5.4.1).
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_END: u32 = 9;
+/// Deepest node nesting accepted (the crate's node walk keeps 64 levels).
+const MAX_DEPTH: usize = 32;
+
+fn be32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The NUL-terminated UTF-8 string at `at` and its length with the NUL.
+fn c_str(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
+    let rest = bytes.get(at..)?;
+    let len = rest.iter().position(|&b| b == 0)?;
+    Some((core::str::from_utf8(&rest[..len]).ok()?, len + 1))
+}
+
+/// `n` rounded up to the 4-byte token alignment.
+fn align4(n: usize) -> Option<usize> {
+    Some(n.checked_add(3)? & !3)
+}
+
+/// Checks that `blob` is a flattened device tree (version 17) whose every
+/// part the `fdt` crate reads lies inside it and is well formed (§5.2-§5.4):
+/// the header's blocks within `totalsize`; one root node; each node's name
+/// and each property name (an offset into the strings block) NUL-terminated
+/// UTF-8; property values within the structure block; properties before
+/// child nodes; nesting at most [`MAX_DEPTH`] deep and balanced, then
+/// FDT_END. It also refuses what the crate mishandles though the
+/// specification allows it: FDT_NOP tokens (the crate skips them in some
+/// places only), `#address-cells`/`#size-cells` shorter than one cell, an
+/// empty `stdout-path`, `stdin-path` or `bootargs`, and property names with
+/// a `/` (the crate resolves a path it cannot find through `/aliases`, and
+/// would do so forever for an alias that names itself).
+fn check_structure(blob: &[u8]) -> Result<(), DtError> {
+    let header = |i: usize| be32(blob, i * 4).ok_or(DtError::Invalid);
+    if header(0)? != FDT_MAGIC {
+        return Err(DtError::Invalid);
+    }
+    let total = header(1)? as usize;
+    let blob = blob.get(..total).ok_or(DtError::Invalid)?;
+    let (off_struct, off_strings) = (header(2)? as usize, header(3)? as usize);
+    let (version, size_strings, size_struct) =
+        (header(5)?, header(8)? as usize, header(9)? as usize);
+    if version < 17 || off_struct % 4 != 0 {
+        return Err(DtError::Unsupported("device tree older than version 17 or misaligned"));
+    }
+    let block = |off: usize, size: usize| blob.get(off..off.checked_add(size)?);
+    let structs = block(off_struct, size_struct).ok_or(DtError::Invalid)?;
+    let strings = block(off_strings, size_strings).ok_or(DtError::Invalid)?;
+
+    let mut at = 0;
+    let mut depth = 0;
+    let mut had_root = false;
+    // Per level: a child node was seen (properties must come first).
+    let mut had_child = [false; MAX_DEPTH + 1];
+    loop {
+        let token = be32(structs, at).ok_or(DtError::Invalid)?;
+        at += 4;
+        match token {
+            FDT_BEGIN_NODE => {
+                if depth == 0 && had_root || depth == MAX_DEPTH {
+                    return Err(DtError::Unsupported("a second root node or nesting too deep"));
+                }
+                let (_, len) = c_str(structs, at).ok_or(DtError::Invalid)?;
+                at = at.checked_add(align4(len).ok_or(DtError::Invalid)?).ok_or(DtError::Invalid)?;
+                had_child[depth] = true;
+                depth += 1;
+                had_child[depth] = false;
+                had_root = true;
+            }
+            FDT_PROP => {
+                if depth == 0 || had_child[depth] {
+                    return Err(DtError::Unsupported("a property outside a node or after a child node"));
+                }
+                let len = be32(structs, at).ok_or(DtError::Invalid)? as usize;
+                let name_off = be32(structs, at + 4).ok_or(DtError::Invalid)? as usize;
+                at += 8;
+                let end = at.checked_add(len).ok_or(DtError::Invalid)?;
+                structs.get(at..end).ok_or(DtError::Invalid)?;
+                at = at.checked_add(align4(len).ok_or(DtError::Invalid)?).ok_or(DtError::Invalid)?;
+                let (name, _) = c_str(strings, name_off).ok_or(DtError::Invalid)?;
+                let short = match name {
+                    "#address-cells" | "#size-cells" => len < 4,
+                    "stdout-path" | "stdin-path" | "bootargs" => len == 0,
+                    _ => false,
+                };
+                if short || name.contains('/') {
+                    return Err(DtError::Unsupported("a malformed property"));
+                }
+            }
+            FDT_END_NODE => {
+                depth = depth.checked_sub(1).ok_or(DtError::Invalid)?;
+            }
+            FDT_END if depth == 0 && had_root => return Ok(()),
+            _ => return Err(DtError::Unsupported("an FDT_NOP or unknown token")),
+        }
+        if at > structs.len() {
+            return Err(DtError::Invalid);
+        }
+    }
+}
+
 /// Parses the device tree blob that starts at `blob`.
 pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
+    check_structure(blob)?;
     let fdt = Fdt::new(blob).map_err(|_| DtError::Invalid)?;
 
     let mut memory = ArrayVec::new();
@@ -187,7 +303,17 @@ fn find_uart<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>, DtError> {
     let is_pl011 = |n: &FdtNode<'_, '_>| {
         n.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
     };
-    if let Some(stdout) = fdt.chosen().stdout().filter(is_pl011) {
+    // `Fdt::chosen` panics without /chosen; and only absolute paths are
+    // looked up (see `check_structure` on aliases). A path may end in
+    // ":options" (e.g. a baud rate).
+    let stdout = fdt
+        .find_node("/chosen")
+        .and_then(|c| c.property("stdout-path"))
+        .and_then(|p| p.as_str())
+        .map(|p| p.split(':').next().unwrap_or(p))
+        .filter(|p| p.starts_with('/'))
+        .and_then(|p| fdt.find_node(p));
+    if let Some(stdout) = stdout.filter(is_pl011) {
         return Ok(stdout);
     }
     fdt.find_compatible(&["arm,pl011"])
@@ -364,5 +490,130 @@ mod tests {
         assert_eq!(bootarg("", "x"), None);
         assert_eq!(bootarg("quiet nmivisor.idle", "nmivisor.idle"), Some(""));
         assert_eq!(bootarg("nmivisor.idle=1", "nmivisor.idle"), Some("1"));
+    }
+
+    /// Crash found by `cargo xtask fuzz dt`: totalsize 0 and a structure
+    /// block far beyond the blob; the fdt crate sliced it and panicked
+    /// ("range end index 65535 out of range for slice of length 57").
+    #[test]
+    fn fuzz_crash_blocks_outside_the_blob() {
+        const CRASH: [u8; 57] = [
+            0xd0, 0x0d, 0xfe, 0xed, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x27,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0xd0, 0x0d, 0xfe, 0xed, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x44, 0xfb,
+            0xff, 0xff, 0xff, 0xff, 0x51, 0x0a, 0x0a, 0x76, 0x0a, 0x0a, 0x0a, 0xff, 0xff, 0xff,
+            0xe5,
+        ];
+        assert_eq!(parse(&CRASH).unwrap_err(), DtError::Invalid);
+    }
+
+    /// A flattened tree from raw structure-block words and a strings block,
+    /// for shapes vm-fdt refuses to write.
+    fn raw_fdt(words: &[u32], strings: &[u8]) -> Vec<u8> {
+        let off_struct = 40u32;
+        let size_struct = (words.len() * 4) as u32;
+        let off_strings = off_struct + size_struct;
+        let total = off_strings + strings.len() as u32;
+        let header = [
+            FDT_MAGIC, total, off_struct, off_strings, 40, 17, 16, 0, strings.len() as u32,
+            size_struct,
+        ];
+        let mut blob: Vec<u8> = header.iter().chain(words).flat_map(|w| w.to_be_bytes()).collect();
+        blob.extend_from_slice(strings);
+        blob
+    }
+
+    /// Shapes the fdt crate (0.1.5) panics on or loops over, which
+    /// `check_structure` now refuses (found by reading the crate after the
+    /// fuzzer's first crash above).
+    #[test]
+    fn refuses_trees_the_fdt_crate_cannot_walk() {
+        const B: u32 = FDT_BEGIN_NODE;
+        const E: u32 = FDT_END_NODE;
+        const P: u32 = FDT_PROP;
+        const END: u32 = FDT_END;
+        // "#address-cells\0" at 0, "x\0" at 15.
+        let strings = b"#address-cells\0x\0";
+        // The well-formed baseline: / { x = <1>; sub { }; };
+        let good = raw_fdt(&[B, 0, P, 4, 15, 1, B, 0x7375_6200, E, E, END], strings);
+        assert!(check_structure(&good).is_ok());
+        let cases: [(&str, &[u32]); 7] = [
+            // A one-byte #address-cells: the crate's cell_sizes() expects 4.
+            ("short #address-cells", &[B, 0, P, 1, 0, 0, E, END]),
+            // A property after a child node: skip_current_node asserts.
+            ("property after a child", &[B, 0, B, 0, E, P, 4, 15, 1, E, END]),
+            // FDT_NOP where the crate does not skip it.
+            ("FDT_NOP", &[B, 0, 4, E, END]),
+            // A property value running past the block.
+            ("value past the block", &[B, 0, P, 64, 15, E, END]),
+            // A name offset outside the strings block.
+            ("name offset", &[B, 0, P, 4, 99, 1, E, END]),
+            // Unbalanced nesting, and no FDT_END.
+            ("unbalanced", &[B, 0, E, E, END]),
+            ("no FDT_END", &[B, 0, E]),
+        ];
+        for (what, words) in cases {
+            assert!(parse(&raw_fdt(words, strings)).is_err(), "{what}");
+        }
+        // A node name without its NUL at the end of the block.
+        let blob = raw_fdt(&[B, 0x6161_6161], b"");
+        assert_eq!(parse(&blob).unwrap_err(), DtError::Invalid);
+    }
+
+    /// No /chosen (Fdt::chosen() panics then), and a stdout-path naming an
+    /// alias that names itself (Fdt::find_node resolves aliases with no
+    /// end): the PL011 is still found by its compatible string.
+    #[test]
+    fn uart_without_chosen_or_with_a_self_alias() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let a = w.begin_node("aliases").unwrap();
+        w.property_string("serial0", "serial0").unwrap();
+        w.end_node(a).unwrap();
+        let tail = |w: &mut FdtWriter| {
+            let m = w.begin_node("memory@40000000").unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
+            w.end_node(m).unwrap();
+            let cpus = w.begin_node("cpus").unwrap();
+            w.property_u32("#address-cells", 1).unwrap();
+            w.property_u32("#size-cells", 0).unwrap();
+            let c = w.begin_node("cpu@0").unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u32("reg", 0).unwrap();
+            w.end_node(c).unwrap();
+            w.end_node(cpus).unwrap();
+            let g = w.begin_node("intc@8000000").unwrap();
+            w.property_string("compatible", "arm,gic-v3").unwrap();
+            w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000]).unwrap();
+            w.end_node(g).unwrap();
+            let u = w.begin_node("pl011@9000000").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+            w.end_node(u).unwrap();
+            let p = w.begin_node("psci").unwrap();
+            w.property_string("compatible", "arm,psci-0.2").unwrap();
+            w.property_string("method", "smc").unwrap();
+            w.end_node(p).unwrap();
+        };
+        let mut no_chosen = FdtWriter::new().unwrap();
+        let r = no_chosen.begin_node("").unwrap();
+        no_chosen.property_u32("#address-cells", 2).unwrap();
+        no_chosen.property_u32("#size-cells", 2).unwrap();
+        tail(&mut no_chosen);
+        no_chosen.end_node(r).unwrap();
+        let blob = no_chosen.finish().unwrap();
+        let info = parse(&blob).unwrap();
+        assert_eq!((info.uart.start, info.bootargs, info.initrd), (0x0900_0000, "", None));
+
+        let c = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", "serial0").unwrap();
+        w.end_node(c).unwrap();
+        tail(&mut w);
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        assert_eq!(parse(&blob).unwrap().uart.start, 0x0900_0000);
     }
 }

@@ -114,7 +114,7 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
         };
         if let Some(read) = done {
             if let (Some(v), true) = (read, reg != 31) {
-                frame.x[reg] = extend(v, &access);
+                frame.x[reg] = access.load_value(v);
             }
             frame.elr += esr.instruction_len();
             return;
@@ -124,17 +124,6 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
     log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
     let same_el = frame.spsr & 0xf != 0;
     inject_sync(frame, Esr::sync_external_data_abort(same_el, write).0);
-}
-
-/// A loaded value as the register receives it: sign-extended when the load
-/// was signed (ISS.SSE), and cut to 32 bits for a W register (ISS.SF = 0).
-fn extend(v: u64, a: &crate::arch::esr::MmioAccess) -> u64 {
-    let bits = u32::from(a.size) * 8;
-    let mut v = if bits < 64 { v & ((1u64 << bits) - 1) } else { v };
-    if a.sign_extend && bits < 64 && v & (1 << (bits - 1)) != 0 {
-        v |= !((1u64 << bits) - 1);
-    }
-    if a.sixty_four { v } else { v & 0xffff_ffff }
 }
 
 /// ESR for a synchronous external abort on instruction fetch (EC 0x21 from
