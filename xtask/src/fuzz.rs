@@ -858,6 +858,7 @@ fn real_bundles() -> Result<Vec<(String, Vec<u8>)>> {
             cmdline: cmdline.into(),
             cpus: cpus.into(),
             memory: memory.into(),
+            dump: false,
         };
     let sets = [
         ("one-vm", vec![vm("guest-test", "0-3", "128M", "", None)]),
