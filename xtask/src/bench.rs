@@ -89,6 +89,10 @@ pub struct BenchOptions {
     /// The cross toolchain (the global --toolchain; set by the caller).
     #[arg(skip = ToolchainChoice::Auto)]
     pub toolchain: ToolchainChoice,
+
+    /// The QEMU (the global --qemu; set by the caller).
+    #[arg(skip)]
+    pub qemu: Option<std::path::PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -100,6 +104,7 @@ impl Default for BenchOptions {
             json: false,
             timeout: 300,
             toolchain: ToolchainChoice::Auto,
+            qemu: None,
         }
     }
 }
@@ -125,7 +130,7 @@ pub struct RunResult {
 /// Builds, boots both configurations, prints the table (or JSON).
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let tc = provision::cross_toolchain(opts.toolchain)?;
-    let qemu = provision::qemu()?;
+    let qemu = provision::qemu(opts.qemu.as_deref())?;
     let built = build::build(&tc, Flavor::Normal)?;
     let guest = built.guest()?.bin.clone();
     let hypervisor = built.hypervisor.bin.clone();

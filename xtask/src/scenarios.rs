@@ -35,7 +35,23 @@ pub fn all() -> Vec<Scenario> {
         bundle_malformed(),
     ]);
     list.extend(linux_scenarios());
+    list.extend(stock_linux_scenarios());
     list
+}
+
+/// [`all`] plus, when `second` names a second QEMU (e.g. `qemu10`), a copy
+/// `NAME@LABEL` of every scenario that is marked for it (guest-test
+/// natively and in a VM, the Linux scenarios), after all the others.
+pub fn with_second_qemu(list: Vec<Scenario>, second: Option<&str>) -> Vec<Scenario> {
+    let copies: Vec<Scenario> = match second {
+        Some(label) => list
+            .iter()
+            .filter(|s| s.also_on_second_qemu)
+            .map(|s| s.on_second_qemu(label))
+            .collect(),
+        None => Vec::new(),
+    };
+    list.into_iter().chain(copies).collect()
 }
 
 /// One guest-test case: its name and how many CPUs it needs to run.
@@ -138,6 +154,7 @@ fn guest_test_native(n: u32) -> Scenario {
         n,
     )
     .exit_code(0)
+    .also_on_second_qemu()
 }
 
 /// `guest-test-smpN`: the hypervisor runs guest-test as the one VM, on
@@ -151,6 +168,7 @@ fn guest_test_vm(n: u32) -> Scenario {
         n,
     )
     .forbid(contains("not started"))
+    .also_on_second_qemu()
 }
 
 /// `two-vms`: VMs `a` (CPUs 0-1) and `b` (CPUs 2-3) each run guest-test to
@@ -534,6 +552,7 @@ fn linux(name: &str, native: bool, extra: &str) -> Scenario {
             contains("nmv-init: powering off"),
         ])
         .exit_code(0)
+        .also_on_second_qemu()
 }
 
 /// `linux-boot` / `linux-native-boot`: /proc/interrupts lists the IPIs
@@ -581,6 +600,68 @@ fn linux_hardlockup(native: bool) -> Scenario {
 fn linux_poweroff(native: bool) -> Scenario {
     linux("poweroff", native, "nmv.test=poweroff")
         .expect_in_order([contains("nmv-init: powering off"), contains("reboot: Power down")])
+}
+
+// ---------------------------------------------------------------------------
+// Debian's stock arm64 kernel (`linux-image-*-arm64-unsigned`, see
+// `linux::stock`) with the suite's busybox initramfs: a real user's guest.
+// It has no pseudo-NMI, so nothing here asks for NMIs; it has SVE, SME,
+// PAuth and KASLR, and so tests what nmivisor shows the guest's CPU.
+
+/// The stock kernel's command line: its console and the `poweroff` flow
+/// of `linux/init.sh` (no `irqchip.gicv3_pseudo_nmi`, which it lacks).
+pub const STOCK_CMDLINE: &str = "console=ttyAMA0 nmv.test=poweroff";
+
+/// Timeout of the stock kernel natively (it takes about 10 s of guest
+/// time to userspace, more in wall time on a loaded host).
+const STOCK_NATIVE_TIMEOUT_SECS: u64 = 180;
+/// Timeout of the stock kernel under the hypervisor.
+const STOCK_VM_TIMEOUT_SECS: u64 = 300;
+
+/// `linux-stock-boot` and `linux-native-stock-boot`.
+fn stock_linux_scenarios() -> Vec<Scenario> {
+    vec![stock_linux(true), stock_linux(false)]
+}
+
+/// Debian's kernel boots on `-cpu max` with every CPU, runs the
+/// initramfs' `/init` to userspace (its `uname -r` is the stock kernel's)
+/// and powers off cleanly; no oops on the way.
+fn stock_linux(native: bool) -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut s = if native {
+        let mut s = Scenario::new("linux-native-stock-boot")
+            .linux_native("")
+            .timeout_secs(STOCK_NATIVE_TIMEOUT_SECS);
+        s.append = Some(STOCK_CMDLINE.into());
+        s
+    } else {
+        let mut s = Scenario::new("linux-stock-boot")
+            .linux_vm("")
+            .timeout_secs(STOCK_VM_TIMEOUT_SECS)
+            .expect_in_order([contains("nmv-init: powering off"), contains("nmivisor: powering off")]);
+        s.boot = crate::harness::Boot::LinuxVm(STOCK_CMDLINE.into());
+        s
+    };
+    s = s
+        .stock_kernel()
+        .forbid(contains("Internal error:"))
+        .forbid(contains("Oops"))
+        .expect(regex(r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ "))
+        .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
+    for cpu in 1..cpus {
+        s = s.expect_count(regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")), 1);
+    }
+    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+        .expect_in_order([
+            contains("Run /init as init process"),
+            regex(&format!(
+                r"^nmv-init: userspace up \({cpus} CPUs, kernel 6\.12\.\d+\+deb\d+-arm64, test: poweroff\)$"
+            )),
+            contains("nmv-init: powering off"),
+            contains("reboot: Power down"),
+        ])
+        .exit_code(0)
+        .also_on_second_qemu()
 }
 
 /// `linux-hyp-dump`: every CPU is busy in the guest (CPUs 1-3 in the
