@@ -9,6 +9,7 @@ mod deb;
 mod harness;
 mod hosttest;
 mod image;
+mod kvm;
 mod linux;
 mod provision;
 mod qemu;

@@ -1184,4 +1184,88 @@ mod tests {
             .collect();
         assert_fails(&s, &no_dump, "no dump");
     }
+
+    /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).
+    fn stock_log(native: bool) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]",
+            "[    0.000000] Linux version 6.12.117+deb12-arm64 (debian-kernel@lists.debian.org)",
+            "[    0.301017] CPU1: Booted secondary processor 0x0000000001 [0x000f0510]",
+            "[    0.321771] CPU2: Booted secondary processor 0x0000000002 [0x000f0510]",
+            "[    0.340312] CPU3: Booted secondary processor 0x0000000003 [0x000f0510]",
+            "[    0.342000] smp: Brought up 1 node, 4 CPUs",
+            "[    9.875290] Run /init as init process",
+            "nmv-init: userspace up (4 CPUs, kernel 6.12.117+deb12-arm64, test: poweroff)",
+            "nmv-init: counter at userspace: 0000000025c3f5a1 0000000003b9aca0",
+            "nmv-init: powering off",
+            "[   10.130036] reboot: Power down",
+        ]
+        .map(String::from)
+        .to_vec();
+        if !native {
+            log.insert(0, "nmivisor v0.1.0 (EL2, GICv3)".into());
+            log.push("nmivisor: vm linux: powered off".into());
+            log.push("nmivisor: powering off".into());
+        }
+        log
+    }
+
+    #[test]
+    fn stock_kernel_expectations() {
+        for native in [true, false] {
+            let s = find(if native { "linux-native-stock-boot" } else { "linux-stock-boot" });
+            assert_eq!(s.linux_kernel, crate::harness::LinuxKernel::Stock);
+            assert!(s.needs_linux() && s.also_on_second_qemu);
+            let cmdline = match &s.boot {
+                crate::harness::Boot::LinuxNative => s.append.clone().unwrap(),
+                crate::harness::Boot::LinuxVm(c) => c.clone(),
+                other => panic!("{other:?}"),
+            };
+            // No pseudo-NMI asked for: the stock kernel has none.
+            assert_eq!(cmdline, STOCK_CMDLINE);
+            let good = stock_log(native);
+            assert_passes(&s, &good);
+            // The suite's own kernel is not the stock one.
+            let suite: Vec<String> = good
+                .iter()
+                .map(|l| l.replace("kernel 6.12.117+deb12-arm64", "kernel 6.12.117"))
+                .collect();
+            assert_fails(&s, &suite, "not Debian's kernel");
+            let no_off: Vec<String> = good.iter().filter(|l| !l.contains("Power down")).cloned().collect();
+            assert_fails(&s, &no_off, "no power down");
+            let mut oops = good.clone();
+            oops.insert(6, "[    1.0] Internal error: Oops - Undefined instruction: 0000000002000000 [#1] SMP".into());
+            assert_fails(&s, &oops, "an oops");
+            let three: Vec<String> = good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
+            assert_fails(&s, &three, "a CPU missing");
+        }
+        assert_fails(&find("linux-stock-boot"), &stock_log(true), "no nmivisor power-off");
+    }
+
+    #[test]
+    fn second_qemu_copies() {
+        let base = all();
+        assert_eq!(with_second_qemu(base.clone(), None).len(), base.len());
+        let both = with_second_qemu(base.clone(), Some("qemu10"));
+        let copies: Vec<&Scenario> = both.iter().filter(|s| s.on_second_qemu).collect();
+        let names: Vec<&str> = copies.iter().map(|s| s.name.as_str()).collect();
+        for n in [1, 2, 4] {
+            assert!(names.contains(&format!("guest-test-native-smp{n}@qemu10").as_str()));
+            assert!(names.contains(&format!("guest-test-smp{n}@qemu10").as_str()));
+        }
+        for n in ["linux-boot", "linux-native-boot", "linux-hyp-dump", "linux-stock-boot", "linux-native-stock-boot"] {
+            assert!(names.contains(&format!("{n}@qemu10").as_str()), "{n}");
+        }
+        // Hypervisor-only scenarios run once.
+        assert!(!names.iter().any(|n| n.starts_with("smp-") || n.starts_with("nmi-dump")));
+        // The copies come last, with the same expectations.
+        assert!(both[..base.len()].iter().all(|s| !s.on_second_qemu));
+        let g = both.iter().find(|s| s.name == "guest-test-smp2@qemu10").unwrap();
+        assert_eq!(g.expects.len(), find("guest-test-smp2").expects.len());
+        // Names stay unique.
+        let mut all_names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
+        all_names.sort();
+        all_names.dedup();
+        assert_eq!(all_names.len(), both.len());
+    }
 }

@@ -15,6 +15,7 @@
 //! second run finds them and only prints their paths.
 
 pub mod cache;
+pub mod counter;
 pub mod initramfs;
 pub mod kconfig;
 pub mod stock;
@@ -668,9 +669,16 @@ fn busybox() -> Result<(PathBuf, String)> {
     Ok((binary, fetched.version))
 }
 
-/// Builds the initramfs, or finds it in the cache.
+/// The arm64 static busybox of the initramfs (fetched if need be).
+pub fn busybox_binary() -> Result<PathBuf> {
+    Ok(busybox()?.0)
+}
+
+/// Builds the initramfs, or finds it in the cache. It does not wait for
+/// the cache's lock (held for the minutes of a kernel build): the archive
+/// is written to a file of this process and renamed into place, and the
+/// package fetch has its own lock.
 pub fn initramfs() -> Result<PathBuf> {
-    let _lock = lock_cache()?;
     initramfs_locked()
 }
 
@@ -682,7 +690,8 @@ fn initramfs_locked() -> Result<PathBuf> {
     let key = Key::new("initramfs")
         .add("busybox", &version)
         .add("init", &init)
-        .add("applets", initramfs::APPLETS.join(" "));
+        .add("applets", initramfs::APPLETS.join(" "))
+        .add("counter", counter::elf());
     let out = cache::root().join(format!("initramfs-{}.cpio.gz", key.hex()));
     if out.exists() {
         say!("linux: initramfs up to date (cached, key {})", key.hex());
@@ -691,7 +700,7 @@ fn initramfs_locked() -> Result<PathBuf> {
     let bytes = std::fs::read(&busybox)
         .with_context(|| format!("cannot read {}", busybox.display()))?;
     let gz = initramfs::build(&bytes, &init)?;
-    let tmp = out.with_extension("tmp");
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &gz)?;
     std::fs::rename(&tmp, &out)?;
     say!(

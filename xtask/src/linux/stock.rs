@@ -34,12 +34,8 @@ pub struct StockKernel {
     pub package: String,
     /// Its Debian version, e.g. `6.12.117-1~deb12u1`.
     pub version: String,
-    /// `uname -r` of the kernel, e.g. `6.12.117+deb12-arm64`.
-    pub release: String,
     /// `boot/vmlinuz-<release>`: the arm64 Image.
     pub image: PathBuf,
-    /// The size of the .deb.
-    pub deb_bytes: u64,
 }
 
 /// The unsigned image package behind the signed one the metapackage's
@@ -112,9 +108,7 @@ pub fn fetch() -> Result<StockKernel> {
     Ok(StockKernel {
         package,
         version: f.version,
-        release,
         image,
-        deb_bytes: f.deb_bytes,
     })
 }
 
