@@ -56,12 +56,13 @@ pub struct Vmm {
 }
 
 /// Which packages of an `apt-cache depends --recurse` listing hold arm64
-/// libraries: `lib*:arm64` (names without `:arm64` are amd64 or `all`).
+/// libraries: `*lib*:arm64`, i.e. `lib*` and `zlib1g` (names without
+/// `:arm64` are amd64 or `all`).
 pub fn library_packages(depends: &[String]) -> Vec<Pkg> {
     let mut out: Vec<Pkg> = depends
         .iter()
         .filter_map(|d| d.strip_suffix(":arm64"))
-        .filter(|n| n.starts_with("lib"))
+        .filter(|n| n.contains("lib"))
         .map(|n| Pkg::arch(n, "arm64"))
         .collect();
     out.sort();
@@ -324,11 +325,15 @@ mod tests {
             "adduser",
             "libc6:arm64",
             "passwd:arm64",
+            "zlib1g:arm64",
         ]
         .map(String::from)
         .to_vec();
         let pkgs = library_packages(&deps);
-        assert_eq!(pkgs, [Pkg::arch("libaio1", "arm64"), Pkg::arch("libc6", "arm64")]);
+        assert_eq!(
+            pkgs,
+            [Pkg::arch("libaio1", "arm64"), Pkg::arch("libc6", "arm64"), Pkg::arch("zlib1g", "arm64")]
+        );
     }
 
     #[test]

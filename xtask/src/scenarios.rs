@@ -644,6 +644,9 @@ fn stock_linux(native: bool) -> Scenario {
     };
     s = s
         .stock_kernel()
+        // A trap the hypervisor cannot handle kills this guest before its
+        // console is up: stop at once instead of waiting for the timeout.
+        .forbid(contains("unhandled exception class"))
         .forbid(contains("Internal error:"))
         .forbid(contains("Oops"))
         .expect(regex(r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ "))
@@ -1238,6 +1241,9 @@ mod tests {
             assert_fails(&s, &oops, "an oops");
             let three: Vec<String> = good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
             assert_fails(&s, &three, "a CPU missing");
+            let mut trap = good.clone();
+            trap.insert(1, "nmivisor: vm linux: unhandled exception class, injecting UNDEFINED (0x66000000)".into());
+            assert_fails(&s, &trap, "a trap the hypervisor does not handle");
         }
         assert_fails(&find("linux-stock-boot"), &stock_log(true), "no nmivisor power-off");
     }
