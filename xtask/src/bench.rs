@@ -200,7 +200,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
 
     let mut results: Vec<RunResult> = Vec::new();
     for (label, s, cfg) in &configs {
-        results.push(measure(label, s, cfg, &qemu, opts, |o| {
+        results.push(measure(label, true, s, cfg, &qemu, opts, |o| {
             // No host time in the result: runs are compared.
             let r = parse(&o.console)?;
             check_complete(&r, opts.smp, u64::from(opts.iterations))?;
@@ -210,13 +210,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     let mut boots: Vec<(&str, f64)> = Vec::new();
     for (label, s, cfg) in &linux_configs {
-        let secs = measure(label, s, cfg, &qemu, opts, |o| linux_seconds(&o.console))?;
+        let secs = measure(label, true, s, cfg, &qemu, opts, |o| linux_seconds(&o.console))?;
         say!("bench: {label}: userspace after {secs:.4} s of guest time");
         boots.push((label, secs));
     }
     let mut kvm_result = None;
     if let Some((s, cfg)) = &kvm_config {
-        let (r, secs) = measure("kvm", s, cfg, &qemu, opts, |o| {
+        let (r, secs) = measure("kvm", false, s, cfg, &qemu, opts, |o| {
             let r = parse(&o.console)?;
             check_complete(&r, opts.smp, u64::from(opts.iterations))?;
             say!("bench: kvm: whole nested run {:.1}s", o.elapsed.as_secs_f32());
@@ -267,10 +267,12 @@ fn scenario(name: &str, opts: &BenchOptions) -> Scenario {
 }
 
 /// Boots one configuration `opts.runs` times, each to a passing
-/// outcome, and extracts its result with `extract`; fails unless every run
-/// gives the same result (under -icount they must).
+/// outcome, and extracts its result with `extract`. With `strict`, fails
+/// unless every run gives the same result (under -icount they must);
+/// otherwise (the nested KVM run) notes the difference and keeps run 1.
 fn measure<T: PartialEq + std::fmt::Debug + 'static>(
     label: &str,
+    strict: bool,
     s: &Scenario,
     cfg: &crate::qemu::QemuConfig,
     qemu: &crate::qemu::Qemu,
@@ -278,6 +280,7 @@ fn measure<T: PartialEq + std::fmt::Debug + 'static>(
     extract: impl Fn(&harness::Outcome) -> Result<T>,
 ) -> Result<T> {
     let mut first: Option<T> = None;
+    let mut differed = false;
     for i in 1..=opts.runs {
         let mut cmd = cfg.command(qemu);
         cmd.current_dir(util::workspace_root());
@@ -295,10 +298,19 @@ fn measure<T: PartialEq + std::fmt::Debug + 'static>(
         let r = extract(&outcome).with_context(|| format!("the {label} run"))?;
         match &first {
             None => first = Some(r),
-            Some(f) => ensure!(*f == r, "{label} run {i} differs from run 1: {}", describe_difference(f, &r)),
+            Some(f) if *f == r => {}
+            Some(f) if !strict => {
+                differed = true;
+                say!(
+                    "bench: note: {label} run {i} differs from run 1 (the nested KVM run is not \
+                     deterministic, see docs/benchmarks.md; run 1 is reported): {}",
+                    describe_difference(f, &r)
+                );
+            }
+            Some(f) => bail!("{label} run {i} differs from run 1: {}", describe_difference(f, &r)),
         }
     }
-    if opts.runs > 1 {
+    if opts.runs > 1 && !differed {
         say!("bench: {label}: {} runs gave identical results", opts.runs);
     }
     Ok(first.expect("at least one run"))
@@ -440,8 +452,13 @@ pub fn stalls(r: &RunResult, config: &'static str) -> Vec<Stall> {
 fn describe_difference<T: std::fmt::Debug + 'static>(a: &T, b: &T) -> String {
     let any_a: &dyn std::any::Any = a;
     let any_b: &dyn std::any::Any = b;
-    match (any_a.downcast_ref::<RunResult>(), any_b.downcast_ref::<RunResult>()) {
-        (Some(a), Some(b)) => differences(&a.counts, &b.counts).unwrap_or_else(|| "in the batches".into()),
+    let counts = |x: &dyn std::any::Any| {
+        x.downcast_ref::<RunResult>()
+            .or_else(|| x.downcast_ref::<(RunResult, Option<f64>)>().map(|p| &p.0))
+            .map(|r| r.counts.clone())
+    };
+    match (counts(any_a), counts(any_b)) {
+        (Some(a), Some(b)) if a != b => differences(&a, &b).unwrap_or_default(),
         _ => format!("{b:?} vs {a:?}"),
     }
 }
@@ -636,11 +653,19 @@ fn linux_boot_configs(
     ])
 }
 
+/// QEMU's seed for everything a guest can read as random (RNDR, the
+/// device tree's `kaslr-seed` and `rng-seed`): Linux draws on them from
+/// its first instructions (KASLR, its entropy pool), and without a fixed
+/// seed the same boot would count differently each time.
+pub const SEED: &str = "1";
+
 /// A Linux boot under -icount that ends at `/init`'s counter line.
 fn linux_scenario(name: &str, opts: &BenchOptions) -> Scenario {
     Scenario::new(name)
         .qemu_arg("-icount")
         .qemu_arg(ICOUNT)
+        .qemu_arg("-seed")
+        .qemu_arg(SEED)
         .timeout_secs(opts.timeout)
         .until(contains(COUNTER_LINE))
 }
@@ -692,6 +717,8 @@ fn kvm_peer(
         .append(crate::kvm::HOST_CMDLINE)
         .qemu_arg("-icount")
         .qemu_arg(ICOUNT)
+        .qemu_arg("-seed")
+        .qemu_arg(SEED)
         .timeout_secs(opts.kvm_timeout)
         .until(contains(crate::kvm::ALL_DONE))
         .forbid(contains("nmv-kvm-host: FAILED"))

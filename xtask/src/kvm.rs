@@ -215,7 +215,9 @@ pub fn inner_config(kernel: &str, initrd: Option<&str>, append: &str, smp: u32, 
     cfg.mem = mem.into();
     cfg.initrd = initrd.map(PathBuf::from);
     cfg.append = Some(append.into());
-    cfg.extra = vec!["-enable-kvm".into()];
+    // A fixed seed for what the inner guest reads as random, like the
+    // outer run's (see `bench::SEED`).
+    cfg.extra = vec!["-enable-kvm".into(), "-seed".into(), crate::bench::SEED.into()];
     cfg
 }
 
@@ -350,7 +352,7 @@ mod tests {
             "-m 256M",
             "-kernel /guest-test.bin",
             "-append 'guest-test.bench guest-test.bench-iterations=10'",
-            "-enable-kvm",
+            "-enable-kvm -seed 1",
             "-serial chardev:console",
         ] {
             assert!(line.contains(want), "{want} in {line}");
