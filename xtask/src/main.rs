@@ -59,7 +59,8 @@ struct Cli {
     /// for QEMU 10 from bookworm-backports, fetched into the cache. Without
     /// it, the system's QEMU runs everything, and `cargo xtask test` also
     /// runs the guest-test and Linux scenarios on QEMU 10 (`NAME@qemu10`).
-    #[arg(long, global = true, env = "NMIVISOR_QEMU", value_name = "PATH|qemu10")]
+    /// NMIVISOR_QEMU does the same (an empty value counts as unset).
+    #[arg(long, global = true, value_name = "PATH|qemu10")]
     qemu: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -276,7 +277,11 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     // An empty NMIVISOR_QEMU means "not set".
-    let qemu_choice = cli.qemu.clone().filter(|p| !p.as_os_str().is_empty());
+    let qemu_choice = cli
+        .qemu
+        .clone()
+        .or_else(|| std::env::var_os("NMIVISOR_QEMU").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
     let qemu_choice = qemu_choice.as_deref();
     match cli.command {
         Cmd::Provision => {
