@@ -211,13 +211,29 @@ fn update(view: View<'_>) -> Result<()> {
             if done.contains(&key) {
                 return Ok(());
             }
-            util::run(
-                Command::new("apt-get")
-                    .args(view.options())
-                    .arg("update")
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )
-            .with_context(|| format!("apt-get update for {} failed", view.describe()))?;
+            // Another apt (of another xtask, or the user's) may hold the
+            // lists' lock for a while: wait and try again, never break it.
+            let mut attempt = 1;
+            loop {
+                let r = util::run(
+                    Command::new("apt-get")
+                        .args(view.options())
+                        .arg("update")
+                        .env("DEBIAN_FRONTEND", "noninteractive"),
+                );
+                match r {
+                    Ok(()) => break,
+                    Err(e) if attempt < 4 => {
+                        say!("deb: {e:#}; trying again in 15 s (apt may be busy)");
+                        std::thread::sleep(std::time::Duration::from_secs(15));
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("apt-get update for {} failed", view.describe()))
+                    }
+                }
+            }
             done.insert(key);
             Ok(())
         }
