@@ -41,7 +41,11 @@ pub const COMPLETE: &str = ".complete";
 /// The root of xtask's cache: `NMIVISOR_CACHE_DIR`, else
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/nmivisor`.
 pub fn cache_base() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("NMIVISOR_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("nmivisor")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/nmivisor")))
@@ -127,7 +131,9 @@ impl PrivateSource {
 
     /// Where its source list is written.
     pub fn list_file(&self) -> PathBuf {
-        debs_dir().join("sources").join(format!("{}.list", self.name))
+        debs_dir()
+            .join("sources")
+            .join(format!("{}.list", self.name))
     }
 
     /// The options that make apt read only this source list. They go on
@@ -181,7 +187,11 @@ impl View<'_> {
     fn describe(&self) -> String {
         match self {
             View::System => "the system's apt sources".into(),
-            View::Private(s) => format!("the private source `{}` ({})", s.line, s.list_file().display()),
+            View::Private(s) => format!(
+                "the private source `{}` ({})",
+                s.line,
+                s.list_file().display()
+            ),
         }
     }
 }
@@ -207,7 +217,9 @@ fn update(view: View<'_>) -> Result<()> {
         }
         View::Private(source) => {
             let key = source.list_file().display().to_string();
-            let mut done = UPDATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut done = UPDATED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if done.contains(&key) {
                 return Ok(());
             }
@@ -229,8 +241,9 @@ fn update(view: View<'_>) -> Result<()> {
                         attempt += 1;
                     }
                     Err(e) => {
-                        return Err(e)
-                            .with_context(|| format!("apt-get update for {} failed", view.describe()))
+                        return Err(e).with_context(|| {
+                            format!("apt-get update for {} failed", view.describe())
+                        });
                     }
                 }
             }
@@ -251,7 +264,10 @@ fn prepare(view: View<'_>, pkgs: &[Pkg]) -> Result<()> {
     }
     if let View::Private(source) = view {
         if source.write()? {
-            say!("deb: wrote the private apt source {}", source.list_file().display());
+            say!(
+                "deb: wrote the private apt source {}",
+                source.list_file().display()
+            );
             // A new source: this process has no lists for it yet (and the
             // rule of `provision` is that a change of sources makes the
             // next update run).
@@ -389,12 +405,7 @@ pub fn package_dir(pkg: &Pkg, version: &str) -> PathBuf {
 /// `<package>_<arch>_<version>`, made safe as one path component (Debian
 /// versions hold `:` and `~`).
 pub fn cache_name(pkg: &Pkg, version: &str) -> String {
-    crate::linux::cache::path_component(&format!(
-        "{}_{}_{}",
-        pkg.name,
-        pkg.arch_label(),
-        version
-    ))
+    crate::linux::cache::path_component(&format!("{}_{}_{}", pkg.name, pkg.arch_label(), version))
 }
 
 /// The contents of the `.complete` marker.
@@ -441,7 +452,8 @@ pub fn cached(pkg: &Pkg, version: &str) -> Option<Fetched> {
 
 /// The versions of `pkg` unpacked in the cache (for working offline).
 pub fn cached_versions(pkg: &Pkg) -> Vec<String> {
-    let prefix = crate::linux::cache::path_component(&format!("{}_{}_", pkg.name, pkg.arch_label()));
+    let prefix =
+        crate::linux::cache::path_component(&format!("{}_{}_", pkg.name, pkg.arch_label()));
     let mut out: Vec<String> = std::fs::read_dir(debs_dir())
         .into_iter()
         .flatten()
@@ -504,8 +516,9 @@ pub fn depends(view: View<'_>, pkg: &Pkg, recurse: bool) -> Result<Vec<String>> 
     if candidates(view, std::slice::from_ref(pkg)).is_err() {
         update(view)?;
     }
-    let out = output_of(Command::new("apt-cache").args(depends_args(&view.options(), pkg, recurse)))
-        .with_context(|| format!("`apt-cache depends {}` failed", pkg.spec()))?;
+    let out =
+        output_of(Command::new("apt-cache").args(depends_args(&view.options(), pkg, recurse)))
+            .with_context(|| format!("`apt-cache depends {}` failed", pkg.spec()))?;
     Ok(parse_depends(&out))
 }
 
@@ -523,7 +536,10 @@ pub fn fetch(view: View<'_>, pkgs: &[(Pkg, String)]) -> Result<Vec<Fetched>> {
     missing.sort();
     missing.dedup();
     if !missing.is_empty() {
-        prepare(view, &missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>())?;
+        prepare(
+            view,
+            &missing.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        )?;
         let started = Instant::now();
         let scratch = Scratch::new()?;
         let listed: Vec<String> = missing.iter().map(|(p, v)| p.spec_version(v)).collect();
@@ -539,7 +555,11 @@ pub fn fetch(view: View<'_>, pkgs: &[(Pkg, String)]) -> Result<Vec<Fetched>> {
             say!("deb: {e:#}; fetching the lists and trying once more");
             update(view)?;
             download().with_context(|| {
-                format!("apt-get download {} failed ({})", listed.join(" "), view.describe())
+                format!(
+                    "apt-get download {} failed ({})",
+                    listed.join(" "),
+                    view.describe()
+                )
             })?;
         }
         let mut total = 0u64;
@@ -555,7 +575,8 @@ pub fn fetch(view: View<'_>, pkgs: &[(Pkg, String)]) -> Result<Vec<Fetched>> {
     }
     pkgs.iter()
         .map(|(p, v)| {
-            cached(p, v).with_context(|| format!("{} {v} is not in the cache after fetching it", p.spec()))
+            cached(p, v)
+                .with_context(|| format!("{} {v} is not in the cache after fetching it", p.spec()))
         })
         .collect()
 }
@@ -566,7 +587,12 @@ pub fn fetch_candidates(view: View<'_>, pkgs: &[Pkg]) -> Result<Vec<Fetched>> {
     let wanted: Vec<(Pkg, String)> = pkgs
         .iter()
         .zip(&policies)
-        .map(|(p, pol)| (p.clone(), pol.candidate.clone().expect("checked by candidates")))
+        .map(|(p, pol)| {
+            (
+                p.clone(),
+                pol.candidate.clone().expect("checked by candidates"),
+            )
+        })
         .collect();
     fetch(view, &wanted)
 }
@@ -580,7 +606,8 @@ impl Scratch {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("nmivisor-deb-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
         Ok(Scratch(dir))
     }
@@ -616,12 +643,11 @@ fn unpack(scratch: &Path, pkg: &Pkg, version: &str) -> Result<u64> {
         .find(|p| p.exists())
         .with_context(|| format!("apt-get download left neither {name} nor {all}"))?;
     let bytes = deb.metadata()?.len();
-    let fields = output_of(
-        Command::new("dpkg-deb")
-            .args(["-f"])
-            .arg(&deb)
-            .args(["Package", "Version", "Architecture"]),
-    )
+    let fields = output_of(Command::new("dpkg-deb").args(["-f"]).arg(&deb).args([
+        "Package",
+        "Version",
+        "Architecture",
+    ]))
     .with_context(|| format!("`dpkg-deb -f {}` failed: not a valid .deb", deb.display()))?;
     let got = parse_control(&fields);
     let want = [
@@ -668,8 +694,12 @@ fn lock() -> Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        say!("deb: another xtask is fetching packages ({} is locked); waiting", path.display());
-        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        say!(
+            "deb: another xtask is fetching packages ({} is locked); waiting",
+            path.display()
+        );
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
     }
     Ok(file)
 }
@@ -682,7 +712,10 @@ mod tests {
     fn specs_and_cache_names() {
         let bb = Pkg::arch("busybox-static", "arm64");
         assert_eq!(bb.spec(), "busybox-static:arm64");
-        assert_eq!(bb.spec_version("1:1.35.0-4+deb12u1+b1"), "busybox-static:arm64=1:1.35.0-4+deb12u1+b1");
+        assert_eq!(
+            bb.spec_version("1:1.35.0-4+deb12u1+b1"),
+            "busybox-static:arm64=1:1.35.0-4+deb12u1+b1"
+        );
         assert_eq!(
             cache_name(&bb, "1:1.35.0-4+deb12u1+b1"),
             "busybox-static_arm64_1_1.35.0-4+deb12u1+b1"
@@ -718,13 +751,18 @@ mod tests {
             download_args(&opts, &q)[6..].join(" "),
             "download qemu-system-arm=1:10.0.2"
         );
-        assert_eq!(policy_args(&opts, &[Pkg::host("a"), Pkg::arch("b", "arm64")])[6..].join(" "), "policy a b:arm64");
+        assert_eq!(
+            policy_args(&opts, &[Pkg::host("a"), Pkg::arch("b", "arm64")])[6..].join(" "),
+            "policy a b:arm64"
+        );
         let d = depends_args(&[], &Pkg::arch("qemu-system-arm", "arm64"), true);
         assert_eq!(d[0..2], ["depends", "--recurse"]);
         assert!(!depends_args(&[], &Pkg::host("x"), false).contains(&"--recurse".to_string()));
         assert_eq!(d.last().unwrap(), "qemu-system-arm:arm64");
         assert!(d.contains(&"--no-recommends".to_string()));
-        assert!(PrivateSource::bookworm_backports().line.ends_with(" bookworm-backports main"));
+        assert!(PrivateSource::bookworm_backports()
+            .line
+            .ends_with(" bookworm-backports main"));
     }
 
     const POLICY: &str = "\
@@ -760,7 +798,10 @@ nothing-here:
             }
         );
         assert_eq!(p["busybox-static:arm64"].installed, None);
-        assert_eq!(p["busybox-static:arm64"].candidate.as_deref(), Some("1:1.35.0-4+deb12u1+b1"));
+        assert_eq!(
+            p["busybox-static:arm64"].candidate.as_deref(),
+            Some("1:1.35.0-4+deb12u1+b1")
+        );
         assert_eq!(p["nothing-here"], Policy::default());
         assert!(p["qemu-system-arm"].offered(true));
         assert!(!p["nothing-here"].offered(false));
@@ -803,7 +844,9 @@ libaio1:arm64
 
     #[test]
     fn control_fields_and_markers() {
-        let c = parse_control("Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\nArchitecture: arm64\n");
+        let c = parse_control(
+            "Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\nArchitecture: arm64\n",
+        );
         assert_eq!(c["Version"], "1:1.35.0-4+deb12u1+b1");
         assert_eq!(c["Architecture"], "arm64");
         let pkg = Pkg::arch("busybox-static", "arm64");

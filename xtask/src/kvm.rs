@@ -84,7 +84,12 @@ pub fn vmm() -> Result<Vmm> {
     );
     let fetched = deb::fetch_candidates(View::System, &pkgs)?;
     let binary = fetched[0].dir.join(VMM_BINARY);
-    ensure!(binary.exists(), "{} {} has no {VMM_BINARY}", vmm.spec(), fetched[0].version);
+    ensure!(
+        binary.exists(),
+        "{} {} has no {VMM_BINARY}",
+        vmm.spec(),
+        fetched[0].version
+    );
     let index = library_index(fetched.iter().map(|f| f.dir.as_path()))?;
     let mut libraries = needed_closure(&binary, &index)?;
     let loader = index
@@ -106,8 +111,15 @@ pub fn vmm() -> Result<Vmm> {
 fn library_index<'a>(roots: impl Iterator<Item = &'a Path>) -> Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
     for root in roots {
-        for dir in ["lib", "lib/aarch64-linux-gnu", "usr/lib", "usr/lib/aarch64-linux-gnu"] {
-            let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        for dir in [
+            "lib",
+            "lib/aarch64-linux-gnu",
+            "usr/lib",
+            "usr/lib/aarch64-linux-gnu",
+        ] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !name.contains(".so") {
@@ -166,12 +178,16 @@ pub fn needed(data: &[u8]) -> Result<Vec<String>> {
 
 /// The libraries `binary` needs, directly and through each other, found in
 /// `index`; fails naming every one that is missing.
-fn needed_closure(binary: &Path, index: &BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>> {
+fn needed_closure(
+    binary: &Path,
+    index: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, PathBuf>> {
     let mut found = BTreeMap::new();
     let mut missing = BTreeSet::new();
     let mut todo = vec![binary.to_path_buf()];
     while let Some(file) = todo.pop() {
-        let data = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let data =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         for name in needed(&data).with_context(|| format!("{}", file.display()))? {
             if found.contains_key(&name) || missing.contains(&name) {
                 continue;
@@ -198,7 +214,11 @@ fn needed_closure(binary: &Path, index: &BTreeMap<String, PathBuf>) -> Result<BT
 
 /// `arg` quoted for the host's `/bin/sh`.
 pub fn sh_quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c)) {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c))
+    {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -207,7 +227,13 @@ pub fn sh_quote(arg: &str) -> String {
 
 /// The inner QEMU's configuration: `kernel` (a path inside the host's
 /// initramfs) on [`INNER_MACHINE`] under KVM with `-cpu host`.
-pub fn inner_config(kernel: &str, initrd: Option<&str>, append: &str, smp: u32, mem: &str) -> QemuConfig {
+pub fn inner_config(
+    kernel: &str,
+    initrd: Option<&str>,
+    append: &str,
+    smp: u32,
+    mem: &str,
+) -> QemuConfig {
     let mut cfg = QemuConfig::new(kernel);
     cfg.machine = INNER_MACHINE.into();
     cfg.cpu = "host".into();
@@ -217,7 +243,11 @@ pub fn inner_config(kernel: &str, initrd: Option<&str>, append: &str, smp: u32, 
     cfg.append = Some(append.into());
     // A fixed seed for what the inner guest reads as random, like the
     // outer run's (see `bench::SEED`).
-    cfg.extra = vec!["-enable-kvm".into(), "-seed".into(), crate::bench::SEED.into()];
+    cfg.extra = vec![
+        "-enable-kvm".into(),
+        "-seed".into(),
+        crate::bench::SEED.into(),
+    ];
     cfg
 }
 
@@ -266,7 +296,12 @@ poweroff -f
 /// Builds the host's initramfs (uncompressed newc cpio): busybox, the VMM
 /// with its libraries in `/lib`, `files` (path in the archive, content),
 /// and `init`.
-pub fn host_initramfs(busybox: &[u8], vmm: &Vmm, files: &[(String, Vec<u8>)], init: &str) -> Result<Vec<u8>> {
+pub fn host_initramfs(
+    busybox: &[u8],
+    vmm: &Vmm,
+    files: &[(String, Vec<u8>)],
+    init: &str,
+) -> Result<Vec<u8>> {
     let mut entries: Vec<Entry> = initramfs::layout(busybox, init.as_bytes());
     entries.push(Entry {
         path: "lib".into(),
@@ -286,7 +321,8 @@ pub fn host_initramfs(busybox: &[u8], vmm: &Vmm, files: &[(String, Vec<u8>)], in
             path: format!("lib/{soname}"),
             kind: Kind::File {
                 perm: 0o755,
-                data: std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                data: std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
             },
         });
     }
@@ -334,17 +370,33 @@ mod tests {
         let pkgs = library_packages(&deps);
         assert_eq!(
             pkgs,
-            [Pkg::arch("libaio1", "arm64"), Pkg::arch("libc6", "arm64"), Pkg::arch("zlib1g", "arm64")]
+            [
+                Pkg::arch("libaio1", "arm64"),
+                Pkg::arch("libc6", "arm64"),
+                Pkg::arch("zlib1g", "arm64")
+            ]
         );
     }
 
     #[test]
     fn host_init_runs_the_inner_qemu_without_default_devices() {
-        let inner = inner_config("/guest-test.bin", None, "guest-test.bench guest-test.bench-iterations=10", 2, "256M");
+        let inner = inner_config(
+            "/guest-test.bin",
+            None,
+            "guest-test.bench guest-test.bench-iterations=10",
+            2,
+            "256M",
+        );
         let init = host_init(&[inner]);
         assert!(init.starts_with("#!/bin/sh\n"));
-        let line = init.lines().find(|l| l.starts_with("/bin/qemu-system-aarch64 ")).unwrap();
-        assert!(line.starts_with("/bin/qemu-system-aarch64 -nodefaults "), "{line}");
+        let line = init
+            .lines()
+            .find(|l| l.starts_with("/bin/qemu-system-aarch64 "))
+            .unwrap();
+        assert!(
+            line.starts_with("/bin/qemu-system-aarch64 -nodefaults "),
+            "{line}"
+        );
         for want in [
             "-machine virt,gic-version=3",
             "-cpu host",

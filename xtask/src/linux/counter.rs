@@ -74,7 +74,7 @@ pub fn elf() -> Vec<u8> {
     f.extend_from_slice(&(PHDR as u16).to_le_bytes()); // e_phentsize
     f.extend_from_slice(&1u16.to_le_bytes()); // e_phnum
     f.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
-    // Program header: PT_LOAD, RWX, the whole file at BASE.
+                                  // Program header: PT_LOAD, RWX, the whole file at BASE.
     f.extend_from_slice(&1u32.to_le_bytes());
     f.extend_from_slice(&7u32.to_le_bytes());
     f.extend_from_slice(&0u64.to_le_bytes()); // p_offset

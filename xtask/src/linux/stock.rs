@@ -51,7 +51,8 @@ pub fn unsigned_of(dependency: &str) -> Option<String> {
 /// The newest of `linux-image-6.12.N+debXX-arm64-unsigned` among `names`
 /// (by N, then name).
 pub fn newest_unsigned<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let re = regex::Regex::new(r"^linux-image-6\.12\.(\d+)\+deb\d+-arm64-unsigned$").expect("valid");
+    let re =
+        regex::Regex::new(r"^linux-image-6\.12\.(\d+)\+deb\d+-arm64-unsigned$").expect("valid");
     names
         .into_iter()
         .filter_map(|n| {
@@ -69,7 +70,9 @@ fn choose_package() -> Result<String> {
             if let Some(p) = deps.iter().find_map(|d| unsigned_of(d)) {
                 return Ok(p);
             }
-            say!("linux: {META} names no linux-image-<ABI>-arm64 ({deps:?}); looking for the newest");
+            say!(
+                "linux: {META} names no linux-image-<ABI>-arm64 ({deps:?}); looking for the newest"
+            );
         }
         Err(e) => say!("linux: {e:#}; looking for the newest 6.12 arm64 kernel"),
     }
@@ -84,8 +87,7 @@ fn choose_package() -> Result<String> {
 /// Fetches (or finds in the cache) the stock kernel.
 pub fn fetch() -> Result<StockKernel> {
     let package = choose_package()?;
-    let f = deb::fetch_candidates(View::System, &[Pkg::arch(&package, "arm64")])?
-        .remove(0);
+    let f = deb::fetch_candidates(View::System, &[Pkg::arch(&package, "arm64")])?.remove(0);
     let release = package
         .strip_prefix("linux-image-")
         .and_then(|p| p.strip_suffix("-unsigned"))
