@@ -18,6 +18,11 @@
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
 
+# The virtual counter and its frequency as soon as userspace runs (hex,
+# `CNTVCT CNTFRQ`; /bin/nmv-counter is written by xtask): the guest's time
+# to userspace for `cargo xtask bench --linux`.
+COUNTER=$(/bin/nmv-counter 2>/dev/null)
+
 say() {
     echo "nmv-init: $*"
 }
@@ -41,6 +46,7 @@ done
 # Online CPUs (not `nproc`: it counts this shell's affinity, now CPU 0).
 CPUS=$(grep -c ^processor /proc/cpuinfo)
 say "userspace up ($CPUS CPUs, kernel $(uname -r), test: ${TEST:-none})"
+[ -n "$COUNTER" ] && say "counter at userspace: $COUNTER"
 
 DIRECT=/sys/kernel/debug/provoke-crash/DIRECT
 

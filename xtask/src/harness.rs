@@ -159,6 +159,25 @@ pub struct Scenario {
     /// (`    PC 0x... LR 0x...`) must name a symbol of the Linux guest's
     /// `System.map` (checked by the runner, which knows the map).
     pub guest_pc_symbol: bool,
+    /// `cargo xtask test` also runs this scenario on the second QEMU
+    /// (QEMU 10), as `NAME@qemu10`, unless `--qemu` picks one QEMU for
+    /// everything.
+    pub also_on_second_qemu: bool,
+    /// This is the copy that runs on the second QEMU.
+    pub on_second_qemu: bool,
+    /// Which Linux kernel a Linux boot uses.
+    pub linux_kernel: LinuxKernel,
+}
+
+/// The kernel of a Linux scenario.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinuxKernel {
+    /// The suite's own 6.12 with pseudo-NMIs (`cargo xtask linux`).
+    #[default]
+    Suite,
+    /// Debian's stock arm64 kernel (`linux-image-*-arm64-unsigned`), as a
+    /// user would boot it: no pseudo-NMI, SVE, PAuth, KASLR.
+    Stock,
 }
 
 // Part of the builder is there for the scenarios still to come (guests,
@@ -184,7 +203,33 @@ impl Scenario {
             end: End::Exit(0),
             timeout: DEFAULT_TIMEOUT,
             guest_pc_symbol: false,
+            also_on_second_qemu: false,
+            on_second_qemu: false,
+            linux_kernel: LinuxKernel::Suite,
         }
+    }
+
+    /// Run this scenario on the second QEMU too (see
+    /// [`Scenario::also_on_second_qemu`]).
+    pub fn also_on_second_qemu(mut self) -> Self {
+        self.also_on_second_qemu = true;
+        self
+    }
+
+    /// The copy of this scenario for the second QEMU, named
+    /// `NAME@LABEL`.
+    pub fn on_second_qemu(&self, label: &str) -> Self {
+        let mut s = self.clone();
+        s.name = format!("{}@{label}", self.name);
+        s.on_second_qemu = true;
+        s.also_on_second_qemu = false;
+        s
+    }
+
+    /// Boot Debian's stock kernel instead of the suite's (Linux boots only).
+    pub fn stock_kernel(mut self) -> Self {
+        self.linux_kernel = LinuxKernel::Stock;
+        self
     }
 
     /// Boot the hypervisor with the VM bundle `spec` (`-initrd`).

@@ -5,10 +5,12 @@
 mod bench;
 mod build;
 mod bundle;
+mod deb;
 mod fuzz;
 mod harness;
 mod hosttest;
 mod image;
+mod kvm;
 mod linux;
 mod provision;
 mod qemu;
@@ -43,7 +45,7 @@ use crate::util::display_path;
     propagate_version = true,
     after_help = "Environment:\n  \
         NMIVISOR_TOOLCHAIN    same as --toolchain\n  \
-        NMIVISOR_QEMU         QEMU binary to use instead of qemu-system-aarch64\n  \
+        NMIVISOR_QEMU         same as --qemu\n  \
         NMIVISOR_NO_RUST_LLD  with the Debian toolchain, ignore rustup's rust-lld and use ld.lld\n\n\
         Outputs go to target/nmivisor/ (images, toolchain cache)."
 )]
@@ -53,6 +55,14 @@ struct Cli {
     /// rustc-web/cargo-web with -Zbuild-std; `rustup` and `debian` force one.
     #[arg(long, global = true, value_enum, env = "NMIVISOR_TOOLCHAIN", default_value_t = ToolchainChoice::Auto)]
     toolchain: ToolchainChoice,
+
+    /// The QEMU for every run: a qemu-system-aarch64 binary, or `qemu10`
+    /// for QEMU 10 from bookworm-backports, fetched into the cache. Without
+    /// it, the system's QEMU runs everything, and `cargo xtask test` also
+    /// runs the guest-test and Linux scenarios on QEMU 10 (`NAME@qemu10`).
+    /// NMIVISOR_QEMU does the same (an empty value counts as unset).
+    #[arg(long, global = true, value_name = "PATH|qemu10")]
+    qemu: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Cmd,
@@ -283,11 +293,22 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
+    // An empty NMIVISOR_QEMU means "not set".
+    let qemu_choice = cli
+        .qemu
+        .clone()
+        .or_else(|| std::env::var_os("NMIVISOR_QEMU").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    let qemu_choice = qemu_choice.as_deref();
     match cli.command {
         Cmd::Provision => {
             provision::cross_toolchain(cli.toolchain)?;
-            let qemu = provision::qemu()?;
-            say!("QEMU: {}", qemu.display());
+            let qemu = provision::qemu(qemu_choice)?;
+            say!(
+                "QEMU: {} ({})",
+                qemu.binary.display(),
+                qemu.version().unwrap_or_else(|| "--version fails".into())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Build(args) => {
@@ -295,10 +316,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             build::build(&tc, args.flavor())?.guest()?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run(args) => run(cli.toolchain, args),
-        Cmd::Test(args) => test(cli.toolchain, args),
+        Cmd::Run(args) => run(cli.toolchain, qemu_choice, args),
+        Cmd::Test(args) => test(cli.toolchain, qemu_choice, args),
         Cmd::Bench(mut opts) => {
             opts.toolchain = cli.toolchain;
+            opts.qemu = qemu_choice.map(std::path::Path::to_path_buf);
             bench::run(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -379,9 +401,13 @@ fn run_linux_native(args: &RunArgs) -> Result<QemuConfig> {
     Ok(cfg)
 }
 
-fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
+fn run(
+    choice: ToolchainChoice,
+    qemu_choice: Option<&std::path::Path>,
+    args: RunArgs,
+) -> Result<ExitCode> {
     if args.native {
-        let qemu = provision::qemu()?;
+        let qemu = provision::qemu(qemu_choice)?;
         let mut cfg = run_linux_native(&args)?;
         cfg.smp = args.smp;
         cfg.cpu = args.cpu.clone();
@@ -390,7 +416,7 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
         return run_qemu(&qemu, &cfg);
     }
     let tc = provision::cross_toolchain(choice)?;
-    let qemu = provision::qemu()?;
+    let qemu = provision::qemu(qemu_choice)?;
     let built = build::build(&tc, args.build.flavor())?;
     let images = &built.hypervisor;
     let mut cfg = QemuConfig::new(display_path(&images.bin));
@@ -458,13 +484,13 @@ fn run(choice: ToolchainChoice, args: RunArgs) -> Result<ExitCode> {
 }
 
 /// Runs QEMU in the foreground with the terminal attached.
-fn run_qemu(qemu: &std::path::Path, cfg: &QemuConfig) -> Result<ExitCode> {
+fn run_qemu(qemu: &qemu::Qemu, cfg: &QemuConfig) -> Result<ExitCode> {
     let mut cmd = cfg.command(qemu);
     cmd.current_dir(util::workspace_root());
     say!("running {}", util::command_line(&cmd));
     let status = cmd
         .status()
-        .with_context(|| format!("cannot start {}", qemu.display()))?;
+        .with_context(|| format!("cannot start {}", qemu.binary.display()))?;
     match status.code() {
         Some(0) => Ok(ExitCode::SUCCESS),
         Some(code) => {
@@ -478,8 +504,14 @@ fn run_qemu(qemu: &std::path::Path, cfg: &QemuConfig) -> Result<ExitCode> {
     }
 }
 
-fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
-    let scenarios: Vec<harness::Scenario> = scenarios::all()
+fn test(
+    choice: ToolchainChoice,
+    qemu_choice: Option<&std::path::Path>,
+    args: TestArgs,
+) -> Result<ExitCode> {
+    // With one QEMU chosen for everything there is no second QEMU.
+    let second = qemu_choice.is_none().then_some(qemu::QEMU10_LABEL);
+    let scenarios: Vec<harness::Scenario> = scenarios::with_second_qemu(scenarios::all(), second)
         .into_iter()
         .filter(|s| args.filter.as_deref().is_none_or(|f| s.name.contains(f)))
         .collect();
@@ -509,8 +541,13 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
                     linux::VM_NAME
                 ),
             };
+            let kernel = match s.linux_kernel {
+                harness::LinuxKernel::Stock if s.needs_linux() => " (Debian's stock kernel)",
+                _ => "",
+            };
+            let on = if s.on_second_qemu { ", on QEMU 10" } else { "" };
             println!(
-                "{:<26} {boot}, -smp {}{append}, timeout {}s",
+                "{:<34} {boot}{kernel}, -smp {}{append}, timeout {}s{on}",
                 s.name,
                 s.smp,
                 s.timeout.as_secs()
@@ -541,7 +578,7 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
     failed += f;
 
     if !scenarios.is_empty() {
-        let (p, f) = run_scenarios(choice, &scenarios, &args.linux.options())?;
+        let (p, f) = run_scenarios(choice, qemu_choice, &scenarios, &args.linux.options())?;
         passed += p;
         failed += f;
     } else if args.filter.is_some() && fuzz_entries.is_empty() {
@@ -561,13 +598,33 @@ fn test(choice: ToolchainChoice, args: TestArgs) -> Result<ExitCode> {
 struct Inputs<'a> {
     built: Option<&'a Built>,
     linux: Option<&'a linux::Artifacts>,
+    /// The initramfs every Linux boot uses.
+    initramfs: Option<&'a std::path::Path>,
+    stock: Option<&'a linux::stock::StockKernel>,
+}
+
+/// The kernel image a Linux scenario boots.
+fn linux_image(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<PathBuf> {
+    Ok(match s.linux_kernel {
+        harness::LinuxKernel::Suite => inputs
+            .linux
+            .context("no Linux guest (cargo xtask linux)")?
+            .kernel
+            .image
+            .clone(),
+        harness::LinuxKernel::Stock => inputs
+            .stock
+            .context("no stock Debian kernel")?
+            .image
+            .clone(),
+    })
 }
 
 /// The QEMU configuration of scenario `s`: the image it boots and, for a
 /// bundle scenario, the bundle written for it now.
 fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
     let built = || inputs.built.context("no hypervisor build");
-    let linux = || inputs.linux.context("no Linux guest (cargo xtask linux)");
+    let initramfs = || inputs.initramfs.context("no initramfs (cargo xtask linux)");
     Ok(match &s.boot {
         Boot::Hypervisor => s.qemu_config(&built()?.hypervisor.bin, None),
         Boot::NativeGuest => s.qemu_config(&built()?.guest()?.bin, None),
@@ -578,17 +635,13 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built.hypervisor.bin, Some(&out))
         }
-        Boot::LinuxNative => {
-            let linux = linux()?;
-            s.qemu_config(&linux.kernel.image, Some(&linux.initramfs))
-        }
+        Boot::LinuxNative => s.qemu_config(&linux_image(s, inputs)?, Some(initramfs()?)),
         Boot::LinuxVm(cmdline) => {
-            let linux = linux()?;
             let vm = VmConfig {
                 dump: false,
                 name: linux::VM_NAME.into(),
-                image: linux.kernel.image.clone(),
-                initrd: Some(linux.initramfs.clone()),
+                image: linux_image(s, inputs)?,
+                initrd: Some(initramfs()?.to_path_buf()),
                 cmdline: cmdline.clone(),
                 cpus: bundle::all_cpus(s.smp),
                 memory: linux::VM_MEMORY.into(),
@@ -635,10 +688,21 @@ fn check_guest_pc_symbol(
 /// Builds the images the scenarios need, then runs each scenario.
 fn run_scenarios(
     choice: ToolchainChoice,
+    qemu_choice: Option<&std::path::Path>,
     scenarios: &[harness::Scenario],
     linux_opts: &linux::Options,
 ) -> Result<(usize, usize)> {
-    let qemu = provision::qemu()?;
+    let qemu = provision::qemu(qemu_choice)?;
+    let second = if scenarios.iter().any(|s| s.on_second_qemu) {
+        say!("the selected scenarios run on QEMU 10 too: fetching (or reusing) it");
+        let q = qemu::qemu10().map_err(|e| {
+            say!("error: QEMU 10 is not available: {e:#}");
+            format!("QEMU 10 is not available: {e:#}")
+        });
+        Some(q)
+    } else {
+        None
+    };
     let mut images = BTreeMap::new();
     let (mut passed, mut failed) = (0, 0);
     let tc = if scenarios.iter().any(|s| s.needs_build()) {
@@ -646,7 +710,10 @@ fn run_scenarios(
     } else {
         None
     };
-    let linux = if scenarios.iter().any(|s| s.needs_linux()) {
+    let suite_kernel = |s: &&harness::Scenario| {
+        s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Suite
+    };
+    let linux = if scenarios.iter().any(|s| suite_kernel(&s)) {
         say!("the selected scenarios boot Linux: building (or reusing) the Linux guest");
         match linux::build(linux_opts) {
             Ok(a) => Ok(a),
@@ -657,6 +724,27 @@ fn run_scenarios(
         }
     } else {
         Err("not needed".into())
+    };
+    let stock_kernel = |s: &&harness::Scenario| {
+        s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Stock
+    };
+    let stock = if scenarios.iter().any(|s| stock_kernel(&s)) {
+        say!("the selected scenarios boot Debian's stock kernel: fetching (or reusing) it");
+        linux::stock::fetch().map_err(|e| {
+            say!("error: fetching the stock kernel failed: {e:#}");
+            format!("{e:#}")
+        })
+    } else {
+        Err("not needed".into())
+    };
+    // The initramfs: the Linux build's, or built alone for the stock kernel.
+    let initramfs: Result<PathBuf, String> = match &linux {
+        Ok(a) => Ok(a.initramfs.clone()),
+        Err(_) if scenarios.iter().any(|s| s.needs_linux()) => linux::initramfs().map_err(|e| {
+            say!("error: building the initramfs failed: {e:#}");
+            format!("{e:#}")
+        }),
+        Err(e) => Err(e.clone()),
     };
     let flavors = scenarios.iter().filter(|s| s.needs_build()).map(|s| s.flavor);
     for (flavor, tc) in flavors.filter_map(|f| tc.as_ref().map(|tc| (f, tc))) {
@@ -686,19 +774,37 @@ fn run_scenarios(
             failed += 1;
             continue;
         }
-        if s.needs_linux() {
-            if let Err(e) = &linux {
-                println!(
-                    "scenario {} ... FAILED: the Linux guest did not build: {e}",
-                    s.name
-                );
+        let missing = if suite_kernel(&s) {
+            linux.as_ref().err().map(|e| format!("the Linux guest did not build: {e}"))
+        } else if stock_kernel(&s) {
+            stock
+                .as_ref()
+                .err()
+                .or(initramfs.as_ref().err())
+                .map(|e| format!("the stock kernel or the initramfs is missing: {e}"))
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            println!("scenario {} ... FAILED: {why}", s.name);
+            failed += 1;
+            continue;
+        }
+        let run_qemu = match (&second, s.on_second_qemu) {
+            (_, false) => &qemu,
+            (Some(Ok(q)), true) => q,
+            (Some(Err(e)), true) => {
+                println!("scenario {} ... FAILED: {e}", s.name);
                 failed += 1;
                 continue;
             }
-        }
+            (None, true) => unreachable!("the second QEMU is fetched when a scenario needs it"),
+        };
         let inputs = Inputs {
             built,
             linux: linux.as_ref().ok(),
+            initramfs: initramfs.as_deref().ok(),
+            stock: stock.as_ref().ok(),
         };
         let cfg = match prepare(s, &inputs) {
             Ok(cfg) => cfg,
@@ -708,7 +814,7 @@ fn run_scenarios(
                 continue;
             }
         };
-        let mut cmd = cfg.command(&qemu);
+        let mut cmd = cfg.command(run_qemu);
         cmd.current_dir(util::workspace_root());
         let mut outcome = harness::run(s, cmd);
         if s.guest_pc_symbol {

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
+use crate::qemu::Qemu;
 use crate::say;
 use crate::util::{self, is_executable, output_of, which, workspace_root};
 
@@ -327,12 +328,21 @@ fn debian_ld_lld() -> Result<PathBuf> {
         .context("package lld is installed but ld.lld was not found on PATH")
 }
 
+/// The QEMU to use: `choice` (from `--qemu` or `NMIVISOR_QEMU`) is a
+/// binary, or `qemu10` for QEMU 10 fetched into the cache
+/// ([`crate::qemu::qemu10`]); without a choice, the system's
 /// `qemu-system-aarch64`, installing Debian's `qemu-system-arm` if needed.
-/// `NMIVISOR_QEMU` overrides the binary (e.g. a wrapper or a fake for tests).
-pub fn qemu() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("NMIVISOR_QEMU").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(path));
+pub fn qemu(choice: Option<&Path>) -> Result<Qemu> {
+    match choice {
+        Some(p) if p == Path::new(crate::qemu::QEMU10_LABEL) => crate::qemu::qemu10(),
+        Some(p) => Ok(Qemu::binary("given", p)),
+        None => Ok(Qemu::binary(crate::qemu::SYSTEM_LABEL, system_qemu()?)),
     }
+}
+
+/// The system's `qemu-system-aarch64`, installing Debian's
+/// `qemu-system-arm` if needed.
+fn system_qemu() -> Result<PathBuf> {
     if let Some(qemu) = which("qemu-system-aarch64") {
         return Ok(qemu);
     }

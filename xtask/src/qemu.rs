@@ -3,6 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{ensure, Context, Result};
+
+use crate::deb;
+use crate::say;
+use crate::util::output_of;
+
 /// The machine nmivisor targets: EL2 available, GICv3.
 pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
 
@@ -107,12 +113,151 @@ impl QemuConfig {
         args
     }
 
-    /// A ready-to-spawn command for the QEMU binary `qemu`.
-    pub fn command(&self, qemu: &Path) -> Command {
-        let mut cmd = Command::new(qemu);
+    /// A ready-to-spawn command for the QEMU installation `qemu`: its
+    /// binary and environment, [`QemuConfig::args`], then the
+    /// installation's own arguments (`-L DIR`).
+    pub fn command(&self, qemu: &Qemu) -> Command {
+        let mut cmd = Command::new(&qemu.binary);
+        cmd.envs(qemu.env.iter().map(|(k, v)| (k, v)));
         cmd.args(self.args());
+        cmd.args(&qemu.args);
         cmd
     }
+}
+
+/// One QEMU installation: the binary plus what it needs to find its own
+/// files. The system's QEMU needs nothing; one unpacked into the cache
+/// needs its module directory (`QEMU_MODULE_DIR`, or it would load the
+/// system QEMU's modules) and its data directory (`-L`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qemu {
+    /// A short name, used as the scenario name suffix (`@qemu10`) and in
+    /// messages; `system` for the default one.
+    pub label: String,
+    /// `qemu-system-aarch64`.
+    pub binary: PathBuf,
+    /// Environment variables set for it.
+    pub env: Vec<(String, String)>,
+    /// Arguments appended to every command line.
+    pub args: Vec<String>,
+}
+
+/// The label of the default QEMU (no scenario suffix).
+pub const SYSTEM_LABEL: &str = "system";
+
+/// The label of the QEMU fetched from bookworm-backports.
+pub const QEMU10_LABEL: &str = "qemu10";
+
+/// Debian's packages that make up QEMU for arm64 guests.
+pub const QEMU_PACKAGES: &[&str] = &["qemu-system-arm", "qemu-system-common", "qemu-system-data"];
+
+impl Qemu {
+    /// A QEMU binary that needs nothing else (the system's, or one given
+    /// with `--qemu`/`NMIVISOR_QEMU`).
+    pub fn binary(label: &str, binary: impl Into<PathBuf>) -> Qemu {
+        Qemu {
+            label: label.into(),
+            binary: binary.into(),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// A QEMU unpacked from Debian's packages under `root` (the host is
+    /// x86-64, so its modules are in `usr/lib/x86_64-linux-gnu/qemu`).
+    pub fn unpacked(label: &str, root: &Path) -> Qemu {
+        Qemu {
+            label: label.into(),
+            binary: root.join("usr/bin/qemu-system-aarch64"),
+            env: vec![(
+                "QEMU_MODULE_DIR".into(),
+                root.join("usr/lib/x86_64-linux-gnu/qemu").display().to_string(),
+            )],
+            args: vec!["-L".into(), root.join("usr/share/qemu").display().to_string()],
+        }
+    }
+
+    /// The first line of `qemu-system-aarch64 --version`.
+    pub fn version(&self) -> Option<String> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--version");
+        output_of(&mut cmd).and_then(|o| o.lines().next().map(str::to_owned))
+    }
+}
+
+/// QEMU 10 (Debian 13's, as built for Debian 12 in bookworm-backports),
+/// unpacked into the cache next to the system's QEMU without replacing
+/// it: the candidate version of [`QEMU_PACKAGES`] in a private view of
+/// bookworm-backports (see [`deb::PrivateSource`]). All three packages
+/// come from the same source package, so they are unpacked into one tree
+/// (`qemu10/<version>/`, hard links to the per-package trees).
+pub fn qemu10() -> Result<Qemu> {
+    let source = deb::PrivateSource::bookworm_backports();
+    let view = deb::View::Private(&source);
+    let pkgs: Vec<deb::Pkg> = QEMU_PACKAGES.iter().map(|p| deb::Pkg::host(p)).collect();
+    let policies = deb::candidates(view, &pkgs)?;
+    let version = policies[0].candidate.clone().context("no candidate")?;
+    for (p, pol) in pkgs.iter().zip(&policies) {
+        ensure!(
+            pol.candidate.as_deref() == Some(version.as_str()),
+            "bookworm-backports offers {} {:?} but qemu-system-arm {version}: the packages must match",
+            p.name,
+            pol.candidate
+        );
+    }
+    ensure!(
+        upstream_major(&version).is_some_and(|m| m >= 10),
+        "bookworm-backports' qemu-system-arm is {version}, not QEMU 10 or newer"
+    );
+    let root = deb::cache_base()
+        .join("qemu10")
+        .join(crate::linux::cache::path_component(&version));
+    let qemu = Qemu::unpacked(QEMU10_LABEL, &root);
+    if !root.join(deb::COMPLETE).exists() {
+        let wanted: Vec<(deb::Pkg, String)> =
+            pkgs.iter().map(|p| (p.clone(), version.clone())).collect();
+        let fetched = deb::fetch(view, &wanted)?;
+        let staging = root.with_file_name(format!("{}.partial", crate::linux::cache::path_component(&version)));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)?;
+        for f in &fetched {
+            crate::util::run(
+                Command::new("cp")
+                    .args(["-al"])
+                    .arg(f.dir.join("usr"))
+                    .arg(&staging),
+            )
+            .with_context(|| format!("cannot merge {} into {}", f.dir.display(), staging.display()))?;
+        }
+        let total: u64 = fetched.iter().map(|f| f.deb_bytes).sum();
+        std::fs::write(
+            staging.join(deb::COMPLETE),
+            format!("version={version}\ndeb_bytes={total}\n"),
+        )?;
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::rename(&staging, &root)?;
+    }
+    ensure!(
+        crate::util::is_executable(&qemu.binary),
+        "{} is missing from the unpacked qemu-system-arm {version}",
+        qemu.binary.display()
+    );
+    let reported = qemu.version().with_context(|| {
+        format!(
+            "{} --version fails (QEMU 10 runs with the system's libraries: a library may be \
+             missing or too old)",
+            qemu.binary.display()
+        )
+    })?;
+    say!("QEMU 10: {} ({reported}, qemu-system-arm {version})", qemu.binary.display());
+    Ok(qemu)
+}
+
+/// The upstream major version of a Debian QEMU version
+/// (`1:10.0.2+ds-2+deb13u1~bpo12+1` is 10).
+pub fn upstream_major(version: &str) -> Option<u32> {
+    let v = version.split_once(':').map_or(version, |(_, v)| v);
+    v.split('.').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -179,6 +324,39 @@ mod tests {
             .args()
             .join(" ")
             .ends_with("-append nmivisor.test=fault -s -S -d int"));
+    }
+
+    #[test]
+    fn installations() {
+        let cfg = QemuConfig::new("hv.bin");
+        let sys = Qemu::binary(SYSTEM_LABEL, "/usr/bin/qemu-system-aarch64");
+        let cmd = cfg.command(&sys);
+        assert_eq!(cmd.get_program(), "/usr/bin/qemu-system-aarch64");
+        assert_eq!(cmd.get_envs().count(), 0);
+
+        let q = Qemu::unpacked(QEMU10_LABEL, Path::new("/c/qemu10/v"));
+        assert_eq!(q.binary, Path::new("/c/qemu10/v/usr/bin/qemu-system-aarch64"));
+        let cmd = cfg.command(&q);
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(
+                std::ffi::OsStr::new("QEMU_MODULE_DIR"),
+                Some(std::ffi::OsStr::new("/c/qemu10/v/usr/lib/x86_64-linux-gnu/qemu"))
+            )]
+        );
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        // The device arguments still come first, and -L names its data.
+        assert_eq!(args[0], "-nodefaults");
+        assert!(args.ends_with(&["-L".into(), "/c/qemu10/v/usr/share/qemu".into()]), "{args:?}");
+    }
+
+    #[test]
+    fn qemu_versions() {
+        assert_eq!(upstream_major("1:10.0.2+ds-2+deb13u1~bpo12+1"), Some(10));
+        assert_eq!(upstream_major("1:7.2+dfsg-7+deb12u18+b3"), Some(7));
+        assert_eq!(upstream_major("9.1.0"), Some(9));
+        assert_eq!(upstream_major("garbage"), None);
     }
 
     #[test]

@@ -36,7 +36,23 @@ pub fn all() -> Vec<Scenario> {
         bundle_malformed(),
     ]);
     list.extend(linux_scenarios());
+    list.extend(stock_linux_scenarios());
     list
+}
+
+/// [`all`] plus, when `second` names a second QEMU (e.g. `qemu10`), a copy
+/// `NAME@LABEL` of every scenario that is marked for it (guest-test
+/// natively and in a VM, the Linux scenarios), after all the others.
+pub fn with_second_qemu(list: Vec<Scenario>, second: Option<&str>) -> Vec<Scenario> {
+    let copies: Vec<Scenario> = match second {
+        Some(label) => list
+            .iter()
+            .filter(|s| s.also_on_second_qemu)
+            .map(|s| s.on_second_qemu(label))
+            .collect(),
+        None => Vec::new(),
+    };
+    list.into_iter().chain(copies).collect()
 }
 
 /// One guest-test case: its name and how many CPUs it needs to run.
@@ -163,6 +179,7 @@ fn guest_test_native(n: u32) -> Scenario {
         n,
     )
     .exit_code(0)
+    .also_on_second_qemu()
 }
 
 /// `guest-test-smpN`: the hypervisor runs guest-test as the one VM, on
@@ -176,6 +193,7 @@ fn guest_test_vm(n: u32) -> Scenario {
         n,
     )
     .forbid(contains("not started"))
+    .also_on_second_qemu()
 }
 
 /// `two-vms`: VMs `a` (CPUs 0-1) and `b` (CPUs 2-3) each run guest-test to
@@ -579,6 +597,7 @@ fn linux(name: &str, native: bool, extra: &str) -> Scenario {
             contains("nmv-init: powering off"),
         ])
         .exit_code(0)
+        .also_on_second_qemu()
 }
 
 /// `linux-boot` / `linux-native-boot`: /proc/interrupts lists the IPIs
@@ -626,6 +645,71 @@ fn linux_hardlockup(native: bool) -> Scenario {
 fn linux_poweroff(native: bool) -> Scenario {
     linux("poweroff", native, "nmv.test=poweroff")
         .expect_in_order([contains("nmv-init: powering off"), contains("reboot: Power down")])
+}
+
+// ---------------------------------------------------------------------------
+// Debian's stock arm64 kernel (`linux-image-*-arm64-unsigned`, see
+// `linux::stock`) with the suite's busybox initramfs: a real user's guest.
+// It has no pseudo-NMI, so nothing here asks for NMIs; it has SVE, SME,
+// PAuth and KASLR, and so tests what nmivisor shows the guest's CPU.
+
+/// The stock kernel's command line: its console and the `poweroff` flow
+/// of `linux/init.sh` (no `irqchip.gicv3_pseudo_nmi`, which it lacks).
+pub const STOCK_CMDLINE: &str = "console=ttyAMA0 nmv.test=poweroff";
+
+/// Timeout of the stock kernel natively (it takes about 10 s of guest
+/// time to userspace, more in wall time on a loaded host).
+const STOCK_NATIVE_TIMEOUT_SECS: u64 = 180;
+/// Timeout of the stock kernel under the hypervisor.
+const STOCK_VM_TIMEOUT_SECS: u64 = 300;
+
+/// `linux-stock-boot` and `linux-native-stock-boot`.
+fn stock_linux_scenarios() -> Vec<Scenario> {
+    vec![stock_linux(true), stock_linux(false)]
+}
+
+/// Debian's kernel boots on `-cpu max` with every CPU, runs the
+/// initramfs' `/init` to userspace (its `uname -r` is the stock kernel's)
+/// and powers off cleanly; no oops on the way.
+fn stock_linux(native: bool) -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut s = if native {
+        let mut s = Scenario::new("linux-native-stock-boot")
+            .linux_native("")
+            .timeout_secs(STOCK_NATIVE_TIMEOUT_SECS);
+        s.append = Some(STOCK_CMDLINE.into());
+        s
+    } else {
+        let mut s = Scenario::new("linux-stock-boot")
+            .linux_vm("")
+            .timeout_secs(STOCK_VM_TIMEOUT_SECS)
+            .expect_in_order([contains("nmv-init: powering off"), contains("nmivisor: powering off")]);
+        s.boot = crate::harness::Boot::LinuxVm(STOCK_CMDLINE.into());
+        s
+    };
+    s = s
+        .stock_kernel()
+        // A trap the hypervisor cannot handle kills this guest before its
+        // console is up: stop at once instead of waiting for the timeout.
+        .forbid(contains("unhandled exception class"))
+        .forbid(contains("Internal error:"))
+        .forbid(contains("Oops"))
+        .expect(regex(r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ "))
+        .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
+    for cpu in 1..cpus {
+        s = s.expect_count(regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")), 1);
+    }
+    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+        .expect_in_order([
+            contains("Run /init as init process"),
+            regex(&format!(
+                r"^nmv-init: userspace up \({cpus} CPUs, kernel 6\.12\.\d+\+deb\d+-arm64, test: poweroff\)$"
+            )),
+            contains("nmv-init: powering off"),
+            contains("reboot: Power down"),
+        ])
+        .exit_code(0)
+        .also_on_second_qemu()
 }
 
 /// `linux-hyp-dump`: every CPU is busy in the guest (CPUs 1-3 in the
@@ -1147,5 +1231,92 @@ mod tests {
             .cloned()
             .collect();
         assert_fails(&s, &no_dump, "no dump");
+    }
+
+    /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).
+    fn stock_log(native: bool) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]",
+            "[    0.000000] Linux version 6.12.117+deb12-arm64 (debian-kernel@lists.debian.org)",
+            "[    0.301017] CPU1: Booted secondary processor 0x0000000001 [0x000f0510]",
+            "[    0.321771] CPU2: Booted secondary processor 0x0000000002 [0x000f0510]",
+            "[    0.340312] CPU3: Booted secondary processor 0x0000000003 [0x000f0510]",
+            "[    0.342000] smp: Brought up 1 node, 4 CPUs",
+            "[    9.875290] Run /init as init process",
+            "nmv-init: userspace up (4 CPUs, kernel 6.12.117+deb12-arm64, test: poweroff)",
+            "nmv-init: counter at userspace: 0000000025c3f5a1 0000000003b9aca0",
+            "nmv-init: powering off",
+            "[   10.130036] reboot: Power down",
+        ]
+        .map(String::from)
+        .to_vec();
+        if !native {
+            log.insert(0, "nmivisor v0.1.0 (EL2, GICv3)".into());
+            log.push("nmivisor: vm linux: powered off".into());
+            log.push("nmivisor: powering off".into());
+        }
+        log
+    }
+
+    #[test]
+    fn stock_kernel_expectations() {
+        for native in [true, false] {
+            let s = find(if native { "linux-native-stock-boot" } else { "linux-stock-boot" });
+            assert_eq!(s.linux_kernel, crate::harness::LinuxKernel::Stock);
+            assert!(s.needs_linux() && s.also_on_second_qemu);
+            let cmdline = match &s.boot {
+                crate::harness::Boot::LinuxNative => s.append.clone().unwrap(),
+                crate::harness::Boot::LinuxVm(c) => c.clone(),
+                other => panic!("{other:?}"),
+            };
+            // No pseudo-NMI asked for: the stock kernel has none.
+            assert_eq!(cmdline, STOCK_CMDLINE);
+            let good = stock_log(native);
+            assert_passes(&s, &good);
+            // The suite's own kernel is not the stock one.
+            let suite: Vec<String> = good
+                .iter()
+                .map(|l| l.replace("kernel 6.12.117+deb12-arm64", "kernel 6.12.117"))
+                .collect();
+            assert_fails(&s, &suite, "not Debian's kernel");
+            let no_off: Vec<String> = good.iter().filter(|l| !l.contains("Power down")).cloned().collect();
+            assert_fails(&s, &no_off, "no power down");
+            let mut oops = good.clone();
+            oops.insert(6, "[    1.0] Internal error: Oops - Undefined instruction: 0000000002000000 [#1] SMP".into());
+            assert_fails(&s, &oops, "an oops");
+            let three: Vec<String> = good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
+            assert_fails(&s, &three, "a CPU missing");
+            let mut trap = good.clone();
+            trap.insert(1, "nmivisor: vm linux: unhandled exception class, injecting UNDEFINED (0x66000000)".into());
+            assert_fails(&s, &trap, "a trap the hypervisor does not handle");
+        }
+        assert_fails(&find("linux-stock-boot"), &stock_log(true), "no nmivisor power-off");
+    }
+
+    #[test]
+    fn second_qemu_copies() {
+        let base = all();
+        assert_eq!(with_second_qemu(base.clone(), None).len(), base.len());
+        let both = with_second_qemu(base.clone(), Some("qemu10"));
+        let copies: Vec<&Scenario> = both.iter().filter(|s| s.on_second_qemu).collect();
+        let names: Vec<&str> = copies.iter().map(|s| s.name.as_str()).collect();
+        for n in [1, 2, 4] {
+            assert!(names.contains(&format!("guest-test-native-smp{n}@qemu10").as_str()));
+            assert!(names.contains(&format!("guest-test-smp{n}@qemu10").as_str()));
+        }
+        for n in ["linux-boot", "linux-native-boot", "linux-hyp-dump", "linux-stock-boot", "linux-native-stock-boot"] {
+            assert!(names.contains(&format!("{n}@qemu10").as_str()), "{n}");
+        }
+        // Hypervisor-only scenarios run once.
+        assert!(!names.iter().any(|n| n.starts_with("smp-") || n.starts_with("nmi-dump")));
+        // The copies come last, with the same expectations.
+        assert!(both[..base.len()].iter().all(|s| !s.on_second_qemu));
+        let g = both.iter().find(|s| s.name == "guest-test-smp2@qemu10").unwrap();
+        assert_eq!(g.expects.len(), find("guest-test-smp2").expects.len());
+        // Names stay unique.
+        let mut all_names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
+        all_names.sort();
+        all_names.dedup();
+        assert_eq!(all_names.len(), both.len());
     }
 }

@@ -6,8 +6,10 @@
 //! | `src/<source id>/` | the extracted `linux-source-6.12` tarball |
 //! | `build/<source id>/` | the kernel's `O=` build directory, reused across configurations (incremental) |
 //! | `kernel-<key>/` | `Image`, `System.map`, `vmlinux`, `config` of one key |
-//! | `busybox/<version>/` | the extracted `busybox-static:arm64` package |
 //! | `initramfs-<key>.cpio.gz` | the initramfs of one key |
+//!
+//! Debian packages (busybox, the stock kernel) are unpacked by
+//! [`crate::deb`] into `debs/` next to it.
 //!
 //! A key is a hash of every input, each labelled ([`Key`]): change the kernel
 //! source, the fragment, the cross compiler, the busybox package or the init
@@ -21,15 +23,10 @@ use sha2::{Digest, Sha256};
 /// Bump when the way the outputs are made changes (make targets, layout).
 pub const RECIPE_VERSION: &str = "1";
 
-/// The root of the Linux cache; `NMIVISOR_CACHE_DIR` overrides
-/// `${XDG_CACHE_HOME:-$HOME/.cache}/nmivisor`.
+/// The root of the Linux cache: `linux/` under [`crate::deb::cache_base`]
+/// (`NMIVISOR_CACHE_DIR`, else `${XDG_CACHE_HOME:-$HOME/.cache}/nmivisor`).
 pub fn root() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = env("NMIVISOR_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("nmivisor")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/nmivisor")))
-        .unwrap_or_else(|| std::env::temp_dir().join("nmivisor-cache"));
-    base.join("linux")
+    crate::deb::cache_base().join("linux")
 }
 
 /// A cache key under construction: labelled inputs, hashed with SHA-256.

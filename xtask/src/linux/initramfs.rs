@@ -74,6 +74,13 @@ pub fn layout(busybox: &[u8], init: &[u8]) -> Vec<Entry> {
         });
     }
     out.push(Entry {
+        path: "bin/nmv-counter".into(),
+        kind: Kind::File {
+            perm: 0o755,
+            data: super::counter::elf(),
+        },
+    });
+    out.push(Entry {
         path: "init".into(),
         kind: Kind::File {
             perm: 0o755,

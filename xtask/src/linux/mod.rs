@@ -15,8 +15,10 @@
 //! second run finds them and only prints their paths.
 
 pub mod cache;
+pub mod counter;
 pub mod initramfs;
 pub mod kconfig;
+pub mod stock;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::deb;
 use crate::provision;
 use crate::say;
 use crate::util::{self, command_line, output_of, which, workspace_root};
@@ -228,12 +231,6 @@ fn provision_kernel(need_source: bool) -> Result<()> {
         bail!("still missing after apt-get install: {}", still.join(", "));
     }
     Ok(())
-}
-
-/// Makes sure dpkg knows the arm64 architecture (for busybox-static:arm64)
-/// and that apt's lists include it.
-fn provision_arm64_arch() -> Result<()> {
-    provision::ensure_dpkg_architecture("arm64")
 }
 
 // ---------------------------------------------------------------------------
@@ -639,110 +636,49 @@ pub fn elapsed(d: Duration) -> String {
 // ---------------------------------------------------------------------------
 // Busybox and the initramfs
 
-/// The version of `busybox-static:arm64` that `apt-get download` would
-/// fetch, from `apt-cache policy` (`None` if apt knows none).
-fn busybox_candidate() -> Option<String> {
-    let policy = output_of(Command::new("apt-cache").args(["policy", BUSYBOX_PACKAGE]))?;
-    let v = policy
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Candidate:"))?
-        .trim()
-        .to_string();
-    (!v.is_empty() && v != "(none)").then_some(v)
-}
-
-/// The busybox binary and its package version, downloading and extracting
-/// the package into the cache if need be.
+/// The busybox binary and its package version: Debian's
+/// `busybox-static:arm64` candidate, fetched and unpacked by [`deb`]
+/// (reused from the cache when unpacked before). Without apt (offline, or
+/// another distribution), any busybox unpacked earlier will do.
 fn busybox() -> Result<(PathBuf, String)> {
-    let dir = cache::root().join("busybox");
-    let binary_of = |version: &str| {
-        dir.join(cache::path_component(version))
-            .join("bin/busybox")
+    let pkg = deb::Pkg::arch("busybox-static", "arm64");
+    let fetched = match which("apt-get") {
+        Some(_) => deb::fetch_candidates(deb::View::System, std::slice::from_ref(&pkg)),
+        None => Err(anyhow::anyhow!("this machine has no apt-get")),
     };
-    let version = match which("apt-get").and_then(|_| {
-        provision_arm64_arch()
-            .map_err(|e| say!("linux: {e:#}"))
-            .ok()?;
-        busybox_candidate().or_else(|| {
-            // Lists fetched before the architecture was added (by an
-            // earlier, interrupted run) lack it: fetch them once more.
-            if !util::is_root() {
-                return None;
-            }
-            provision::apt_sources_changed();
-            provision::apt_update()
-                .map_err(|e| say!("linux: {e:#}"))
-                .ok()?;
-            busybox_candidate()
-        })
-    }) {
-        Some(v) => v,
-        None => {
-            // Offline or no apt: any busybox cached before will do.
-            let cached = std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.path().join("bin/busybox").exists())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .max();
-            let Some(v) = cached else {
-                bail!(
-                    "apt cannot provide {BUSYBOX_PACKAGE}: run `dpkg --add-architecture arm64 \
-                     && apt-get update` as root (Debian), or put an aarch64 static busybox at {}",
-                    binary_of("VERSION").display()
-                );
+    let fetched = match fetched {
+        Ok(mut f) => f.remove(0),
+        Err(e) => {
+            let cached = deb::cached_versions(&pkg)
+                .pop()
+                .and_then(|v| deb::cached(&pkg, &v));
+            let Some(f) = cached else {
+                return Err(e).context(format!(
+                    "cannot fetch {BUSYBOX_PACKAGE}: run `dpkg --add-architecture arm64 \
+                     && apt-get update` as root (Debian)"
+                ));
             };
-            say!("linux: apt has no {BUSYBOX_PACKAGE}; using the cached busybox {v}");
-            return Ok((dir.join(&v).join("bin/busybox"), v));
+            say!("linux: {e:#}; using the cached busybox {}", f.version);
+            f
         }
     };
-    let binary = binary_of(&version);
-    if binary.exists() {
-        return Ok((binary, version));
-    }
-    // apt-get download hands the file to the `_apt` user, which must be
-    // able to write there: a world-writable scratch directory in /tmp.
-    let tmp = std::env::temp_dir().join(format!("nmivisor-busybox-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777))?;
-    }
-    say!("linux: downloading {BUSYBOX_PACKAGE} {version}");
-    util::run(
-        Command::new("apt-get")
-            .args(["download", &format!("{BUSYBOX_PACKAGE}={version}")])
-            .current_dir(&tmp),
-    )?;
-    let deb = std::fs::read_dir(&tmp)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .context("apt-get download left no .deb")?;
-    let unpacked = tmp.join("x");
-    util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    let extracted = unpacked.join("bin/busybox");
-    let bytes = std::fs::read(&extracted)
-        .with_context(|| format!("{} has no bin/busybox", deb.display()))?;
+    let binary = fetched.dir.join("bin/busybox");
+    let bytes = std::fs::read(&binary)
+        .with_context(|| format!("{BUSYBOX_PACKAGE} {} has no bin/busybox", fetched.version))?;
     initramfs::check_aarch64_elf(&bytes).context("the package's bin/busybox")?;
-    let final_dir = binary.parent().and_then(Path::parent).context("bad path")?;
-    let _ = std::fs::remove_dir_all(final_dir);
-    std::fs::create_dir_all(&dir)?;
-    // /tmp may be another filesystem: copy rather than rename.
-    let staging = final_dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(staging.join("bin"))?;
-    std::fs::write(staging.join("bin/busybox"), &bytes)?;
-    std::fs::rename(&staging, final_dir)?;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok((binary, version))
+    Ok((binary, fetched.version))
 }
 
-/// Builds the initramfs, or finds it in the cache.
+/// The arm64 static busybox of the initramfs (fetched if need be).
+pub fn busybox_binary() -> Result<PathBuf> {
+    Ok(busybox()?.0)
+}
+
+/// Builds the initramfs, or finds it in the cache. It does not wait for
+/// the cache's lock (held for the minutes of a kernel build): the archive
+/// is written to a file of this process and renamed into place, and the
+/// package fetch has its own lock.
 pub fn initramfs() -> Result<PathBuf> {
-    let _lock = lock_cache()?;
     initramfs_locked()
 }
 
@@ -754,7 +690,8 @@ fn initramfs_locked() -> Result<PathBuf> {
     let key = Key::new("initramfs")
         .add("busybox", &version)
         .add("init", &init)
-        .add("applets", initramfs::APPLETS.join(" "));
+        .add("applets", initramfs::APPLETS.join(" "))
+        .add("counter", counter::elf());
     let out = cache::root().join(format!("initramfs-{}.cpio.gz", key.hex()));
     if out.exists() {
         say!("linux: initramfs up to date (cached, key {})", key.hex());
@@ -763,7 +700,7 @@ fn initramfs_locked() -> Result<PathBuf> {
     let bytes = std::fs::read(&busybox)
         .with_context(|| format!("cannot read {}", busybox.display()))?;
     let gz = initramfs::build(&bytes, &init)?;
-    let tmp = out.with_extension("tmp");
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &gz)?;
     std::fs::rename(&tmp, &out)?;
     say!(
