@@ -634,6 +634,7 @@ fn linux_boot_configs(
     let mut native_cfg = native.qemu_config(&linux.kernel.image, Some(&linux.initramfs));
     native_cfg.append = Some(cmdline.clone());
     let vm = VmConfig {
+        dump: false,
         name: crate::linux::VM_NAME.into(),
         image: linux.kernel.image.clone(),
         initrd: Some(linux.initramfs.clone()),
