@@ -320,10 +320,23 @@ pub fn dump_this_cpu() {
     print_block(None);
 }
 
-/// Asks one CPU for its backtrace (the watchdog uses it). Returns false if
-/// it did not respond.
-pub fn backtrace_cpu(cpu: usize) -> bool {
-    roundup(CpuMask::single(cpu), Message::Backtrace).is_some_and(|missing| missing.is_empty())
+/// What became of a one-CPU backtrace request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BacktraceResult {
+    Printed,
+    /// The CPU did not take the NMI in time.
+    NoAnswer,
+    /// Another roundup (a dump) was in flight; nothing was asked.
+    Busy,
+}
+
+/// Asks one CPU for its backtrace (the watchdog uses it).
+pub fn backtrace_cpu(cpu: usize) -> BacktraceResult {
+    match roundup(CpuMask::single(cpu), Message::Backtrace) {
+        None => BacktraceResult::Busy,
+        Some(missing) if missing.is_empty() => BacktraceResult::Printed,
+        Some(_) => BacktraceResult::NoAnswer,
+    }
 }
 
 /// Crash path: stops every other CPU with CRASH_STOP (each dumps itself and
@@ -336,7 +349,25 @@ pub fn crash_stop_all() -> bool {
     let me = cpu_id();
     let targets = live_cpus().without(me);
     println!("=== nmivisor: crash on cpu {me}: stopping and dumping all CPUs ===");
-    let missing = roundup(targets, Message::CrashStop).unwrap_or(targets);
+    let missing = match roundup(targets, Message::CrashStop) {
+        Some(missing) => missing,
+        // Another roundup (a dump) is in flight. A panic must still stop
+        // every CPU: post CRASH_STOP anyway; each CPU halts after its block
+        // (printed on its own, outside the turn order) and marks itself
+        // stopped.
+        None => {
+            for cpu in targets {
+                ipi::hw::send(cpu, Message::CrashStop);
+            }
+            let deadline = cpu::counter() + ticks(arrival_timeout_ms() * 1000 + PRINT_TIMEOUT_US);
+            let stopped = || CpuMask::from_bits(STOPPED.load(Ordering::Acquire));
+            while targets.into_iter().any(|c| !stopped().contains(c)) && cpu::counter() < deadline {
+                crate::arch::relax();
+            }
+            let stopped = stopped();
+            targets.into_iter().filter(|&c| !stopped.contains(c)).fold(CpuMask::from_bits(0), CpuMask::with)
+        }
+    };
     print_block(None);
     println!(
         "=== end of crash dump: {} stopped, {} not responding ===",

@@ -65,8 +65,14 @@ pub fn tick() {
     if let Some(stuck) = WATCHDOG.check(me, now, threshold) {
         let ms = threshold * 1000 / cpu::counter_freq().max(1);
         println!("watchdog: hard LOCKUP on cpu {stuck} (no heartbeat for over {ms} ms), detected by cpu {me}");
-        if !super::roundup::backtrace_cpu(stuck) {
-            println!("watchdog: cpu {stuck} did not answer the NMI either");
+        match super::roundup::backtrace_cpu(stuck) {
+            super::roundup::BacktraceResult::Printed => {}
+            super::roundup::BacktraceResult::NoAnswer => {
+                println!("watchdog: cpu {stuck} did not answer the NMI either")
+            }
+            super::roundup::BacktraceResult::Busy => {
+                println!("watchdog: another dump is in progress, so cpu {stuck}'s backtrace was not fetched")
+            }
         }
         REPORTS.fetch_add(1, Ordering::AcqRel);
     }

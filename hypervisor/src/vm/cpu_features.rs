@@ -293,19 +293,11 @@ static AARCH64: &[RegPolicy] = &[
             pass(60), // E0PD
         ],
     },
-    // ID_AA64MMFR3_EL1 (D23.2.74)
-    RegPolicy {
-        crm: 7,
-        op2: 3,
-        fields: &[
-            pass(0),  // TCRX: HCRX_EL2.TCR2En set
-            pass(4),  // SCTLRX: HCRX_EL2.SCTLR2En set
-            pass(8),  // S1PIE
-            // S2PIE [15:12]: hidden (stage 2)
-            pass(16), // S1POE
-            // the rest (S2POE, AIE, MEC, D128, RAS extensions...): hidden
-        ],
-    },
+    // ID_AA64MMFR3_EL1: hidden. TCR2_EL1 and SCTLR2_EL1 (TCRX, SCTLRX)
+    // would need HCRX_EL2.TCR2En/SCTLR2En, and S1PIE/S1POE build on TCR2;
+    // no QEMU the suite runs implements them, so nothing could show that
+    // they work under nmivisor. Shown once a guest-test case covers them.
+    RegPolicy { crm: 7, op2: 3, fields: &[] },
     // ID_AA64MMFR4_EL1: EL2 features, hidden.
     RegPolicy { crm: 7, op2: 4, fields: &[] },
 ];
@@ -328,10 +320,6 @@ pub struct GuestFeatures {
     pub pauth: bool,
     /// FEAT_MOPS: HCRX_EL2.MSCEn set.
     pub mops: bool,
-    /// TCR2_EL1: HCRX_EL2.TCR2En set.
-    pub tcr2: bool,
-    /// SCTLR2_EL1: HCRX_EL2.SCTLR2En set.
-    pub sctlr2: bool,
     /// The real CPU has HCRX_EL2 (FEAT_HCX).
     pub hcx: bool,
     /// The real CPU has FEAT_RAS (HCR_EL2.TERR exists).
@@ -361,8 +349,6 @@ pub mod mdcr {
 /// HCRX_EL2 bits (Arm ARM D23.2.49).
 pub mod hcrx {
     pub const MSCEN: u64 = 1 << 11;
-    pub const TCR2EN: u64 = 1 << 14;
-    pub const SCTLR2EN: u64 = 1 << 15;
 }
 
 impl GuestFeatures {
@@ -390,12 +376,6 @@ impl GuestFeatures {
         let mut v = 0;
         if self.mops {
             v |= hcrx::MSCEN;
-        }
-        if self.tcr2 {
-            v |= hcrx::TCR2EN;
-        }
-        if self.sctlr2 {
-            v |= hcrx::SCTLR2EN;
         }
         v
     }
@@ -436,7 +416,6 @@ impl IdView {
         }
         let isar1 = reg(&regs, 6, 1);
         let isar2 = reg(&regs, 6, 2);
-        let mmfr3 = reg(&regs, 7, 3);
         let pauth = [field(isar1, 4), field(isar1, 8), field(isar2, 12)]
             .iter()
             .any(|&f| f != 0);
@@ -445,8 +424,6 @@ impl IdView {
             sve,
             pauth,
             mops: field(isar2, 16) != 0,
-            tcr2: field(mmfr3, 0) != 0,
-            sctlr2: field(mmfr3, 4) != 0,
             hcx: field(host_mmfr1, 40) != 0,
             ras: field(host_reg(4, 0), 28) != 0,
             lor: field(host_mmfr1, 16) != 0,
@@ -459,12 +436,8 @@ impl IdView {
         let mut view = IdView { regs, features };
         // Features whose EL2 enable lives in HCRX_EL2 cannot work without it.
         if !view.features.hcx {
-            view.hide(7, 3, 0);
-            view.hide(7, 3, 4);
             view.hide(6, 2, 16);
             view.features.mops = false;
-            view.features.tcr2 = false;
-            view.features.sctlr2 = false;
         }
         view
     }
@@ -569,11 +542,11 @@ mod tests {
     #[test]
     fn enables_follow_the_view() {
         let f = IdView::new(&qemu_max()).features;
-        assert!(f.sve && f.pauth && f.mops && f.tcr2 && f.sctlr2 && f.hcx);
+        assert!(f.sve && f.pauth && f.mops && f.hcx);
         assert!(f.host_sme && f.ras && f.lor);
         // DFR0.PMUVer = 5 (PMUv3p4) in the QEMU values: HPMD exists.
         assert_eq!(f.mdcr(), mdcr::TDRA | mdcr::HPMD);
-        assert_eq!(f.hcrx(), hcrx::MSCEN | hcrx::TCR2EN | hcrx::SCTLR2EN);
+        assert_eq!(f.hcrx(), hcrx::MSCEN);
     }
 
     #[test]
@@ -582,7 +555,7 @@ mod tests {
         host[id_index(7, 1).unwrap()] &= !(0xf << 40);
         let v = IdView::new(&host);
         assert_eq!(field(v.read(6, 2).unwrap(), 16), 0, "MOPS hidden");
-        assert_eq!(v.read(7, 3).unwrap() & 0xff, 0);
+        assert_eq!(v.read(7, 3), Some(0), "MMFR3 is hidden in any case");
         assert_eq!(v.features.hcrx(), 0);
     }
 
