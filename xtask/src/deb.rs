@@ -684,24 +684,7 @@ pub fn parse_control(text: &str) -> BTreeMap<String, String> {
 
 /// Holds `debs/.lock` while it lives.
 fn lock() -> Result<std::fs::File> {
-    let dir = debs_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        say!(
-            "deb: another xtask is fetching packages ({} is locked); waiting",
-            path.display()
-        );
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-    }
-    Ok(file)
+    crate::util::lock_dir(&debs_dir(), "fetching packages")
 }
 
 #[cfg(test)]

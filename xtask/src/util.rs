@@ -118,3 +118,30 @@ pub fn is_root() -> bool {
         .map(|uid| uid.trim() == "0")
         .unwrap_or(false)
 }
+
+/// Takes `DIR/.lock` for the life of the returned handle, waiting (with a
+/// line naming `what` the other xtask is doing) while another process
+/// holds it. Two xtask runs on one machine then never build or fetch into
+/// the same cache directory at once.
+pub fn lock_dir(dir: &Path, what: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            say!("another xtask is {what} ({} is locked); waiting", path.display());
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(file)
+}

@@ -146,31 +146,7 @@ pub fn build(opts: &Options) -> Result<Artifacts> {
 /// xtask runs (say, `cargo xtask test` in two shells of the same tree) must
 /// not run make in the same build directory at once.
 fn lock_cache() -> Result<std::fs::File> {
-    let root = cache::root();
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create {}", root.display()))?;
-    let path = root.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            say!(
-                "linux: another xtask is building the Linux guest ({} is locked); waiting",
-                path.display()
-            );
-            file.lock()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-    Ok(file)
+    util::lock_dir(&cache::root(), "building the Linux guest")
 }
 
 // ---------------------------------------------------------------------------
