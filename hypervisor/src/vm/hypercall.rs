@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | 0xC6000000 | `NMV_VERSION` | | 0x0001_0000 (1.0) |
 //! | 0xC6000001 | `NMV_CONSOLE_WRITE` | x1 = guest address, x2 = length <= 256 | bytes written, or -2 |
-//! | 0xC6000002 | `NMV_DUMP` | | 0; the hypervisor-wide dump is requested |
+//! | 0xC6000002 | `NMV_DUMP` | | 0 after a dump of the calling VM's own vCPUs on its console, if its config says `dump = on`; -3 within a second of the last one; else -1 |
 //! | 0xC6000100-0xC60001FF | test calls | call-specific | call-specific |
 
 /// SMCCC_VERSION (DEN0028).

@@ -214,11 +214,18 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
     }
     let now = cpu::counter();
     let interval = cpu::counter_freq().saturating_mul(DUMP_INTERVAL_US) / 1_000_000;
+    // One winner per interval even when several vCPUs ask at once.
     let last = vm.last_dump.load(core::sync::atomic::Ordering::Acquire);
     if last != 0 && now.wrapping_sub(last) < interval {
         return DUMP_BUSY;
     }
-    vm.last_dump.store(now, core::sync::atomic::Ordering::Release);
+    if vm
+        .last_dump
+        .compare_exchange(last, now, core::sync::atomic::Ordering::AcqRel, core::sync::atomic::Ordering::Acquire)
+        .is_err()
+    {
+        return DUMP_BUSY;
+    }
     let Some(index) = guest::vms().iter().position(|v| core::ptr::eq(v, vm)) else {
         return hypercall::NOT_SUPPORTED;
     };
