@@ -26,7 +26,7 @@
 use super::lr::{hcr_eoi_count, Lr, HCR_EN};
 use super::sgi::{SgiGroup, SgiRequest, TargetSet};
 use super::{is_nmi_priority, Access, Vgic};
-use crate::arch::esr::MmioAccess;
+use crate::arch::esr::{MmioAccess, SysRegAccess};
 use crate::arch::ich::{self, MAX_LRS};
 use crate::arch::percpu::cpu_id;
 use crate::arch::{cpu, gicv3, MAX_CPUS};
@@ -304,15 +304,9 @@ pub fn forwarded_interrupt(intid: u32) -> bool {
     true
 }
 
-/// The ICC_SGI*R_EL1 system register encodings (Op0, Op1, CRn, CRm, Op2),
-/// as ESR_EL2's ISS for a trapped MSR shows them (Arm ARM D24.2.41, EC 0x18).
-fn sgi_group(iss: u32) -> Option<SgiGroup> {
-    let op0 = (iss >> 20) & 3;
-    let op2 = (iss >> 17) & 7;
-    let op1 = (iss >> 14) & 7;
-    let crn = (iss >> 10) & 0xf;
-    let crm = (iss >> 1) & 0xf;
-    match (op0, op1, crn, crm, op2) {
+/// The ICC_SGI*R_EL1 system register encodings (Op0, Op1, CRn, CRm, Op2).
+fn sgi_group(a: &SysRegAccess) -> Option<SgiGroup> {
+    match a.encoding() {
         (3, 0, 12, 11, 5) => Some(SgiGroup::G1),
         (3, 1, 12, 11, 6) => Some(SgiGroup::AltG1),
         (3, 2, 12, 11, 7) => Some(SgiGroup::G0),
@@ -322,15 +316,13 @@ fn sgi_group(iss: u32) -> Option<SgiGroup> {
 
 /// A trapped system-register access. Returns false if it is not an SGI
 /// write (the caller injects UNDEFINED).
-pub fn sysreg_trap(vm: &Vm, vcpu: &Vcpu, iss: u32, regs: &mut [u64; 31]) -> bool {
-    let is_read = iss & 1 != 0;
-    let rt = ((iss >> 5) & 0x1f) as usize;
-    let Some(group) = sgi_group(iss) else { return false };
-    if is_read {
+pub fn sysreg_trap(vm: &Vm, vcpu: &Vcpu, a: &SysRegAccess, regs: &[u64; 31]) -> bool {
+    let Some(group) = sgi_group(a) else { return false };
+    if a.read {
         // The SGI registers are write-only: reads are UNDEFINED.
         return false;
     }
-    let value = if rt == 31 { 0 } else { regs[rt] };
+    let value = regs.get(usize::from(a.rt)).copied().unwrap_or(0);
     let req = SgiRequest::decode(value, group);
     let targets = lock(vm).vgic.send_sgi(vcpu.index, &req);
     kick(vm, targets);

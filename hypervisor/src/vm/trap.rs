@@ -72,7 +72,7 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, iss: u32, regs: &mut [u64; 31]) -> bool {
             true
         }
         sysreg::Answer::Ignored => true,
-        sysreg::Answer::NotMine => vgic::hw::sysreg_trap(vm, vcpu, iss, regs),
+        sysreg::Answer::NotMine => vgic::hw::sysreg_trap(vm, vcpu, &access, regs),
     }
 }
 
