@@ -107,14 +107,25 @@ pub fn write_line(text: &[u8]) {
     }
 }
 
+/// How many times a write found the transmit FIFO full (console-flood
+/// mode reports it).
+static TXFF_SEEN: AtomicU64 = AtomicU64::new(0);
+
+pub fn txff_seen() -> u64 {
+    TXFF_SEEN.load(Ordering::Relaxed)
+}
+
 fn pl011_put(base: u64, byte: u8) {
     // Bounded: a stuck UART loses characters rather than hanging the guest.
-    for _ in 0..1_000_000 {
+    for spin in 0..1_000_000 {
         // SAFETY: `base` is the PL011 from the device tree, identity mapped
         // as Device memory; FR is a read-only status register.
         let fr = unsafe { core::ptr::read_volatile((base + UARTFR) as *const u32) };
         if fr & FR_TXFF == 0 {
             break;
+        }
+        if spin == 0 {
+            TXFF_SEEN.fetch_add(1, Ordering::Relaxed);
         }
         crate::cpu::relax();
     }

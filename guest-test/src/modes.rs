@@ -11,6 +11,11 @@
 //!   the boot CPU calls NMV_DUMP, which makes the hypervisor print every
 //!   CPU's state (`guest state: vm NAME vCPU N ...`); then the secondaries
 //!   stop. Natively it only says `guest-test: hyp-dump needs nmivisor`.
+//! - `guest-test.console-flood`: before the cases, prints an escape probe
+//!   (a line with terminal control sequences and 8-bit bytes) and then
+//!   [`FLOOD_LINES`] numbered lines as fast as the UART takes them, and
+//!   says how often it found the transmit FIFO full. The scenarios check
+//!   that every line arrives whole and the probe arrives escaped.
 // A failure reason is a line returned by value, as in the cases.
 #![allow(clippy::result_large_err)]
 
@@ -22,6 +27,26 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub const SYSTEM_RESET_ARG: &str = "guest-test.system-reset";
 pub const HYP_DUMP_ARG: &str = "guest-test.hyp-dump";
+pub const CONSOLE_FLOOD_ARG: &str = "guest-test.console-flood";
+
+/// Lines `guest-test.console-flood` prints.
+pub const FLOOD_LINES: usize = 2000;
+
+/// The payload of every flood line (60 bytes).
+const FLOOD_TEXT: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+/// `guest-test.console-flood`, before the cases.
+pub fn console_flood() {
+    crate::console::write_line(b"guest-test: escape probe \x1b[2J\x1b]0;forged\x07 \x9b\x08end");
+    let before = crate::console::txff_seen();
+    for i in 0..FLOOD_LINES {
+        println!("guest-test: flood {i:04} {FLOOD_TEXT}");
+    }
+    println!(
+        "guest-test: console flood: {FLOOD_LINES} lines, transmit FIFO full {} times",
+        crate::console::txff_seen() - before
+    );
+}
 
 /// The marker's value: "nmvreset".
 const MAGIC: u64 = u64::from_be_bytes(*b"nmvreset");

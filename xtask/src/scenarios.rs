@@ -26,6 +26,8 @@ pub fn all() -> Vec<Scenario> {
     list.extend([1, 2, 4].map(guest_test_native));
     list.extend([1, 2, 4].map(guest_test_vm));
     list.push(two_vms());
+    list.push(console_flood());
+    list.push(two_vms_console_flood());
     list.push(guest_system_reset());
     list.push(guest_requested_dump());
     list.push(guest_dump_refused());
@@ -215,6 +217,60 @@ fn two_vms() -> Scenario {
     s.forbid(contains("FAILED"))
         .forbid(contains("not started"))
         .forbid(regex(r"^test "))
+        .expect_in_order([contains("nmivisor: all VMs stopped"), contains("nmivisor: powering off")])
+        .exit_code(0)
+}
+
+/// Lines guest-test's console-flood mode prints (guest-test/src/modes.rs).
+const FLOOD_LINES: usize = 2000;
+
+/// The flood lines of one VM (`prefix` is `""` or `"\[a\] "`): all of
+/// them, whole, the first and the last exactly once, and the guest's own
+/// count.
+fn expect_flood(s: Scenario, prefix: &str) -> Scenario {
+    s.expect_count(regex(&format!(r"^{prefix}guest-test: flood \d{{4}} x{{60}}$")), FLOOD_LINES)
+        .expect_count(regex(&format!(r"^{prefix}guest-test: flood 0000 ")), 1)
+        .expect_count(regex(&format!(r"^{prefix}guest-test: flood {} ", FLOOD_LINES - 1)), 1)
+        .expect_count(
+            regex(&format!(
+                r"^{prefix}guest-test: console flood: {FLOOD_LINES} lines, transmit FIFO full \d+ times$"
+            )),
+            1,
+        )
+        // No guest byte reaches the terminal as an escape sequence.
+        .forbid(contains("\x1b"))
+        // Nor as a raw byte >= 0x80 (the console is read as lossy UTF-8).
+        .forbid(contains("\u{fffd}"))
+}
+
+/// `console-flood`: one VM owns the terminal. It writes 2000 lines as fast
+/// as its UART takes them, through its console queue, and an escape probe:
+/// escape sequences and 8-bit bytes arrive escaped, while BEL and backspace
+/// (a shell's line discipline) pass.
+fn console_flood() -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", "0-1", "128M").cmdline("guest-test.console-flood");
+    let s = guest_test_passes_then_power_off(Scenario::new("console-flood").smp(2).bundle(spec), 2)
+        .expect_count(contains("guest-test: escape probe ^[[2J^[]0;forged\x07 \\x9b\x08end"), 1);
+    expect_flood(s, "")
+}
+
+/// `two-vms-console-flood`: both VMs flood their consoles at once and run
+/// their cases. Each VM's lines arrive whole, with its name, none lost;
+/// inside a "[vm] " line even CR, backspace and BEL are escaped.
+fn two_vms_console_flood() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("a", "0-1", "128M")
+        .cmdline("guest-test.console-flood")
+        .vm("b", "2-3", "128M")
+        .cmdline("guest-test.console-flood");
+    let mut s = Scenario::new("two-vms-console-flood").smp(4).bundle(spec).timeout_secs(GUEST_TIMEOUT_SECS * 2);
+    let cases = GUEST_CASES.iter().filter(|c| c.min_cpus <= 2).count();
+    for vm in ["a", "b"] {
+        s = expect_flood(s, &format!(r"\[{vm}\] "))
+            .expect_count(contains(format!("[{vm}] guest-test: escape probe ^[[2J^[]0;forged^G \\x9b^Hend")), 1)
+            .expect_count(regex(&format!(r"^\[{vm}\] {cases} passed, 0 failed$")), 1);
+    }
+    s.forbid(contains("FAILED"))
         .expect_in_order([contains("nmivisor: all VMs stopped"), contains("nmivisor: powering off")])
         .exit_code(0)
 }

@@ -99,6 +99,16 @@ impl CpuLock {
         }
     }
 
+    /// Takes the lock for `cpu` only if nobody holds it, this CPU included:
+    /// for work that can wait, such as moving guests' queued console output,
+    /// which must neither spin behind another CPU nor land in the middle of
+    /// a line this CPU was printing when it was interrupted.
+    pub fn try_acquire(&self, cpu: usize) -> bool {
+        self.state
+            .compare_exchange(FREE, pack(cpu_id(cpu), 0), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Undoes one [`acquire`](Self::acquire) by `cpu`. The lock becomes free
     /// when the outermost acquisition is released; if another CPU busted the
     /// lock in the meantime, this does nothing.
@@ -130,6 +140,11 @@ impl CpuLock {
             NO_OWNER => None,
             cpu => Some(cpu as usize),
         }
+    }
+
+    /// [`try_acquire`](Self::try_acquire)s and returns a guard if it got the lock.
+    pub fn try_lock(&self, cpu: usize) -> Option<CpuLockGuard<'_>> {
+        self.try_acquire(cpu).then_some(CpuLockGuard { lock: self, cpu, acquired: Acquired::Fresh })
     }
 
     /// [`acquire`](Self::acquire)s and returns a guard that releases on drop.
@@ -205,6 +220,19 @@ mod tests {
         assert_eq!(lock.acquire(1, || false), Acquired::Nested);
         lock.release(1);
         lock.release(1);
+        assert_eq!(lock.owner(), None);
+    }
+
+    #[test]
+    fn try_lock_takes_only_a_free_lock() {
+        let lock = CpuLock::new();
+        let held = lock.lock(0, || false);
+        assert!(lock.try_lock(1).is_none(), "another CPU holds it");
+        assert!(lock.try_lock(0).is_none(), "not even nested on the owner");
+        drop(held);
+        let got = lock.try_lock(1).expect("free");
+        assert_eq!(lock.owner(), Some(1));
+        drop(got);
         assert_eq!(lock.owner(), None);
     }
 

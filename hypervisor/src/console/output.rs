@@ -40,6 +40,11 @@ mod hw {
         LOCK.lock(cpu, || cpu::counter() >= deadline)
     }
 
+    /// Takes the console lock only if it is free (no waiting, no nesting).
+    pub fn try_lock() -> Option<CpuLockGuard<'static>> {
+        LOCK.try_lock(percpu::cpu_id())
+    }
+
     /// The PL011 as an arm-pl011-uart driver, if the console is set up.
     fn uart() -> Option<Uart<'static>> {
         let base = NonNull::new(UART_BASE.load(Ordering::Acquire) as *mut PL011Registers)?;
@@ -132,6 +137,14 @@ pub fn lock() -> ConsoleGuard {
 #[cfg(target_os = "none")]
 pub fn lock_for_crash() -> ConsoleGuard {
     ConsoleGuard { lock: hw::lock(CRASH_TIMEOUT_US) }
+}
+
+/// Takes the console if no CPU (this one included) holds it; None at once
+/// otherwise. Queued guest output is moved this way, so it never waits
+/// behind, or splits, anyone else's line.
+#[cfg(target_os = "none")]
+pub fn try_lock() -> Option<ConsoleGuard> {
+    hw::try_lock().map(|lock| ConsoleGuard { lock })
 }
 
 /// Set while a guest's raw output has left the terminal in the middle of a

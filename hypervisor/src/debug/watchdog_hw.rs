@@ -1,7 +1,9 @@
-//! The lockup watchdog's hardware side: each CPU's EL2 physical timer
-//! (CNTHP, PPI 26, at normal priority) ticks its heartbeat. A CPU stuck
-//! with interrupts masked by priority stops beating; its buddy notices,
-//! reports a hard lockup and fetches its backtrace over the NMI SGI.
+//! The EL2 tick and the lockup watchdog's hardware side: each CPU's EL2
+//! physical timer (CNTHP, PPI 26, at normal priority) ticks every 100 ms.
+//! The tick moves guests' queued console output that no trap moved (the
+//! console was busy when they wrote) and beats the watchdog's heartbeat. A
+//! CPU stuck with interrupts masked by priority stops beating; its buddy
+//! notices, reports a hard lockup and fetches its backtrace over the NMI SGI.
 
 use super::watchdog::Watchdog;
 use crate::arch::{cpu, percpu::cpu_id, MAX_CPUS};
@@ -38,12 +40,11 @@ pub fn configure(seconds: u64) {
     }
 }
 
-/// Starts this CPU's heartbeat.
+/// Starts this CPU's tick, and its heartbeat when the watchdog is on.
 pub fn cpu_online(cpu: usize) {
-    if THRESHOLD.load(Ordering::Acquire) == 0 {
-        return;
+    if THRESHOLD.load(Ordering::Acquire) != 0 {
+        WATCHDOG.set_online(cpu, cpu::counter());
     }
-    WATCHDOG.set_online(cpu, cpu::counter());
     arm_timer_us(TICK_US);
 }
 
@@ -52,16 +53,18 @@ pub fn cpu_offline(cpu: usize) {
     WATCHDOG.set_offline(cpu);
 }
 
-/// The EL2 timer interrupt: beat, check the buddy, re-arm.
+/// The EL2 timer interrupt: re-arm, move queued guest output, beat, check
+/// the buddy.
 pub fn tick() {
-    let me = cpu_id();
-    let now = cpu::counter();
-    WATCHDOG.beat(me, now);
     arm_timer_us(TICK_US);
+    crate::vm::uart::drain();
     let threshold = THRESHOLD.load(Ordering::Acquire);
     if threshold == 0 {
         return;
     }
+    let me = cpu_id();
+    let now = cpu::counter();
+    WATCHDOG.beat(me, now);
     if let Some(stuck) = WATCHDOG.check(me, now, threshold) {
         let ms = threshold * 1000 / cpu::counter_freq().max(1);
         println!("watchdog: hard LOCKUP on cpu {stuck} (no heartbeat for over {ms} ms), detected by cpu {me}");

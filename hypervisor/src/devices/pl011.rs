@@ -1,12 +1,15 @@
 //! An emulated Arm PrimeCell UART (PL011), as Linux's amba-pl011 driver and
 //! guest-test use it (PL011 TRM, ARM DDI 0183).
 //!
-//! Transmission completes at once: the TX FIFO is always empty, so TXFE is
-//! set and the TX interrupt is always raised (the driver masks it when it has
-//! nothing to send, as on QEMU's model). Received bytes wait in a FIFO; the
-//! RX and RX-timeout interrupts are raised while it holds any. The model is
-//! pure: the caller moves transmitted bytes to the console and drives the
-//! interrupt line into the vGIC.
+//! Transmitted bytes wait in a transmit queue ([`TX_QUEUE`] bytes, the VM's
+//! console budget) until the hypervisor moves them to the real console.
+//! The queue behaves as the UART's TX FIFO: TXFF while it is full (a guest
+//! that writes faster than the console drains waits on itself, not on the
+//! other VMs), BUSY while it holds anything, and the TX interrupt while it
+//! is at most half full (the default TXIFLSEL level, PL011 TRM 3.3.14).
+//! Received bytes wait in a FIFO; the RX and RX-timeout interrupts are
+//! raised while it holds any. The model is pure: the caller moves queued
+//! bytes to the console and drives the interrupt line into the vGIC.
 
 /// Register offsets (PL011 TRM, table 3-1).
 mod reg {
@@ -29,6 +32,7 @@ mod reg {
 }
 
 /// UARTFR bits.
+const FR_BUSY: u32 = 1 << 3;
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
 const FR_RXFF: u32 = 1 << 6;
@@ -51,6 +55,11 @@ pub const RX_FIFO: usize = 16;
 /// time. Beyond this, bytes are dropped and counted as overruns.
 pub const BACKLOG: usize = 4096;
 
+/// Transmit queue: how many bytes a VM may have waiting for the console.
+/// A VM that fills it sees TXFF (and the hypercall console accepts fewer
+/// bytes) until the console has taken some; other VMs are not held up.
+pub const TX_QUEUE: usize = 4096;
+
 /// The UART's register state.
 #[derive(Clone, Debug)]
 pub struct Pl011 {
@@ -60,6 +69,9 @@ pub struct Pl011 {
     backlog: [u8; BACKLOG],
     backlog_head: usize,
     backlog_len: usize,
+    tx: [u8; TX_QUEUE],
+    tx_head: usize,
+    tx_len: usize,
     ibrd: u32,
     fbrd: u32,
     ilpr: u32,
@@ -70,13 +82,16 @@ pub struct Pl011 {
     dmacr: u32,
     /// Bytes dropped because the guest did not read fast enough.
     pub overruns: u64,
+    /// Bytes the guest wrote to UARTDR while TXFF was set (dropped, as the
+    /// hardware drops them).
+    pub tx_dropped: u64,
 }
 
 /// What a register access did besides its value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Effect {
-    /// A byte the guest transmitted.
-    pub tx: Option<u8>,
+    /// The guest wrote UARTDR: the transmit queue has something new.
+    pub tx: bool,
     /// The access was to a register the model does not have: RAZ/WI.
     pub unhandled: bool,
 }
@@ -97,6 +112,9 @@ impl Pl011 {
             backlog: [0; BACKLOG],
             backlog_head: 0,
             backlog_len: 0,
+            tx: [0; TX_QUEUE],
+            tx_head: 0,
+            tx_len: 0,
             ibrd: 0,
             fbrd: 0,
             ilpr: 0,
@@ -106,6 +124,7 @@ impl Pl011 {
             imsc: 0,
             dmacr: 0,
             overruns: 0,
+            tx_dropped: 0,
         }
     }
 
@@ -119,7 +138,10 @@ impl Pl011 {
 
     /// Raw interrupt status.
     fn ris(&self) -> u32 {
-        let mut ris = INT_TX;
+        let mut ris = 0;
+        if self.tx_len <= TX_QUEUE / 2 {
+            ris |= INT_TX;
+        }
         if self.rx_len > 0 {
             ris |= INT_RX | INT_RT;
         }
@@ -129,6 +151,33 @@ impl Pl011 {
     /// The interrupt line: any unmasked raw interrupt.
     pub fn irq_level(&self) -> bool {
         self.ris() & self.imsc != 0
+    }
+
+    /// Queues bytes for the console (the hypercall console's path), as many
+    /// as fit; returns how many did.
+    pub fn queue_tx(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(TX_QUEUE - self.tx_len);
+        for &b in &bytes[..n] {
+            self.tx[(self.tx_head + self.tx_len) % TX_QUEUE] = b;
+            self.tx_len += 1;
+        }
+        n
+    }
+
+    /// Takes up to `out.len()` queued bytes for the console, oldest first.
+    pub fn take_tx(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.tx_len);
+        for o in &mut out[..n] {
+            *o = self.tx[self.tx_head];
+            self.tx_head = (self.tx_head + 1) % TX_QUEUE;
+        }
+        self.tx_len -= n;
+        n
+    }
+
+    /// Bytes waiting for the console.
+    pub fn tx_pending(&self) -> usize {
+        self.tx_len
     }
 
     /// Queues a received byte: into the FIFO, or behind it when the FIFO
@@ -180,14 +229,18 @@ impl Pl011 {
     }
 
     fn flags(&self) -> u32 {
-        let mut fr = FR_TXFE;
+        let mut fr = 0;
+        match self.tx_len {
+            0 => fr |= FR_TXFE,
+            TX_QUEUE => fr |= FR_TXFF | FR_BUSY,
+            _ => fr |= FR_BUSY,
+        }
         if self.rx_len == 0 {
             fr |= FR_RXFE;
         }
         if self.rx_len >= self.rx_depth() {
             fr |= FR_RXFF;
         }
-        debug_assert_eq!(fr & FR_TXFF, 0);
         fr
     }
 
@@ -226,7 +279,12 @@ impl Pl011 {
         }
         let v = value as u32;
         match offset {
-            reg::DR => return Effect { tx: Some(v as u8), unhandled: false },
+            reg::DR => {
+                if self.queue_tx(&[v as u8]) == 0 {
+                    self.tx_dropped += 1;
+                }
+                return Effect { tx: true, unhandled: false };
+            }
             reg::RSR_ECR => {}
             reg::ILPR => self.ilpr = v & 0xff,
             reg::IBRD => self.ibrd = v & 0xffff,
@@ -244,8 +302,8 @@ impl Pl011 {
             reg::CR => self.cr = v & 0xff87,
             reg::IFLS => self.ifls = v & 0x3f,
             reg::IMSC => self.imsc = v & INT_ALL,
-            // RX/RT follow the FIFO and TX is always raised, so clearing
-            // only matters for the bits the model never sets.
+            // RX/RT follow the receive FIFO and TX the transmit queue's
+            // level, so clearing only matters for bits the model never sets.
             reg::ICR => {}
             reg::DMACR => self.dmacr = v & 0x7,
             _ => return unhandled,
@@ -265,15 +323,48 @@ mod tests {
         assert_eq!(ids, vec![0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1]);
     }
 
+    fn fr(u: &mut Pl011) -> u32 {
+        u.read(0x018, 4).0 as u32
+    }
+
     #[test]
-    fn transmits_at_once_and_raises_tx_when_unmasked() {
+    fn transmitted_bytes_queue_until_taken_and_raise_tx_when_unmasked() {
         let mut u = Pl011::new();
-        assert_eq!(u.write(0x000, 4, u64::from(b'A')).tx, Some(b'A'));
-        assert_eq!(u.read(0x018, 4).0 as u32 & (FR_TXFE | FR_TXFF), FR_TXFE);
+        assert_eq!(fr(&mut u) & (FR_TXFE | FR_TXFF | FR_BUSY), FR_TXFE);
+        assert!(u.write(0x000, 4, u64::from(b'A')).tx);
+        u.write(0x000, 4, u64::from(b'B'));
+        assert_eq!(fr(&mut u) & (FR_TXFE | FR_TXFF | FR_BUSY), FR_BUSY);
         assert!(!u.irq_level());
         u.write(0x038, 4, u64::from(INT_TX));
-        assert!(u.irq_level());
+        assert!(u.irq_level(), "queue at most half full: TX raised");
         assert_eq!(u.read(0x040, 4).0 as u32, INT_TX);
+        let mut out = [0u8; 8];
+        assert_eq!(u.take_tx(&mut out), 2);
+        assert_eq!(&out[..2], b"AB");
+        assert_eq!(fr(&mut u) & (FR_TXFE | FR_BUSY), FR_TXFE);
+    }
+
+    #[test]
+    fn a_full_queue_sets_txff_drops_and_counts_further_bytes() {
+        let mut u = Pl011::new();
+        u.write(0x038, 4, u64::from(INT_TX));
+        for i in 0..TX_QUEUE {
+            u.write(0x000, 4, i as u64);
+            assert_eq!(u.irq_level(), i < TX_QUEUE / 2, "TX follows the level after byte {i}");
+        }
+        assert_ne!(fr(&mut u) & FR_TXFF, 0);
+        u.write(0x000, 4, 0xaa);
+        assert_eq!(u.tx_dropped, 1);
+        assert_eq!(u.queue_tx(b"more"), 0, "the hypercall path gets no room either");
+        let mut out = [0u8; 100];
+        assert_eq!(u.take_tx(&mut out), 100);
+        assert_eq!(out[99], 99, "oldest first, nothing overwritten");
+        assert_eq!(fr(&mut u) & FR_TXFF, 0);
+        assert_eq!(u.queue_tx(&[1; 200]), 100, "room for exactly what was taken");
+        let mut rest = vec![0u8; TX_QUEUE];
+        assert_eq!(u.take_tx(&mut rest), TX_QUEUE);
+        assert_eq!(rest[TX_QUEUE - 100 - 1], (TX_QUEUE - 1) as u8);
+        assert!(rest[TX_QUEUE - 100..].iter().all(|&b| b == 1));
     }
 
     #[test]

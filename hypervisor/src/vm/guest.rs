@@ -4,7 +4,7 @@
 //! what changes at run time (power states, VM state, start requests) is in
 //! atomics or small locks that no NMI path takes.
 
-use super::console::{sanitize, LineBuffer, MAX_LINE};
+use super::console::LineBuffer;
 use super::layout::Layout;
 use crate::arch::percpu::cpu_id;
 use crate::arch::MAX_CPUS;
@@ -151,7 +151,9 @@ pub struct Vm {
     /// This VM's own limit on log lines about what it does.
     pub log_limit: crate::debug::ratelimit::RateLimit,
     state: AtomicU8,
-    console: Mutex<LineBuffer>,
+    /// The partial line of queued output when several VMs share the console;
+    /// only the CPU draining the queues takes it (see `vm::uart::drain`).
+    pub console_lines: Mutex<LineBuffer>,
 }
 
 impl Vm {
@@ -187,7 +189,7 @@ impl Vm {
             last_dump: AtomicU64::new(0),
             log_limit: crate::debug::ratelimit::RateLimit::new(),
             state: AtomicU8::new(VmState::Running as u8),
-            console: Mutex::new(LineBuffer::new()),
+            console_lines: Mutex::new(LineBuffer::new()),
         }
     }
 
@@ -250,23 +252,18 @@ impl Vm {
         Some(())
     }
 
-    /// Guest console output. With one VM the guest owns the terminal and
-    /// its bytes pass through as they are (prompts and line editing work).
-    /// With several, output is collected into whole lines, sanitized and
-    /// prefixed with the VM's name, so VMs never mix mid-line.
-    pub fn console_write(&self, bytes: &[u8]) {
-        if !several_vms() {
-            crate::console::write_raw(bytes);
-            return;
+    /// Hypervisor text addressed to this VM's user (the answer to the VM's
+    /// own NMV_DUMP): printed at once, after what the VM has queued, with the
+    /// VM's name in front when several VMs share the console.
+    pub fn console_note(&self, text: &str) {
+        super::uart::flush(self);
+        for line in text.lines() {
+            if several_vms() {
+                crate::println!("[{}] {line}", self.name);
+            } else {
+                crate::println!("{line}");
+            }
         }
-        let mut buf = self.console.lock();
-        buf.push(bytes, |line, continued| {
-            let mut clean = [0u8; MAX_LINE];
-            let n = sanitize(line, &mut clean);
-            let text = core::str::from_utf8(&clean[..n]).unwrap_or("");
-            let cont = if continued { "\\" } else { "" };
-            crate::println!("[{}] {text}{cont}", self.name);
-        });
     }
 
     pub fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<&Vcpu> {

@@ -7,7 +7,7 @@
 //! | ID | name | arguments | x0 on return |
 //! |---|---|---|---|
 //! | 0xC6000000 | `NMV_VERSION` | | 0x0001_0000 (1.0) |
-//! | 0xC6000001 | `NMV_CONSOLE_WRITE` | x1 = guest address, x2 = length <= 256 | bytes written, or -2 |
+//! | 0xC6000001 | `NMV_CONSOLE_WRITE` | x1 = guest address, x2 = length <= 256 | bytes queued (fewer, even 0, while the VM's console queue is full), or -2 |
 //! | 0xC6000002 | `NMV_DUMP` | | 0 after a dump of the calling VM's own vCPUs on its console, if its config says `dump = on`; -3 within a second of the last one; else -1 |
 //! | 0xC6000100-0xC60001FF | test calls | call-specific | call-specific |
 
@@ -26,7 +26,7 @@ pub const NMV_TEST_BASE: u32 = 0xC600_0100;
 const NMV_TEST_LAST: u32 = NMV_TEST_BASE + 0xff;
 /// nmivisor service version 1.0.
 pub const NMV_VERSION_1_0: i64 = 0x0001_0000;
-/// Longest NMV_CONSOLE_WRITE, so one call cannot hold the console long.
+/// Longest NMV_CONSOLE_WRITE, so one call copies little.
 pub const CONSOLE_WRITE_MAX: usize = 256;
 
 /// SMCCC return codes (DEN0028; PSCI uses the same values).

@@ -182,6 +182,7 @@ pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
     vm.set_state(VmState::Stopped);
     stop_other_vcpus(vm, Some(vcpu.index));
     vcpu.set_power(Power::Off);
+    super::uart::flush(vm);
     println!("nmivisor: vm {}: powered off (SYSTEM_OFF from vCPU {})", vm.name, vcpu.index);
     if guest::vms().iter().all(|v| v.state() == VmState::Stopped) {
         println!("nmivisor: all VMs stopped");
@@ -200,6 +201,7 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
         vm.set_state(VmState::Stopped);
         restart_loop();
     }
+    super::uart::flush(vm);
     println!("nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})", vm.name, vcpu.index);
     // The distributor and redistributors start over too; each vCPU's
     // virtual CPU interface is reset when it starts.

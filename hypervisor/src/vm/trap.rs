@@ -254,7 +254,7 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
         );
     }
     let _ = writeln!(out, "nmivisor: end of dump of vm {}", vm.name);
-    vm.console_write(out.as_bytes());
+    vm.console_note(&out);
     0
 }
 
@@ -279,8 +279,7 @@ fn console_write(vm: &Vm, addr: u64, len: usize) -> i64 {
     if vm.read_guest(addr, bytes).is_none() {
         return hypercall::INVALID_PARAMETERS;
     }
-    vm.console_write(bytes);
-    len as i64
+    super::uart::queue(vm, bytes) as i64
 }
 
 fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
