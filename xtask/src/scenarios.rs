@@ -16,6 +16,7 @@ pub fn all() -> Vec<Scenario> {
     let mut list = Vec::new();
     list.extend([1, 2, 4, 8].map(smp_boot));
     list.push(unexpected_exception());
+    list.push(el2_map());
     for n in [4, 8] {
         list.push(dump_masked(n));
         list.push(dump_hard_masked(n));
@@ -532,6 +533,22 @@ fn console_monitor(n: u32) -> Scenario {
         ])
         .until(contains("=== end of dump"));
     every_cpu_block(s, n)
+}
+
+/// `el2-map`: the EL2 map covers the hypervisor's text but not the free
+/// RAM guests are given; a guest-RAM window translates to its block only
+/// while it is in use, and copies through windows cross block boundaries.
+fn el2_map() -> Scenario {
+    Scenario::new("el2-map")
+        .test_hooks()
+        .smp(2)
+        .append("nmivisor.test=el2-map")
+        .expect(regex(r"^nmivisor: el2-map: hypervisor text 0x4[0-9a-f]{7} -> 0x4[0-9a-f]{7} \(identity\)$"))
+        .expect(regex(r"^nmivisor: el2-map: free RAM 0x[0-9a-f]+ -> not mapped$"))
+        .expect(regex(r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8}\+0x1234 -> 0x[0-9a-f]+234$"))
+        .expect(regex(r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8} after use -> not mapped$"))
+        .expect(contains("nmivisor: el2-map: copy across a block boundary ok"))
+        .exit_code(0)
 }
 
 /// `smp-N`: every CPU comes online at EL2, then the hypervisor powers off.

@@ -10,6 +10,8 @@ pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod el1;
 #[cfg(target_os = "none")]
+pub mod el2map;
+#[cfg(target_os = "none")]
 pub mod entry;
 #[cfg(target_os = "none")]
 pub mod exception;

@@ -98,7 +98,8 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     }
 
     mm::heap::init();
-    if let Err(e) = mm::el2::init(&info) {
+    let dtb_range = dtb..dtb + device_tree(dtb).len() as u64;
+    if let Err(e) = mm::el2::init(&info, dtb_range) {
         boot_failed(format_args!("EL2 page tables: mapping {}: {:?}", e.0, e.1));
     }
     BOOTARGS.call_once(|| String::from(info.bootargs));

@@ -44,6 +44,7 @@ pub fn run(bootargs: &str) {
             }
         }
         "monitor" => idle_loop(),
+        "el2-map" => el2_map(),
         other => println!("nmivisor: unknown test hook \"{other}\""),
     }
 }
@@ -119,4 +120,40 @@ fn fault() {
     // with up to 2 GiB) and outside every MMIO mapping, so the read traps.
     let v = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
     println!("nmivisor: read {v:#x} from an unmapped address?");
+}
+
+/// Shows which RAM the EL2 map covers: the hypervisor image, not the free
+/// RAM guests get, and a guest-RAM window only while it is mapped.
+fn el2_map() {
+    use crate::arch::el2map::translate_read;
+    use crate::mm::window::BLOCK;
+    use crate::mm::window_hw;
+    extern "C" {
+        static __image_end: u8;
+    }
+    let show = |t: Option<u64>| match t {
+        Some(pa) => alloc::format!("{pa:#x}"),
+        None => "not mapped".into(),
+    };
+    let image = el2_map as *const () as u64;
+    let t = translate_read(image);
+    let identity = if t == Some(image) { " (identity)" } else { "" };
+    println!("nmivisor: el2-map: hypervisor text {image:#x} -> {}{identity}", show(t));
+    // Free RAM (where guests' RAM comes from): 16 MiB past the image.
+    let free = ((core::ptr::addr_of!(__image_end) as u64 + BLOCK - 1) & !(BLOCK - 1)) + 8 * BLOCK;
+    println!("nmivisor: el2-map: free RAM {free:#x} -> {}", show(translate_read(free)));
+    let seen = window_hw::with_window(free, |va| (va, translate_read(va + 0x1234)));
+    match seen {
+        Some((va, t)) => println!("nmivisor: el2-map: window {va:#x}+0x1234 -> {}", show(t)),
+        None => println!("nmivisor: el2-map: no window"),
+    }
+    if let Some((va, _)) = seen {
+        println!("nmivisor: el2-map: window {va:#x} after use -> {}", show(translate_read(va)));
+    }
+    let mut back = [0u8; 8];
+    let copied = window_hw::write(free + BLOCK - 4, b"nmivisor", false) && window_hw::read(free + BLOCK - 4, &mut back);
+    println!(
+        "nmivisor: el2-map: copy across a block boundary {}",
+        if copied && &back == b"nmivisor" { "ok" } else { "FAILED" }
+    );
 }

@@ -122,10 +122,11 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         .ok_or_else(|| alloc::format!("no {} MiB block of free RAM left", spec.memory >> 20))?;
     // Nothing of what the earlier boot stages or the hypervisor left in
     // this RAM reaches the guest. Done before the counter offset is taken,
-    // so it is not part of the guest's time.
-    // SAFETY: the block was just carved out of free RAM for this VM alone;
-    // the EL2 map covers it as normal memory.
-    unsafe { cpu::zero_and_clean(pa, spec.memory) };
+    // so it is not part of the guest's time. The block was just carved out
+    // of free RAM for this VM alone.
+    if !crate::mm::window_hw::zero(pa, spec.memory) {
+        return Err("zeroing its RAM failed (no EL2 window)".to_string());
+    }
     let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
     let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
     let mut vm = Vm::new(

@@ -213,21 +213,11 @@ impl Vm {
 
     /// Copies guest memory at `ipa` into `buf`; None if any byte is outside
     /// guest RAM (the guest never makes the hypervisor read elsewhere).
+    /// Goes through this CPU's window onto guest RAM (`mm::window`), so it
+    /// works in any context, the NMI path included.
     pub fn read_guest(&self, ipa: u64, buf: &mut [u8]) -> Option<()> {
         let pa = self.ipa_to_pa(ipa, buf.len() as u64)?;
-        // SAFETY: `pa..pa+len` lies inside this VM's RAM, which the EL2 map
-        // covers as normal memory; the guest may change it concurrently,
-        // which only affects the bytes read.
-        unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
-        Some(())
-    }
-
-    /// Copies `data` into guest memory at `ipa`.
-    pub fn write_guest(&self, ipa: u64, data: &[u8]) -> Option<()> {
-        let pa = self.ipa_to_pa(ipa, data.len() as u64)?;
-        // SAFETY: as in `read_guest`; this VM's RAM belongs to no one else.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) };
-        Some(())
+        crate::mm::window_hw::read(pa, buf).then_some(())
     }
 
     /// Loads the kernel, initrd and device tree into guest RAM (at creation
@@ -246,10 +236,8 @@ impl Vm {
     }
 
     fn write_clean(&self, ipa: u64, data: &[u8]) -> Option<()> {
-        self.write_guest(ipa, data)?;
         let pa = self.ipa_to_pa(ipa, data.len() as u64)?;
-        crate::arch::cpu::clean_to_poc(pa, data.len() as u64);
-        Some(())
+        crate::mm::window_hw::write(pa, data, true).then_some(())
     }
 
     /// Hypervisor text addressed to this VM's user (the answer to the VM's
