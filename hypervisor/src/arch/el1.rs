@@ -156,6 +156,14 @@ pub struct GuestControl {
 /// `vm::cpu_features`), TIDCP (IMPLEMENTATION DEFINED registers are
 /// UNDEFINED) and TACR (ACTLR_EL1 is RAZ/WI). The feature-dependent bits
 /// come from [`super::features::hcr_bits`].
+///
+/// Left clear on purpose (docs/security.md has the whole table): TSW,
+/// because with VM set a DC ISW from EL1 executes as DC CISW (HCR_EL2.VM
+/// field description), so set/way operations can only write lines back,
+/// never discard another VM's data, and pinned vCPUs never straddle CPUs;
+/// TWE (WFE is a spin hint inside the guest); TID1/TID2 (AIDR, REVIDR and
+/// the cache geometry are the real CPU's); TVM/TRVM/TTLB/TPU/TPCP (the
+/// guest's own stage 1 and maintenance, bounded by stage 2).
 pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9)
     | (1 << 10) | (1 << 13) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 31);
 
