@@ -21,6 +21,7 @@ pub fn all() -> Vec<Scenario> {
         list.push(dump_masked(n));
         list.push(dump_hard_masked(n));
         list.push(panic_crash_stop(n));
+        list.push(panic_during_dump(n));
         list.push(watchdog(n));
         list.push(console_monitor(n));
     }
@@ -494,6 +495,31 @@ fn panic_crash_stop(n: u32) -> Scenario {
         ])
         .expect_count(contains("test hook: deliberate panic on cpu 1"), 2);
     every_cpu_block(s, n).exit_code(0)
+}
+
+/// `panic-during-dump-smpN`: the boot CPU waits for CPU 3's backtrace
+/// (PSTATE.I set, cannot answer) while CPU 1 panics. The roundup is busy,
+/// yet the panic stops every CPU that can take the NMI: the waiting CPU 0,
+/// CPU 2 (masked by priority) and the rest; only CPU 3 does not respond.
+fn panic_during_dump(n: u32) -> Scenario {
+    Scenario::new(format!("panic-during-dump-smp{n}"))
+        .test_hooks()
+        .smp(n)
+        .append(&format!("nmivisor.test=panic-during-dump nmivisor.panic=poweroff {NMI_TIMEOUT}"))
+        .allow("panicked")
+        .expect_in_order([
+            contains("nmivisor: asking cpu 3 for its backtrace"),
+            contains("nmivisor: cpu 1 panicked: panicked at"),
+            contains("=== nmivisor: crash on cpu 1: stopping and dumping all CPUs ==="),
+            contains(format!("=== end of crash dump: {} CPUs stopped, 1 not responding ===", n - 2)),
+            contains("nmivisor: powering off after the panic"),
+        ])
+        // The count above comes from each CPU marking itself stopped after
+        // its block. The blocks themselves are printed concurrently on this
+        // path (outside the busy roundup's turn order), so under host load
+        // a bust of the console lock may interleave them: not asserted.
+        .forbid(contains("the roundup ended"))
+        .exit_code(0)
 }
 
 /// `watchdog-smpN`: CPU 2 spins masked; its buddy's heartbeat check finds

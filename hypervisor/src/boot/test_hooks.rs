@@ -44,6 +44,7 @@ pub fn run(bootargs: &str) {
             }
         }
         "monitor" => idle_loop(),
+        "panic-during-dump" => panic_during_dump(),
         "el2-map" => el2_map(),
         other => println!("nmivisor: unknown test hook \"{other}\""),
     }
@@ -94,6 +95,41 @@ fn spin_with_pstate_i_set() {
     loop {
         crate::arch::relax();
     }
+}
+
+/// Set by the boot CPU just before it starts the dump that
+/// `panic-during-dump` panics into.
+static DUMP_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// CPU 3 spins with PSTATE.I set, so the boot CPU's backtrace request to
+/// it (the watchdog's roundup) waits the whole arrival timeout; CPU 2 spins
+/// masked by priority; CPU 1 panics while that roundup is in flight. The
+/// panic must still stop every CPU but CPU 3, the waiting boot CPU too.
+fn panic_during_dump() {
+    if !(start_spinner(3, spin_with_pstate_i_set) && start_spinner(2, spin_with_irqs_masked_by_pmr)) {
+        return;
+    }
+    if !start_spinner(1, panic_once_the_dump_runs) {
+        return;
+    }
+    println!("nmivisor: asking cpu 3 for its backtrace");
+    DUMP_STARTED.store(true, Ordering::Release);
+    let result = roundup::backtrace_cpu(3);
+    println!("nmivisor: the roundup ended ({result:?}) although a panic should have stopped this CPU");
+}
+
+#[inline(never)]
+fn panic_once_the_dump_runs() {
+    announce_spinning();
+    while !DUMP_STARTED.load(Ordering::Acquire) {
+        crate::arch::relax();
+    }
+    // Well inside the roundup's 1 s wait for CPU 3.
+    let deadline = cpu::deadline_after_us(200_000);
+    while cpu::counter() < deadline {
+        crate::arch::relax();
+    }
+    panic_on_purpose();
 }
 
 #[inline(never)]
