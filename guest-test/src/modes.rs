@@ -11,6 +11,13 @@
 //!   the boot CPU calls NMV_DUMP, which makes the hypervisor print every
 //!   CPU's state (`guest state: vm NAME vCPU N ...`); then the secondaries
 //!   stop. Natively it only says `guest-test: hyp-dump needs nmivisor`.
+//! - `guest-test.vgic-lock-holder` (test images of nmivisor): after the
+//!   cases every secondary takes SGI [`HOLD_SGI`] and stays in its handler
+//!   (the SGI active in its list register, so its next exit must fold the
+//!   list registers under the vGIC lock); then the boot CPU asks the
+//!   hypervisor to keep its VM's vGIC lock for good
+//!   (NMV_TEST_HOLD_VGIC_LOCK). The `vgic-lock-held` scenario then dumps
+//!   every CPU.
 //! - `guest-test.console-flood`: before the cases, prints an escape probe
 //!   (a line with terminal control sequences and 8-bit bytes) and then
 //!   [`FLOOD_LINES`] numbered lines as fast as the UART takes them, and
@@ -28,6 +35,85 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub const SYSTEM_RESET_ARG: &str = "guest-test.system-reset";
 pub const HYP_DUMP_ARG: &str = "guest-test.hyp-dump";
 pub const CONSOLE_FLOOD_ARG: &str = "guest-test.console-flood";
+pub const VGIC_LOCK_HOLDER_ARG: &str = "guest-test.vgic-lock-holder";
+
+/// The SGI the secondaries take and stay in, in vgic-lock-holder mode.
+const HOLD_SGI: u32 = 9;
+/// Secondaries inside the handler of [`HOLD_SGI`].
+static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Set by the boot CPU just before it makes the hypervisor take the lock.
+static LOCK_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The IRQ hook of vgic-lock-holder mode: never leaves [`HOLD_SGI`]'s
+/// handler (PSTATE.I set). Once the lock is held (and a little later, so
+/// the boot CPU has surely taken it), it ends the SGI: its list register
+/// changes from active to invalid without a trap, so the next exit of this
+/// vCPU (a tick, the dump's NMI) must fold the list registers under the
+/// vGIC lock that is never released.
+fn stay_in_handler(intid: u32) {
+    if intid == HOLD_SGI {
+        IN_HANDLER.fetch_add(1, Ordering::Release);
+        while !LOCK_TAKEN.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        cpu::wait_ms(20, || false);
+        gic::end_of_interrupt(HOLD_SGI);
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// A secondary's part: take interrupts, [`HOLD_SGI`] included.
+pub fn hold_in_handler_job() -> JobOutcome {
+    let g = match irq_setup() {
+        Ok(g) => g,
+        Err(why) => return crate::cases::setup_failed(why),
+    };
+    let sgi = g.irq(HOLD_SGI);
+    sgi.set_priority(0xa0);
+    sgi.enable();
+    gic::set_pmr(gic::PMR_ON);
+    irq::enable();
+    SPINNING.fetch_add(1, Ordering::Release);
+    let deadline = cpu::Deadline::after_ms(SPIN_MS);
+    while !deadline.expired() {
+        core::hint::spin_loop();
+    }
+    irq::disable();
+    JobOutcome::OK
+}
+
+/// `guest-test.vgic-lock-holder`, after the cases: returns only if
+/// something failed.
+pub fn vgic_lock_holder() -> Result<(), Reason> {
+    if !dt::platform().nmivisor {
+        println!("guest-test: vgic-lock-holder needs nmivisor");
+        return Ok(());
+    }
+    let n = dt::platform().cpus.count();
+    SPINNING.store(0, Ordering::Relaxed);
+    for c in 1..n {
+        // Never collected: the secondaries stay in the handler.
+        let _ = secondary::post(c, Job::HoldInHandler);
+    }
+    if !cpu::wait_ms(2000, || SPINNING.load(Ordering::Acquire) == n - 1) {
+        fail!("only {} of {} secondaries ready", SPINNING.load(Ordering::Acquire), n - 1);
+    }
+    irq::set_hook(Some(stay_in_handler));
+    gic::send_sgi_to_others(HOLD_SGI);
+    if !cpu::wait_ms(2000, || IN_HANDLER.load(Ordering::Acquire) == n - 1) {
+        fail!("only {} of {} secondaries took SGI {HOLD_SGI}", IN_HANDLER.load(Ordering::Acquire), n - 1);
+    }
+    println!(
+        "guest-test: vgic-lock-holder: {} secondaries stay in SGI {HOLD_SGI}'s handler; the hypervisor keeps the vGIC lock from now on",
+        n - 1
+    );
+    LOCK_TAKEN.store(true, Ordering::Release);
+    let ret = crate::hyp::test_hold_vgic_lock();
+    fail!("NMV_TEST_HOLD_VGIC_LOCK returned {ret}");
+}
 
 /// Lines `guest-test.console-flood` prints.
 pub const FLOOD_LINES: usize = 2000;

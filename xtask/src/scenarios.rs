@@ -33,6 +33,7 @@ pub fn all() -> Vec<Scenario> {
     list.push(guest_system_reset());
     list.push(guest_requested_dump());
     list.push(guest_dump_refused());
+    list.push(vgic_lock_held());
     list.extend([
         bundle_overlapping_cpus(),
         bundle_too_much_memory(),
@@ -316,6 +317,33 @@ fn guest_requested_dump() -> Scenario {
         s = s.expect_count(regex(&format!(r"^  vCPU {v} running at EL1: PC 0x[0-9a-f]{{16}} .* vPMR 0x[0-9a-f]{{2}}$")), 1);
     }
     s
+}
+
+/// `vgic-lock-held`: after its cases guest-test's vCPU 0 makes its CPU take
+/// the VM's vGIC lock and keep it (a test call), while the other vCPUs stay
+/// in the guest. A hypervisor-wide dump from the console monitor must still
+/// reach every CPU: an NMI that arrives while a CPU runs the guest is
+/// handled before that CPU's list registers are folded under the lock. The
+/// VM runs on CPUs 1-3, so CPU 0 (where the UART interrupt and with it the
+/// console monitor run) is not the one that holds the lock masked.
+fn vgic_lock_held() -> Scenario {
+    let spec = BundleSpec::new().vm("guest-test", "1-3", "128M").cmdline("guest-test.vgic-lock-holder");
+    Scenario::new("vgic-lock-held")
+        .test_hooks()
+        .smp(4)
+        .bundle(spec)
+        .timeout_secs(GUEST_TIMEOUT_SECS)
+        .append(NMI_TIMEOUT)
+        .send_after(contains("holds vm guest-test's vGIC lock for good"), b"\x1d\x1d\x1dd")
+        .expect_in_order([
+            contains("test virtual-nmi ... ok"),
+            contains("guest-test: vgic-lock-holder: 2 secondaries stay in SGI 9's handler; the hypervisor keeps the vGIC lock from now on"),
+            contains("nmivisor: test: vCPU 0 holds vm guest-test's vGIC lock for good"),
+            contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+            contains("=== end of dump: 4 CPUs dumped, 0 not responding ==="),
+        ])
+        .expect(regex(r"<hypervisor::vm::trap::hold_vgic_lock\+0x[0-9a-f]+>"))
+        .until(contains("=== end of dump"))
 }
 
 /// Without `dump = on` (the default), NMV_DUMP is refused with

@@ -10,6 +10,11 @@
 //! | 0xC6000001 | `NMV_CONSOLE_WRITE` | x1 = guest address, x2 = length <= 256 | bytes queued (fewer, even 0, while the VM's console queue is full), or -2 |
 //! | 0xC6000002 | `NMV_DUMP` | | 0 after a dump of the calling VM's own vCPUs on its console, if its config says `dump = on`; -3 within a second of the last one; else -1 |
 //! | 0xC6000100-0xC60001FF | test calls | call-specific | call-specific |
+//!
+//! Test calls: +0 makes INTID x2 pending at priority x3 on vCPU x1 of the
+//! calling VM (every image); +1 makes the calling CPU hold its VM's vGIC
+//! lock for good (test images only, for the `vgic-lock-held` scenario).
+//! Any other test call returns NOT_SUPPORTED.
 
 /// SMCCC_VERSION (DEN0028).
 pub const SMCCC_VERSION: u32 = 0x8000_0000;

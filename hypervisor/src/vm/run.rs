@@ -12,6 +12,7 @@ use crate::arch::el1::{self, El1Context, GuestControl, HCR_GUEST};
 use crate::arch::percpu::cpu_id;
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
+use crate::gic::mask::IrqGuard;
 use crate::gic::priority;
 use crate::debug::dump::stack_of;
 use crate::ipi::message::Message;
@@ -112,9 +113,20 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
 
 /// First thing on every trap from the guest: its list registers flow back
 /// into the vGIC state.
+///
+/// The fold may wait for the VM's vGIC lock, which a CPU parked for good
+/// (STOP, CRASH_STOP) may hold. So it waits the way every lock holder does:
+/// normal interrupts masked by priority, PSTATE.I clear, so the NMI SGI
+/// still gets through and this CPU still answers dumps and crash stops
+/// (scenario `vgic-lock-held`). An interrupt already acknowledged by the
+/// exit (`gic::irq::handle_irq`) keeps its running priority meanwhile, so
+/// only an NMI can preempt the fold.
 pub fn guest_exited() {
     if let Some((vm, vcpu)) = guest::current() {
+        let _masked = IrqGuard::new();
+        gicv3::local_irq_unmask();
         vgic::hw::fold(vm, vcpu);
+        gicv3::local_irq_mask();
     }
 }
 

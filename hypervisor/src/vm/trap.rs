@@ -190,6 +190,8 @@ fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
             Call::Psci(fid) => psci_call(vm, vcpu, fid, args),
             Call::Vendor(VendorCall::ConsoleWrite { addr, len }) => console_write(vm, addr, len),
             Call::Vendor(VendorCall::Test(0)) => inject_test_interrupt(vm, args),
+            #[cfg(feature = "test-hooks")]
+            Call::Vendor(VendorCall::Test(1)) => hold_vgic_lock(vm, vcpu),
             Call::Vendor(VendorCall::Dump) => vm_dump(vm, vcpu),
             _ => hypercall::NOT_SUPPORTED,
         },
@@ -270,6 +272,19 @@ fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
         0
     } else {
         hypercall::INVALID_PARAMETERS
+    }
+}
+
+/// NMV_TEST_BASE + 1, test images only: this CPU takes the VM's vGIC lock
+/// and keeps it, spinning masked by priority as every lock holder is. The
+/// `vgic-lock-held` scenario then checks that a hypervisor-wide dump still
+/// reaches every CPU: the NMI path never waits for that lock.
+#[cfg(feature = "test-hooks")]
+fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
+    let _held = vgic::hw::lock(vm);
+    crate::println!("nmivisor: test: vCPU {} holds vm {}'s vGIC lock for good", vcpu.index, vm.name);
+    loop {
+        crate::arch::relax();
     }
 }
 
