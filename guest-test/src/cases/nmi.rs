@@ -185,6 +185,39 @@ fn finish(tickets: &Tickets) -> Result<(), Reason> {
     }
 }
 
+/// Starts `job` on the secondaries `cpus` with fresh interrupt logs and
+/// waits until every one is ready for the sender's SGIs.
+fn start(cpus: core::ops::Range<usize>, job: Job) -> Result<Tickets, Reason> {
+    secondaries_running(cpus.clone())?;
+    READY.store(0, Ordering::Relaxed);
+    for c in cpus.clone() {
+        irq::reset_log(c);
+    }
+    let tickets = post(cpus.clone(), job);
+    wait_ready(cpus.len(), &tickets)?;
+    Ok(tickets)
+}
+
+/// The frame every receiver job shares: the SGIs configured on this CPU,
+/// PMR at `pmr` with PSTATE.I clear, ready announced; then `wait` (given
+/// the GIC and this CPU's index) watches for what the case sends, and
+/// finally a millisecond more (anything late or doubled shows in the
+/// log) before the SGIs are disabled and the CPU masked again.
+fn receiver(pmr: u8, wait: impl FnOnce(&gic::Gic, usize) -> JobOutcome) -> JobOutcome {
+    let g = match irq_setup() {
+        Ok(g) => g,
+        Err(why) => return super::setup_failed(why),
+    };
+    configure(&g);
+    gic::set_pmr(pmr);
+    irq::enable();
+    READY.fetch_add(1, Ordering::Release);
+    let out = wait(&g, cpu::index());
+    cpu::wait_ms(1, || false);
+    quiesce(&g);
+    out
+}
+
 /// Formats a log for a failure message.
 fn show(events: impl Iterator<Item = Event>) -> line::Line<96> {
     use core::fmt::Write;
@@ -200,39 +233,27 @@ fn show(events: impl Iterator<Item = Event>) -> line::Line<96> {
 
 /// The receiver of `nmi-while-masked` (a secondary).
 pub fn masked_receiver() -> JobOutcome {
-    let me = cpu::index();
-    let g = match irq_setup() {
-        Ok(g) => g,
-        Err(why) => return super::setup_failed(why),
-    };
-    configure(&g);
-    gic::set_pmr(PMR_OFF);
-    irq::enable();
-    READY.fetch_add(1, Ordering::Release);
-    if !cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_NMI).is_some()) {
-        quiesce(&g);
-        return JobOutcome {
-            code: NO_NMI,
-            detail: gic::pmr() as u64,
-        };
-    }
-    // "Interrupts off" for a measurable while: the normal SGI, sent
-    // before the NMI, must stay pending.
-    cpu::wait_ms(MASKED_MS, || false);
-    STILL_PENDING.store(g.irq(SGI_IRQ).pending().0, Ordering::Relaxed);
-    UNMASKED_AT.store(cpu::counter(), Ordering::Relaxed);
-    gic::set_pmr(PMR_ON);
-    let taken = cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_IRQ).is_some());
-    // Anything late or doubled shows in the log.
-    cpu::wait_ms(1, || false);
-    quiesce(&g);
-    if !taken {
-        return JobOutcome {
-            code: NO_IRQ,
-            detail: SGI_IRQ as u64,
-        };
-    }
-    JobOutcome::OK
+    receiver(PMR_OFF, |g, me| {
+        if !cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_NMI).is_some()) {
+            return JobOutcome {
+                code: NO_NMI,
+                detail: gic::pmr() as u64,
+            };
+        }
+        // "Interrupts off" for a measurable while: the normal SGI, sent
+        // before the NMI, must stay pending.
+        cpu::wait_ms(MASKED_MS, || false);
+        STILL_PENDING.store(g.irq(SGI_IRQ).pending().0, Ordering::Relaxed);
+        UNMASKED_AT.store(cpu::counter(), Ordering::Relaxed);
+        gic::set_pmr(PMR_ON);
+        if !cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_IRQ).is_some()) {
+            return JobOutcome {
+                code: NO_IRQ,
+                detail: SGI_IRQ as u64,
+            };
+        }
+        JobOutcome::OK
+    })
 }
 
 pub fn nmi_while_masked() -> Outcome {
@@ -240,14 +261,10 @@ pub fn nmi_while_masked() -> Outcome {
     if cpus.count() < 2 {
         return Ok(Some("1 CPU"));
     }
-    secondaries_running(TARGET..=TARGET)?;
     let target = cpus.mpidr(TARGET);
-    READY.store(0, Ordering::Relaxed);
     STILL_PENDING.store(false, Ordering::Relaxed);
     UNMASKED_AT.store(0, Ordering::Relaxed);
-    irq::reset_log(TARGET);
-    let tickets = post(TARGET..TARGET + 1, Job::NmiWhileMasked);
-    wait_ready(1, &tickets)?;
+    let tickets = start(TARGET..TARGET + 1, Job::NmiWhileMasked)?;
     // The normal SGI first: it is pending when the NMI arrives.
     gic::send_sgi(SGI_IRQ, target);
     gic::send_sgi(SGI_NMI, target);
@@ -312,25 +329,15 @@ fn preempt_hook(intid: u32) {
 
 /// The receiver of `nmi-preempts-irq` (a secondary).
 pub fn preempt_receiver() -> JobOutcome {
-    let me = cpu::index();
-    let g = match irq_setup() {
-        Ok(g) => g,
-        Err(why) => return super::setup_failed(why),
-    };
-    configure(&g);
-    gic::set_pmr(PMR_ON);
-    irq::enable();
-    READY.fetch_add(1, Ordering::Release);
-    let done = cpu::wait_ms(ARRIVAL_MS * 2, || irq::first_entry(me, SGI_IRQ2).is_some());
-    cpu::wait_ms(1, || false);
-    quiesce(&g);
-    if !done {
-        return JobOutcome {
-            code: NO_IRQ,
-            detail: SGI_IRQ2 as u64,
-        };
-    }
-    JobOutcome::OK
+    receiver(PMR_ON, |_, me| {
+        if !cpu::wait_ms(ARRIVAL_MS * 2, || irq::first_entry(me, SGI_IRQ2).is_some()) {
+            return JobOutcome {
+                code: NO_IRQ,
+                detail: SGI_IRQ2 as u64,
+            };
+        }
+        JobOutcome::OK
+    })
 }
 
 pub fn nmi_preempts_irq() -> Outcome {
@@ -338,15 +345,11 @@ pub fn nmi_preempts_irq() -> Outcome {
     if cpus.count() < 2 {
         return Ok(Some("1 CPU"));
     }
-    secondaries_running(TARGET..=TARGET)?;
     let target = cpus.mpidr(TARGET);
-    READY.store(0, Ordering::Relaxed);
     IN_HANDLER.store(false, Ordering::Relaxed);
-    irq::reset_log(TARGET);
     irq::set_hook(Some(preempt_hook));
     let result = (|| {
-        let tickets = post(TARGET..TARGET + 1, Job::NmiPreemptsIrq);
-        wait_ready(1, &tickets)?;
+        let tickets = start(TARGET..TARGET + 1, Job::NmiPreemptsIrq)?;
         gic::send_sgi(SGI_IRQ, target);
         if !cpu::wait_ms(ARRIVAL_MS, || IN_HANDLER.load(Ordering::Acquire)) {
             finish(&tickets)?;
@@ -388,25 +391,15 @@ pub fn nmi_preempts_irq() -> Outcome {
 
 /// A CPU rounded up by `roundup` (every secondary).
 pub fn roundup_member() -> JobOutcome {
-    let me = cpu::index();
-    let g = match irq_setup() {
-        Ok(g) => g,
-        Err(why) => return super::setup_failed(why),
-    };
-    configure(&g);
-    gic::set_pmr(PMR_OFF);
-    irq::enable();
-    READY.fetch_add(1, Ordering::Release);
-    let taken = cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_NMI).is_some());
-    cpu::wait_ms(1, || false);
-    quiesce(&g);
-    if !taken {
-        return JobOutcome {
-            code: NO_NMI,
-            detail: PMR_OFF as u64,
-        };
-    }
-    JobOutcome::OK
+    receiver(PMR_OFF, |_, me| {
+        if !cpu::wait_ms(ARRIVAL_MS, || irq::first_entry(me, SGI_NMI).is_some()) {
+            return JobOutcome {
+                code: NO_NMI,
+                detail: PMR_OFF as u64,
+            };
+        }
+        JobOutcome::OK
+    })
 }
 
 pub fn roundup() -> Outcome {
@@ -415,7 +408,6 @@ pub fn roundup() -> Outcome {
     if n < 2 {
         return Ok(Some("1 CPU"));
     }
-    secondaries_running(1..n)?;
     // The sender has the NMI SGI enabled too, masked at PSTATE: IRM = 1
     // must leave it out.
     let g = match irq_setup() {
@@ -423,13 +415,8 @@ pub fn roundup() -> Outcome {
         Err(why) => fail!("GIC setup failed: {why}"),
     };
     configure(&g);
-    READY.store(0, Ordering::Relaxed);
-    for c in 1..n {
-        irq::reset_log(c);
-    }
-    let tickets = post(1..n, Job::Roundup);
     let result = (|| {
-        wait_ready(n - 1, &tickets)?;
+        let tickets = start(1..n, Job::Roundup)?;
         let sent = cpu::counter();
         gic::send_sgi_to_others(SGI_NMI);
         finish(&tickets)?;
@@ -534,10 +521,7 @@ pub fn virtual_nmi() -> Outcome {
             return Err(explain(0, out));
         }
     } else {
-        secondaries_running(target..=target)?;
-        READY.store(0, Ordering::Relaxed);
-        let tickets = post(target..target + 1, Job::VirtualNmi);
-        wait_ready(1, &tickets)?;
+        let tickets = start(target..target + 1, Job::VirtualNmi)?;
         ret = inject();
         let done = finish(&tickets);
         if ret != 0 {

@@ -50,6 +50,7 @@ pub unsafe fn remove_block(entry: usize, va: u64) {
 /// What the EL2 map translates `va` to for a read (AT S1E2R, then
 /// PAR_EL1; Arm ARM, "AT S1E2R"), or None if the translation faults. Used by
 /// the test hook that checks which RAM the map covers.
+#[cfg(feature = "test-hooks")]
 pub fn translate_read(va: u64) -> Option<u64> {
     let par: u64;
     // SAFETY: AT only writes PAR_EL1, which nothing else at EL2 keeps live
