@@ -87,6 +87,7 @@ pub fn vector_name(index: u64) -> &'static str {
 pub const VECTOR_SYNC_EL1H: u64 = 4;
 
 /// Vector index of an IRQ taken from EL1 with SP_EL1.
+#[cfg(target_os = "none")]
 pub const VECTOR_IRQ_EL1H: u64 = 5;
 
 #[cfg(test)]

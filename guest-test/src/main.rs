@@ -61,12 +61,15 @@
 //! - for the host only the pure helpers ([`esr`], [`line`], [`mmu`],
 //!   [`topology`]) are compiled, for their unit tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
-// Pure logic: builds everywhere, unit-tested on the host.
+// Pure logic: the guest's, and on the host only for the unit tests.
+#[cfg(any(test, target_os = "none"))]
 mod esr;
+#[cfg(any(test, target_os = "none"))]
 mod line;
+#[cfg(any(test, target_os = "none"))]
 mod mmu;
+#[cfg(any(test, target_os = "none"))]
 mod topology;
 
 // The guest proper: asm, system registers, MMIO and hypercalls.

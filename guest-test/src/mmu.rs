@@ -12,6 +12,7 @@
 
 /// MAIR_EL1: attribute 0 is Device-nGnRE, attribute 1 is Normal
 /// write-back read/write-allocate, inner and outer.
+#[cfg(target_os = "none")]
 pub const MAIR_EL1: u64 = 0xff << 8 | 0x04;
 
 const ATTR_DEVICE: u64 = 0 << 2;

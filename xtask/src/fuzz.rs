@@ -737,7 +737,7 @@ impl VirtDt {
         f.property_u32("#address-cells", if self.two_cell_cpus { 2 } else { 1 })?;
         f.property_u32("#size-cells", 0)?;
         for i in 0..self.cpus {
-            let mpidr = (i / 16) << 8 | i % 16;
+            let mpidr = ((i / 16) << 8) | (i % 16);
             let c = f.begin_node(&format!("cpu@{i}"))?;
             f.property_string("device_type", "cpu")?;
             f.property_string("compatible", "arm,cortex-a57")?;

@@ -79,7 +79,6 @@ pub enum Expect {
     /// Exactly this many lines match.
     Count(Pattern, usize),
     /// At least this many lines match.
-    #[allow(dead_code)] // constructed through the builder, for later scenarios
     AtLeast(Pattern, usize),
     /// No line matches.
     Forbid(Pattern),
@@ -180,9 +179,6 @@ pub enum LinuxKernel {
     Stock,
 }
 
-// Part of the builder is there for the scenarios still to come (guests,
-// console keys, Linux); keep it even while no scenario uses it.
-#[allow(dead_code)]
 impl Scenario {
     /// A scenario booting the normal image with 1 CPU and 1 GiB, expecting
     /// QEMU to exit with 0, and forbidding [`DEFAULT_FORBIDDEN`].
@@ -274,6 +270,7 @@ impl Scenario {
     }
 
     /// Whether the scenario boots guest-test (natively or in a bundle).
+    #[cfg(test)]
     pub fn needs_guest(&self) -> bool {
         matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest)
     }

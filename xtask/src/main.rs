@@ -12,6 +12,7 @@ mod hosttest;
 mod image;
 mod kvm;
 mod linux;
+mod lint;
 mod provision;
 mod qemu;
 mod scenarios;
@@ -243,9 +244,15 @@ struct TestArgs {
     #[arg(long, value_name = "SUBSTR")]
     filter: Option<String>,
 
-    /// Skip the host unit tests (`cargo test --workspace`).
+    /// Skip the host half: the host unit tests (`cargo test --workspace`)
+    /// and the lint gate.
     #[arg(long)]
     no_host: bool,
+
+    /// Skip the lint gate (rustfmt and clippy with -D warnings, host and
+    /// bare-metal targets).
+    #[arg(long)]
+    no_lint: bool,
 
     /// Skip the short fuzz runs (`fuzz-TARGET`, 10 s each; --filter
     /// selects them by name too, e.g. `--filter fuzz- --no-host`).
@@ -521,6 +528,11 @@ fn test(
         fuzz::test_entries(args.filter.as_deref())
     };
     if args.list {
+        if !args.no_host && !args.no_lint && args.filter.is_none() {
+            for name in lint::names() {
+                println!("lint {name:<29} rustfmt / clippy -D warnings");
+            }
+        }
         fuzz::list_test_entries(&fuzz_entries);
         for s in &scenarios {
             let append = s
@@ -570,6 +582,11 @@ fn test(
         if !host.success && s.failed == 0 {
             println!("host unit tests: cargo test failed before running every test (build error?)");
             failed += 1;
+        }
+        if !args.no_lint && args.filter.is_none() {
+            let (p, f) = lint::run(&provision::cross_toolchain(choice)?)?;
+            passed += p;
+            failed += f;
         }
     }
 

@@ -155,7 +155,7 @@ pub fn sve_state() -> Outcome {
     // 16 predicates of at most MAX_PL bytes to `p` and one to `ffr`, all
     // inside the locked buffers, and follows the AAPCS64 for the rest.
     let vl = unsafe { sve_fill_call_dump(seed, CALLS, psci::conduit().asm_code(), z, p, ffr) } as usize;
-    if vl == 0 || vl > MAX_VL || vl % 16 != 0 {
+    if vl == 0 || vl > MAX_VL || !vl.is_multiple_of(16) {
         fail!("RDVL gave a vector length of {vl} bytes");
     }
     for (n, reg) in d.z.iter().enumerate() {

@@ -62,6 +62,7 @@ pub fn mask_all() {
     unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
 }
 
+/// Waits for an interrupt (WFI): the idle loop's sleep.
 pub fn wfi() {
     // SAFETY: WFI only waits.
     unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
@@ -119,7 +120,7 @@ pub unsafe fn zero_and_clean(va: u64, len: u64) {
     unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
     let block = 4u64 << (dczid & 0xf);
     let prohibited = dczid & (1 << 4) != 0;
-    if prohibited || va % block != 0 || len % block != 0 {
+    if prohibited || !va.is_multiple_of(block) || !len.is_multiple_of(block) {
         // SAFETY: the caller's contract.
         unsafe { core::ptr::write_bytes(va as *mut u8, 0, len as usize) };
     } else {

@@ -66,5 +66,5 @@ pub fn translate_read(va: u64) -> Option<u64> {
             options(nostack, preserves_flags)
         )
     };
-    (par & 1 == 0).then(|| (par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }

@@ -37,6 +37,7 @@ impl Esr {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
+    /// The exception class, EC [31:26] (Arm ARM D24.2.40, ESR_EL2).
     pub fn class(self) -> ExceptionClass {
         use ExceptionClass::*;
         match self.ec_raw() {
@@ -143,6 +144,7 @@ pub struct SysRegAccess {
 }
 
 impl SysRegAccess {
+    /// Decodes the ISS of a trapped MSR/MRS (EC 0x18).
     pub fn decode(iss: u32) -> Self {
         let f = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
         SysRegAccess {
@@ -208,6 +210,7 @@ pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
 }
 
 impl ExceptionClass {
+    /// A short name for dumps and log lines.
     pub fn name(self) -> &'static str {
         use ExceptionClass::*;
         match self {
@@ -278,6 +281,12 @@ impl fmt::Display for Esr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instruction_length_follows_il() {
+        assert_eq!(Esr::undefined(true).instruction_len(), 4);
+        assert_eq!(Esr::undefined(false).instruction_len(), 2, "16-bit T32 at AArch32 EL0");
+    }
 
     #[test]
     fn decodes_el2_data_abort() {
@@ -380,6 +389,8 @@ mod tests {
     }
 
     #[test]
+    // Every ISS field is spelled out, the zero ones too.
+    #[allow(clippy::identity_op)]
     fn decodes_system_register_accesses() {
         // MRS x3, ID_AA64PFR0_EL1 (S3_0_C0_C4_0).
         let iss = 3 << 20 | 0 << 17 | 0 << 14 | 0 << 10 | 3 << 5 | 4 << 1 | 1;

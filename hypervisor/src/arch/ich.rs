@@ -69,10 +69,12 @@ pub fn write_lr(n: usize, v: u64) {
     }
 }
 
+/// ICH_HCR_EL2: the virtual CPU interface's control (EOIcount, maintenance enables).
 pub fn read_hcr() -> u64 {
     ICH_HCR_EL2.get()
 }
 
+/// Writes ICH_HCR_EL2 (En, and the maintenance conditions a flush wants).
 pub fn write_hcr(v: u64) {
     ICH_HCR_EL2.set(v);
 }

@@ -47,8 +47,10 @@ pub fn relax() {
 }
 
 /// spin's lock relax strategy using [`relax`].
+#[cfg(target_os = "none")]
 pub struct YieldRelax;
 
+#[cfg(target_os = "none")]
 impl spin::RelaxStrategy for YieldRelax {
     #[inline(always)]
     fn relax() {
@@ -57,11 +59,14 @@ impl spin::RelaxStrategy for YieldRelax {
 }
 
 /// The hypervisor's spin lock: spin's mutex, relaxing with YIELD.
+#[cfg(target_os = "none")]
 pub type Mutex<T> = spin::mutex::Mutex<T, YieldRelax>;
+#[cfg(target_os = "none")]
 pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
 
 /// The most CPUs nmivisor manages; CPUs beyond it in the DTB are left off.
 pub const MAX_CPUS: usize = 16;
 
 /// Per-CPU EL2 stack size.
+#[cfg(target_os = "none")]
 pub const STACK_SIZE: usize = 64 * 1024;

@@ -113,15 +113,18 @@ pub fn levels() -> u32 {
 /// (timer IMASK; the PMU's interrupt enables). The next vCPU reset
 /// ([`reset`]) puts the source back to its reset state.
 pub fn silence(intid: u32) {
+    // These sources belong to the guest of this CPU, which is not running;
+    // a vCPU start resets them.
     match intid {
-        // SAFETY (all three): these sources belong to the guest of this CPU,
-        // which is not running; a vCPU start resets them.
+        // SAFETY: masks the guest's virtual timer (IMASK), see above.
         VTIMER_INTID => unsafe {
             asm!("mrs {t}, cntv_ctl_el0", "orr {t}, {t}, #2", "msr cntv_ctl_el0, {t}", "isb", t = out(reg) _, options(nomem, nostack))
         },
+        // SAFETY: masks the guest's physical timer (IMASK), see above.
         PTIMER_INTID => unsafe {
             asm!("mrs {t}, cntp_ctl_el0", "orr {t}, {t}, #2", "msr cntp_ctl_el0, {t}", "isb", t = out(reg) _, options(nomem, nostack))
         },
+        // SAFETY: disables the guest's PMU overflow interrupts, see above.
         PMU_INTID if has_pmu() => unsafe {
             asm!("msr pmintenclr_el1, {m}", "isb", m = in(reg) 0xffff_ffffu64, options(nomem, nostack))
         },

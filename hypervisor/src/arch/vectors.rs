@@ -51,6 +51,7 @@ impl VectorKind {
         (spsr >> 2) & 3
     }
 
+    /// The exception type and where it came from, for the unexpected-exception report.
     pub fn describe(self) -> (&'static str, &'static str) {
         let ty = ["synchronous", "IRQ", "FIQ", "SError"][(self.0 & 3) as usize];
         let from = [

@@ -35,6 +35,7 @@ pub struct CpuSet(u64);
 const _: () = assert!(MAX_CPUS <= 64, "CpuSet is a u64 bitmask");
 
 impl CpuSet {
+    /// No CPU.
     pub const EMPTY: Self = Self(0);
 
     /// Adds `cpu`; false (and no change) if it is not below [`MAX_CPUS`].
@@ -46,23 +47,28 @@ impl CpuSet {
         true
     }
 
+    /// Whether `cpu` is in the set.
     pub fn contains(self, cpu: usize) -> bool {
         cpu < MAX_CPUS && self.0 & (1 << cpu) != 0
     }
 
+    /// Whether the set has no CPU.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// How many CPUs the set has.
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
     }
 
+    /// Both sets' CPUs.
     #[cfg(test)]
     pub fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
+    /// The CPUs in both sets (two VMs claiming one CPU).
     pub fn intersection(self, other: Self) -> Self {
         Self(self.0 & other.0)
     }
@@ -172,6 +178,7 @@ pub struct VmError {
     pub kind: VmErrorKind,
 }
 
+/// Why one VM of the bundle is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmErrorKind {
     /// Not 1–15 characters of `[a-z0-9_-]`.

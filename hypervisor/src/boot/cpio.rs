@@ -35,11 +35,13 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    /// A regular file (S_IFREG).
     #[cfg(test)]
     pub fn is_file(&self) -> bool {
         self.mode & S_IFMT == S_IFREG
     }
 
+    /// A directory (S_IFDIR): a VM of the bundle.
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }
@@ -269,6 +271,7 @@ pub(crate) mod tests {
         out
     }
 
+    /// The `c_mode` of a regular file and (next) of a directory.
     pub(crate) const FILE: u32 = 0o100644;
     pub(crate) const DIR: u32 = 0o040755;
 

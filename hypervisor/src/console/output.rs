@@ -29,6 +29,7 @@ mod hw {
     /// Physical (= virtual, identity-mapped) base of the PL011, 0 before init.
     static UART_BASE: AtomicUsize = AtomicUsize::new(0);
 
+    /// Records the PL011's base.
     pub fn init(base: u64) {
         UART_BASE.store(base as usize, Ordering::Release);
     }
@@ -163,6 +164,7 @@ pub fn write_raw(bytes: &[u8]) {
     }
 }
 
+/// What `print!`/`println!` expand to: one formatted write under the console lock.
 #[doc(hidden)]
 #[cfg(target_os = "none")]
 pub fn _print(args: fmt::Arguments) {
@@ -198,10 +200,12 @@ pub struct LineBuf {
 }
 
 impl LineBuf {
+    /// An empty line.
     pub const fn new() -> Self {
         Self { buf: [0; 160], len: 0, overflowed: false }
     }
 
+    /// The line so far.
     pub fn as_str(&self) -> &str {
         // Only whole `&str`s are copied in, so this cannot fail; fall back to
         // an empty line rather than panicking.

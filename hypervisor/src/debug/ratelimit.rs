@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 const BURST: u32 = 10;
 
 /// The window after which a quiet source may log again, in seconds.
+#[cfg(target_os = "none")]
 pub const WINDOW_SECS: u64 = 10;
 
 /// Counts events per time window and says whether this one may be logged:
@@ -24,6 +25,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// A limiter with nothing counted yet.
     pub const fn new() -> Self {
         RateLimit { start: AtomicU64::new(0), count: AtomicU32::new(0), dropped: AtomicU32::new(0) }
     }
@@ -58,6 +60,7 @@ impl Default for RateLimit {
     }
 }
 
+/// What a rate limiter decided for one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Allow {
     Yes,

@@ -334,6 +334,7 @@ mod tests {
         assert!(u.write(0x000, 4, u64::from(b'A')).tx);
         u.write(0x000, 4, u64::from(b'B'));
         assert_eq!(fr(&mut u) & (FR_TXFE | FR_TXFF | FR_BUSY), FR_BUSY);
+        assert_eq!(u.tx_pending(), 2);
         assert!(!u.irq_level());
         u.write(0x038, 4, u64::from(INT_TX));
         assert!(u.irq_level(), "queue at most half full: TX raised");

@@ -70,12 +70,14 @@ fn gic() -> MutexGuard<'static, GicV3<'static>> {
 pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Result<(), GicInitError> {
     let gicd = info.gicd.start as *mut Gicd;
     let gicr = info.gicr.start as *mut GicrSgi;
-    // SAFETY (both constructions): the distributor and redistributor ranges
-    // come from the device tree, are mapped as device memory by mm::el2, and
-    // nothing else in nmivisor creates pointers to them; the first driver
-    // instance is dropped before the second is made.
-    let new_gic = |frames| unsafe {
-        GicV3::new(UniqueMmioPointer::new(NonNull::new_unchecked(gicd)), NonNull::new_unchecked(gicr), frames)
+    let new_gic = |frames| {
+        // SAFETY: (both constructions) the distributor and redistributor
+        // ranges come from the device tree, are mapped as device memory by
+        // mm::el2, and nothing else in nmivisor creates pointers to them;
+        // the first driver instance is dropped before the second is made.
+        unsafe {
+            GicV3::new(UniqueMmioPointer::new(NonNull::new_unchecked(gicd)), NonNull::new_unchecked(gicr), frames)
+        }
     };
 
     // Find each CPU's redistributor by affinity (GICR_TYPER), never reading

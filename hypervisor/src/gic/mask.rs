@@ -12,6 +12,7 @@ pub struct IrqGuard {
 }
 
 impl IrqGuard {
+    /// Masks normal interrupts until dropped.
     pub fn new() -> Self {
         let saved = pmr();
         set_pmr(saved.min(PMR_OFF));

@@ -58,7 +58,7 @@ pub struct MapFailed(pub &'static str, pub Option<aarch64_paging::MapError>);
 /// device tree's range (the bundle's is in `info`).
 pub fn init(info: &PlatformInfo, dtb: PhysRange) -> Result<(), MapFailed> {
     let mut map = IdMap::new(ROOT_LEVEL, El2);
-    // SAFETY (both blocks): only the addresses of linker symbols are taken.
+    // SAFETY: only the addresses of linker symbols are taken.
     let (text, rodata_end, image_end) = unsafe {
         (sym(&__image_start)..sym(&__text_end), sym(&__rodata_end), sym(&__image_end))
     };

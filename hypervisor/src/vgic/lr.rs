@@ -140,12 +140,6 @@ impl Lr {
         (self.0 & Self::VINTID_MASK) as u32
     }
 
-    /// vINTID [31:0] (same as [`Lr::vintid`]).
-    #[cfg(test)]
-    pub const fn intid(self) -> u32 {
-        self.vintid()
-    }
-
     /// Whether State is not invalid (the LR holds an interrupt). Used by
     /// the tests and the vGIC fuzz target.
     #[allow(dead_code)]
@@ -156,7 +150,7 @@ impl Lr {
     /// pINTID [44:32], meaningful only when [`Lr::hw`] is set.
     #[cfg(test)]
     pub const fn pintid(self) -> Option<u32> {
-        if self.hw() {
+        if self.is_hw() {
             Some(((self.0 >> Self::PINTID_SHIFT) & Self::PINTID_MASK) as u32)
         } else {
             None
@@ -175,12 +169,6 @@ impl Lr {
         self.0 & Self::GROUP != 0
     }
 
-    /// HW [61].
-    #[cfg(test)]
-    pub const fn hw(self) -> bool {
-        self.0 & Self::HW != 0
-    }
-
     /// HW [61]: the LR is hardware-linked (whatever its State).
     pub const fn is_hw(self) -> bool {
         self.0 & Self::HW != 0
@@ -189,7 +177,7 @@ impl Lr {
     /// EOI [41] (only with HW=0).
     #[cfg(test)]
     pub const fn eoi_maintenance(self) -> bool {
-        !self.hw() && self.0 & Self::EOI != 0
+        !self.is_hw() && self.0 & Self::EOI != 0
     }
 
     /// State [63:62].
@@ -220,7 +208,7 @@ mod tests {
         assert_eq!(lr.vintid(), 33);
         assert_eq!(lr.priority(), 0x80);
         assert!(lr.group1());
-        assert!(!lr.hw());
+        assert!(!lr.is_hw());
         assert_eq!(lr.pintid(), None);
         assert_eq!(lr.state(), LrState::Pending);
         let lr = Lr::new(40, 0xa0, false, LrState::Active, true);

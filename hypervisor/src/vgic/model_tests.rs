@@ -478,7 +478,7 @@ impl TimerHarness {
         prop_assert_eq!(wanted, irq.active || irq.is_pending());
         if let Some(i) = self.timer_lr() {
             let lr = Lr(self.lrs[i]);
-            prop_assert!(lr.hw() && lr.pintid() == Some(27));
+            prop_assert!(lr.is_hw() && lr.pintid() == Some(27));
             prop_assert_ne!(lr.state(), LrState::PendingActive);
         }
         Ok(())

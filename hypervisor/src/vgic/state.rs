@@ -251,6 +251,7 @@ impl Vgic {
         }
     }
 
+    /// The state of `intid` as `vcpu` sees it (SGIs and PPIs are per vCPU), if both exist.
     pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         if intid < SPI_BASE {
             self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)

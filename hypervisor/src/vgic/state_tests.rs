@@ -333,7 +333,7 @@ fn hw_linked_timer() {
     assert_eq!(v.set_level(0, 27, true), Some(0));
     let (mut lrs, hcr) = flush(&mut v, 0);
     let lr = Lr(lrs[0]);
-    assert!(lr.hw());
+    assert!(lr.is_hw());
     assert_eq!(lr.pintid(), Some(27));
     assert_eq!(lr.vintid(), 27);
     assert!(!lr.eoi_maintenance(), "no EOI maintenance for HW LRs");
@@ -662,7 +662,7 @@ fn physical_active_follows_virtual_active_or_pending() {
     v.sample_hw_levels(0, 1 << 30);
     let (mut lrs, _) = flush(&mut v, 0);
     let lr = Lr(lrs[0]);
-    assert_eq!((lr.vintid(), lr.hw(), lr.pintid()), (30, true, Some(30)));
+    assert_eq!((lr.vintid(), lr.is_hw(), lr.pintid()), (30, true, Some(30)));
     assert_eq!(v.hw_active_wanted(0), 1 << 30);
     // Acknowledged: active.
     ack(&mut lrs, 30);

@@ -20,6 +20,7 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
+    /// An empty line.
     pub const fn new() -> Self {
         LineBuffer { buf: [0; MAX_LINE], len: 0 }
     }
@@ -75,6 +76,7 @@ pub struct Escaped {
 }
 
 impl Escaped {
+    /// The bytes the terminal gets.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }

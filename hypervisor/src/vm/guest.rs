@@ -62,6 +62,7 @@ impl Vcpu {
         }
     }
 
+    /// Its PSCI power state.
     pub fn power(&self) -> Power {
         match self.power.load(Ordering::Acquire) {
             2 => Power::On,
@@ -70,6 +71,7 @@ impl Vcpu {
         }
     }
 
+    /// Sets its power state (PSCI CPU_OFF, a VM stop).
     pub fn set_power(&self, p: Power) {
         self.power.store(p as u8, Ordering::Release);
     }
@@ -79,6 +81,7 @@ impl Vcpu {
         self.resident.load(Ordering::Acquire)
     }
 
+    /// Marks whether its physical CPU is in the guest or in one of its traps.
     pub fn set_resident(&self, r: bool) {
         self.resident.store(r, Ordering::Release);
     }
@@ -157,6 +160,7 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// A VM from what `vm::create` built; not running until a vCPU starts.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
@@ -193,6 +197,7 @@ impl Vm {
         }
     }
 
+    /// What the VM is doing as a whole.
     pub fn state(&self) -> VmState {
         match self.state.load(Ordering::Acquire) {
             0 => VmState::Running,
@@ -201,6 +206,7 @@ impl Vm {
         }
     }
 
+    /// Records a VM-wide change (reset, stop).
     pub fn set_state(&self, s: VmState) {
         self.state.store(s as u8, Ordering::Release);
     }
@@ -254,6 +260,7 @@ impl Vm {
         }
     }
 
+    /// The vCPU a guest names by its MPIDR (PSCI calls, SGI targets).
     pub fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<&Vcpu> {
         self.vcpus.iter().find(|v| v.mpidr == mpidr)
     }
@@ -277,6 +284,7 @@ pub fn install(vms: Vec<Vm>) -> &'static [Vm] {
     vms
 }
 
+/// Every VM (empty before the bundle is admitted).
 pub fn vms() -> &'static [Vm] {
     VMS.get().map_or(&[], Vec::as_slice)
 }

@@ -33,6 +33,7 @@ pub trait DtNode {
     fn write(&self, fdt: &mut FdtWriter) -> vm_fdt::FdtWriterResult<()>;
 }
 
+/// Why a guest device tree could not be built.
 #[derive(Debug, PartialEq, Eq)]
 pub enum GuestDtError {
     EmptyMemory,
@@ -72,6 +73,7 @@ pub struct GuestDt<'a> {
 }
 
 impl<'a> GuestDt<'a> {
+    /// A builder for the device tree of `config`.
     pub fn new(config: &'a GuestDtConfig<'a>) -> Self {
         Self {
             config,

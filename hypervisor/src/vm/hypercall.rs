@@ -23,6 +23,7 @@ pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
 /// SMCCC 1.1: major in bits [30:16], minor in [15:0].
 pub const SMCCC_VERSION_1_1: i64 = 0x1_0001;
 
+/// nmivisor's own calls (the table above).
 pub const NMV_VERSION: u32 = 0xC600_0000;
 pub const NMV_CONSOLE_WRITE: u32 = 0xC600_0001;
 pub const NMV_DUMP: u32 = 0xC600_0002;
@@ -70,6 +71,7 @@ impl FunctionId {
         self.0 & (1 << 30) != 0
     }
 
+    /// The owning entity, bits [29:24].
     pub fn owner(self) -> Owner {
         match ((self.0 >> 24) & 0x3f) as u8 {
             0 => Owner::Arch,

@@ -76,6 +76,7 @@ pub struct Injection {
     pub elr_el1: u64,
 }
 
+/// Why an exception could not be injected into the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectError {
     /// SPSR_EL2.M is not EL0t, EL1t, EL1h or AArch32 User: not a state a

@@ -26,12 +26,12 @@ pub mod ret {
     pub const SUCCESS: i64 = 0;
     pub const NOT_SUPPORTED: i64 = -1;
     pub const INVALID_PARAMETERS: i64 = -2;
-    // Part of the spec table: nmivisor never returns it; the tests check it.
+    /// Part of the spec table: nmivisor never returns it; the tests check it.
     #[cfg_attr(not(test), allow(dead_code))]
     pub const DENIED: i64 = -3;
     pub const ALREADY_ON: i64 = -4;
     pub const ON_PENDING: i64 = -5;
-    // Part of the spec table: nmivisor never returns it; the tests check it.
+    /// Part of the spec table: nmivisor never returns it; the tests check it.
     #[cfg_attr(not(test), allow(dead_code))]
     pub const INTERNAL_FAILURE: i64 = -6;
     pub const INVALID_ADDRESS: i64 = -9;

@@ -1,0 +1,93 @@
+//! Rules about the source itself, checked by host tests over the files in
+//! `src/` (`cargo test -p hypervisor source_rules`).
+//!
+//! - Every public item has a doc comment. rustc's `missing_docs` cannot
+//!   check it: it looks only at items a crate exports, and a binary crate
+//!   exports none. A run of items of the same kind (a table of constants,
+//!   a group of accessors) may share the first one's comment, and items
+//!   in a block opened right after a doc comment (a `mod reg { ... }`) are
+//!   covered by it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The kind of public item `line` declares (`fn`, `const`, ...), if any.
+fn public_item(line: &str) -> Option<&'static str> {
+    let t = line.trim_start();
+    let rest = t.strip_prefix("pub(crate) ").or_else(|| t.strip_prefix("pub "))?;
+    ["const fn ", "unsafe fn ", "fn ", "struct ", "enum ", "const ", "static ", "trait ", "type "]
+        .into_iter()
+        .find(|k| rest.starts_with(k))
+}
+
+/// The undocumented public items of one file's text, as `line: text`.
+fn undocumented(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut missing = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        // The unit tests at the end of a file are not API.
+        if line.trim() == "#[cfg(test)]" && lines.get(i + 1).is_some_and(|l| l.trim_start().starts_with("mod tests")) {
+            break;
+        }
+        let Some(kind) = public_item(line) else { continue };
+        // Skip the item's attributes.
+        let mut j = i;
+        while j > 0 && lines[j - 1].trim_start().starts_with("#[") {
+            j -= 1;
+        }
+        let Some(prev) = j.checked_sub(1).map(|p| lines[p].trim()) else {
+            missing.push(format!("{}: {}", i + 1, line.trim()));
+            continue;
+        };
+        let documented = prev.starts_with("///")
+            // One of a run of items of its kind sharing the first one's comment.
+            || public_item(lines[j - 1]) == Some(kind)
+            // The first item in a block that a doc comment opens.
+            || (prev.ends_with('{') && j >= 2 && lines[j - 2].trim().starts_with("///"));
+        if !documented {
+            missing.push(format!("{}: {}", i + 1, line.trim()));
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_public_item_has_a_doc_comment() {
+    let mut report = Vec::new();
+    for path in sources(&src_dir()) {
+        let text = fs::read_to_string(&path).expect("readable source");
+        for m in undocumented(&text) {
+            report.push(format!("{}:{m}", path.strip_prefix(src_dir()).unwrap_or(&path).display()));
+        }
+    }
+    assert!(report.is_empty(), "{} public items without a doc comment:\n{}", report.len(), report.join("\n"));
+}
+
+#[test]
+fn the_doc_rule_sees_what_it_should() {
+    let text = "/// Documented.\npub fn a() {}\n\npub fn b() {}\n/// A group.\npub const X: u8 = 1;\npub const Y: u8 = 2;\n\
+                #[inline]\npub fn c() {}\n/// Offsets.\nmod reg {\n    pub const DR: u64 = 0;\n}\n";
+    assert_eq!(undocumented(text), ["4: pub fn b() {}", "9: pub fn c() {}"]);
+}
