@@ -1,6 +1,8 @@
 //! Rules about the source itself, checked by host tests over the files in
 //! `src/` (`cargo test -p hypervisor source_rules`).
 //!
+//! - Inline assembly (`asm!`, `global_asm!`) lives only in `arch/`, behind
+//!   named functions.
 //! - Every public item has a doc comment. rustc's `missing_docs` cannot
 //!   check it: it looks only at items a crate exports, and a binary crate
 //!   exports none. A run of items of the same kind (a table of constants,
@@ -71,6 +73,40 @@ fn undocumented(text: &str) -> Vec<String> {
         }
     }
     missing
+}
+
+/// Lines of `text` outside comments that use inline assembly.
+fn inline_asm(text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let code = l.split("//").next().unwrap_or("");
+            code.contains("asm!(") || code.contains("asm!{") || code.contains("global_asm!")
+        })
+        .map(|(i, l)| format!("{}: {}", i + 1, l.trim()))
+        .collect()
+}
+
+#[test]
+fn inline_assembly_only_in_arch() {
+    let mut report = Vec::new();
+    for path in sources(&src_dir()) {
+        let rel = path.strip_prefix(src_dir()).unwrap_or(&path).to_path_buf();
+        if rel.starts_with("arch") || rel == Path::new("source_rules.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&path).expect("readable source");
+        for m in inline_asm(&text) {
+            report.push(format!("{}:{m}", rel.display()));
+        }
+    }
+    assert!(report.is_empty(), "inline assembly outside arch/:\n{}", report.join("\n"));
+}
+
+#[test]
+fn the_asm_rule_sees_what_it_should() {
+    let text = "// asm!(\"nop\") in a comment\nunsafe { core::arch::asm!(\"isb\") };\nlet x = 1; // asm!(\"x\")\n";
+    assert_eq!(inline_asm(text), ["2: unsafe { core::arch::asm!(\"isb\") };"]);
 }
 
 #[test]

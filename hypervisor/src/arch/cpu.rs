@@ -133,3 +133,31 @@ pub unsafe fn zero_and_clean(va: u64, len: u64) {
     }
     clean_to_poc(va, len);
 }
+
+/// The CPU's physical address range, ID_AA64MMFR0_EL1.PARange (stage 2's
+/// VTCR_EL2.PS must not exceed it).
+pub fn pa_range() -> u64 {
+    use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+    ID_AA64MMFR0_EL1.get() & 0xf
+}
+
+/// HPFAR_EL2: the faulting IPA's page of a stage-2 abort (its FIPA field,
+/// IPA bits [51:12] at [43:4]).
+pub fn hpfar() -> u64 {
+    use aarch64_cpu::registers::{Readable, HPFAR_EL2};
+    HPFAR_EL2.get()
+}
+
+/// Orders earlier stores before what follows, such as an SGI write that
+/// must find a mailbox filled (DSB ISHST).
+pub fn store_barrier() {
+    use aarch64_cpu::asm::barrier;
+    barrier::dsb(barrier::ISHST);
+}
+
+/// Invalidates every stage-1 and stage-2 TLB entry of the VMID currently
+/// in VTTBR_EL2, on every CPU (TLBI VMALLS12E1IS).
+pub fn flush_guest_tlb() {
+    // SAFETY: TLB maintenance has no memory-safety effects.
+    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}

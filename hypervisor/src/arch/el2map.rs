@@ -68,3 +68,10 @@ pub fn translate_read(va: u64) -> Option<u64> {
     };
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }
+
+/// Invalidates every EL2 TLB entry of this CPU (TLBI ALLE2), after a
+/// switch to a new EL2 map.
+pub fn flush_el2_tlb() {
+    // SAFETY: TLB maintenance has no memory-safety effects.
+    unsafe { asm!("dsb ish", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}

@@ -6,12 +6,12 @@ use super::message::{Message, Sgi};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::MAX_CPUS;
 use crate::gic::driver::send_sgi;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::arch::Mutex;
 
 static MAILBOXES: Mailboxes<MAX_CPUS> = Mailboxes::new();
 
 /// A function queued for a CPU's idle loop by [`run_on`].
-static WORK: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+static WORK: [Mutex<Option<fn()>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
 
 /// Posts `msg` to `cpu` and sends the SGI the message table assigns to it.
 pub fn send(cpu: usize, msg: Message) {
@@ -19,8 +19,7 @@ pub fn send(cpu: usize, msg: Message) {
         // The mailbox store must be visible before the SGI can arrive: a
         // system-register write is not ordered after earlier stores without
         // a barrier (GICv3 spec 12.1.6; Linux does the same before SGIs).
-        // SAFETY: a DSB has no memory-safety effects.
-        unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+        crate::arch::cpu::store_barrier();
         send_sgi(cpu, sgi);
     }
 }
@@ -31,8 +30,12 @@ pub fn send(cpu: usize, msg: Message) {
 #[cfg(feature = "test-hooks")]
 pub fn run_on(cpu: usize, f: fn()) -> bool {
     let Some(slot) = WORK.get(cpu) else { return false };
-    if slot.compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        return false;
+    {
+        let mut slot = slot.lock();
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(f);
     }
     send(cpu, Message::CallFunction);
     true
@@ -40,9 +43,7 @@ pub fn run_on(cpu: usize, f: fn()) -> bool {
 
 /// Takes the function queued for `cpu`, if any.
 pub fn take_work(cpu: usize) -> Option<fn()> {
-    let f = WORK.get(cpu)?.swap(0, Ordering::AcqRel);
-    // SAFETY: only `run_on` stores into WORK, and it stores a valid `fn()`.
-    (f != 0).then(|| unsafe { core::mem::transmute::<usize, fn()>(f) })
+    WORK.get(cpu)?.lock().take()
 }
 
 /// Handles every message waiting on `sgi` for this CPU.

@@ -21,7 +21,6 @@ use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::arch::asm;
 use core::sync::atomic::Ordering;
 
 /// The root level matching TCR_EL2.T0SZ = 25 (39-bit VA), set in entry.rs.
@@ -106,10 +105,8 @@ pub fn init(info: &PlatformInfo, dtb: PhysRange) -> Result<(), MapFailed> {
     // the same memory types as the early map, so switching is safe. The TLB
     // is invalidated right after, as aarch64-paging's El2 `activate` leaves
     // that to the caller.
-    unsafe {
-        map.activate();
-        asm!("dsb ish", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags));
-    }
+    unsafe { map.activate() };
+    crate::arch::el2map::flush_el2_tlb();
     SECONDARY_TTBR0.store(map.root_address().0 as u64, Ordering::Release);
     Ok(())
 }

@@ -12,7 +12,6 @@ use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::descriptor::PhysicalAddress;
 use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2};
 use aarch64_paging::{MapError, Mapping};
-use core::arch::asm;
 use core::ops::Range;
 
 /// Root level 1: a 39-bit IPA space (VTCR_EL2.T0SZ = 25, SL0 = 1).
@@ -58,16 +57,12 @@ impl Stage2Tables {
 /// T0SZ=25, SL0=1 (start at level 1), inner/outer write-back, inner
 /// shareable, PS from the CPU's PARange, RES1 bit 31, 8-bit VMIDs.
 pub fn vtcr() -> u64 {
-    let parange: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { asm!("mrs {}, id_aa64mmfr0_el1", out(reg) parange, options(nomem, nostack, preserves_flags)) };
-    let ps = (parange & 0xf).min(5);
+    let ps = crate::arch::cpu::pa_range().min(5);
     (1 << 31) | (ps << 16) | (3 << 12) | (1 << 10) | (1 << 8) | (1 << 6) | (64 - IPA_BITS)
 }
 
 /// Invalidates every stage-1 and stage-2 TLB entry of the VMID currently
 /// in VTTBR_EL2, on every CPU (TLBI VMALLS12E1IS).
 pub fn flush_current_vmid() {
-    // SAFETY: TLB maintenance has no memory-safety effects.
-    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    crate::arch::cpu::flush_guest_tlb();
 }

@@ -14,7 +14,6 @@ use crate::arch::esr::{fault_ipa, Esr, ExceptionClass, SysRegAccess};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
 use crate::{println, vgic};
-use core::arch::asm;
 
 /// Handles a synchronous exception from the guest running on this CPU.
 pub fn handle_sync(frame: &mut TrapFrame) {
@@ -97,10 +96,7 @@ fn log(vm: &Vm, what: &str, value: u64) {
 /// MMIO. An access with a valid syndrome to an emulated device is carried
 /// out; anything else becomes a synchronous external abort in the guest.
 fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
-    let hpfar: u64;
-    // SAFETY: reading HPFAR_EL2 has no side effects.
-    unsafe { asm!("mrs {}, hpfar_el2", out(reg) hpfar, options(nomem, nostack, preserves_flags)) };
-    let ipa = fault_ipa(hpfar, frame.far);
+    let ipa = fault_ipa(cpu::hpfar(), frame.far);
     if let Some(access) = esr.mmio_access() {
         let reg = usize::from(access.reg);
         let value = if reg == 31 { 0 } else { frame.x[reg] };
