@@ -55,6 +55,7 @@ const CHECKS: &[Check] = &[
 /// rustup toolchain's targets; with Debian's fallback toolchain (which has
 /// no clippy) they are not run, and the line says so.
 pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
+    ensure_components();
     let (mut passed, mut failed) = (0, 0);
     for check in CHECKS {
         if check.target && tc.kind != ToolchainKind::Rustup {
@@ -80,6 +81,32 @@ pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
         }
     }
     Ok((passed, failed))
+}
+
+/// rustfmt and clippy come with rustup's default profile, but
+/// `rust-toolchain.toml` asks only for the minimal one: add them if they
+/// are missing (a check whose tool is still missing then fails, naming it).
+fn ensure_components() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for (tool, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let present = Command::new(&cargo)
+            .current_dir(workspace_root())
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            continue;
+        }
+        say!("lint: cargo {tool} is missing; adding the {component} component with rustup");
+        let added = Command::new("rustup")
+            .current_dir(workspace_root())
+            .args(["component", "add", component])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !added {
+            say!("lint: rustup could not add {component}; the checks that need it will fail");
+        }
+    }
 }
 
 /// The names of the checks (for `cargo xtask test --list`).
