@@ -10,9 +10,11 @@
 //! | `NAME/initrd` | optional: the guest's initramfs |
 //! | `NAME/cmdline` | optional: the guest's command line (text) |
 //! | `NAME/config` | required: `key = value` lines, `#` comments |
+//! | `NAME/symbols` | optional: the guest kernel's `System.map`, for guest backtraces |
 //!
-//! Config keys: `cpus`, the physical CPUs the VM owns (`0-3`, `1,3`), and
-//! `memory`, a size with an optional K, M or G suffix. VM names are 1-15
+//! Config keys: `cpus`, the physical CPUs the VM owns (`0-3`, `1,3`),
+//! `memory`, a size with an optional K, M or G suffix, `dump = on` and
+//! `lockup = off|SECONDS|NNNms` (the hypervisor's guest lockup detector). VM names are 1-15
 //! characters of `a-z`, `0-9`, `_` and `-`.
 //!
 //! [`build_bundle`] checks what it can before writing (names, CPU lists,
@@ -51,14 +53,24 @@ pub struct VmConfig {
     pub memory: String,
     /// `dump = on`: the VM may ask for a dump of its own vCPUs.
     pub dump: bool,
+    /// The guest kernel's symbols (`System.map` format), written as
+    /// `NAME/symbols`: the hypervisor's dumps then name guest frames.
+    pub symbols: Option<PathBuf>,
+    /// `lockup = VALUE` (`off`, seconds, or `NNNms`): the hypervisor's
+    /// guest lockup detector for this VM; `None` leaves it off.
+    pub lockup: Option<String>,
 }
 
 impl VmConfig {
     /// The text of the VM's `config` file.
     pub fn config_text(&self) -> String {
         let dump = if self.dump { "dump = on\n" } else { "" };
+        let lockup = match &self.lockup {
+            Some(v) => format!("lockup = {v}\n"),
+            None => String::new(),
+        };
         format!(
-            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n{dump}",
+            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n{dump}{lockup}",
             self.name, self.cpus, self.memory
         )
     }
@@ -251,6 +263,9 @@ fn members(vms: &[VmConfig], defects: &[Defect], check_images: bool) -> Result<V
         if let Some(initrd) = &vm.initrd {
             out.push(file("initrd", read(initrd)?));
         }
+        if let Some(symbols) = &vm.symbols {
+            out.push(file("symbols", read(symbols)?));
+        }
     }
     Ok(out)
 }
@@ -369,6 +384,8 @@ impl BundleSpec {
         self.vms
             .iter()
             .map(|v| VmConfig {
+                symbols: None,
+                lockup: None,
                 dump: v.dump,
                 name: v.name.clone(),
                 image: image.to_path_buf(),
@@ -473,6 +490,8 @@ mod tests {
 
     fn vm(name: &str, image: &Path, cpus: &str) -> VmConfig {
         VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             name: name.into(),
             image: image.into(),
@@ -489,6 +508,8 @@ mod tests {
         let img = fake_image(1001, 0x11);
         let initrd = b"initramfs bytes".to_vec();
         let a = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             initrd: Some(dir.file("initrd", &initrd)),
             cmdline: "console=ttyAMA0 quiet".into(),
@@ -496,6 +517,8 @@ mod tests {
         };
         let img2 = fake_image(64, 0x22);
         let b = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             memory: "1G".into(),
             ..vm("second_2", &dir.file("image2", &img2), "2,3")
@@ -536,12 +559,16 @@ mod tests {
         build_bundle(
             &[
                 VmConfig {
+                    symbols: None,
+                    lockup: None,
                     dump: false,
                     initrd: Some(dir.0.join("initrd")),
                     cmdline: "console=ttyAMA0 quiet".into(),
                     ..vm("guest-test", &dir.0.join("image"), "0-1")
                 },
                 VmConfig {
+                    symbols: None,
+                    lockup: None,
                     dump: false,
                     memory: "1G".into(),
                     ..vm("second_2", &dir.0.join("image2"), "2,3")
@@ -630,6 +657,8 @@ mod tests {
         assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2"));
         assert!(err(&[vm("a", img, "")]).contains("bad cpus"));
         let no_mem = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             memory: "lots".into(),
             ..vm("a", img, "0")

@@ -852,6 +852,8 @@ fn real_bundles() -> Result<Vec<(String, Vec<u8>)>> {
     fs::write(&initrd, b"070701 not really an initramfs")?;
     let vm =
         |name: &str, cpus: &str, memory: &str, cmdline: &str, initrd: Option<&Path>| VmConfig {
+            symbols: None,
+            lockup: None,
             name: name.into(),
             image: image.clone(),
             initrd: initrd.map(Path::to_path_buf),

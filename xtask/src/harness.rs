@@ -167,6 +167,9 @@ pub struct Scenario {
     pub on_second_qemu: bool,
     /// Which Linux kernel a Linux boot uses.
     pub linux_kernel: LinuxKernel,
+    /// The Linux VM's `lockup = ...` (the hypervisor's guest lockup
+    /// detector); `None` leaves it off.
+    pub guest_lockup: Option<String>,
 }
 
 /// The kernel of a Linux scenario.
@@ -206,7 +209,15 @@ impl Scenario {
             also_on_second_qemu: false,
             on_second_qemu: false,
             linux_kernel: LinuxKernel::Suite,
+            guest_lockup: None,
         }
+    }
+
+    /// Turns the hypervisor's guest lockup detector on for the Linux VM
+    /// (`lockup = VALUE` in its bundle config).
+    pub fn guest_lockup(mut self, value: &str) -> Self {
+        self.guest_lockup = Some(value.into());
+        self
     }
 
     /// Run this scenario on the second QEMU too (see

@@ -359,6 +359,8 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
         (None, None) => anyhow::bail!("no guest image (use --guest-image or --no-guest)"),
     };
     Ok(VmConfig {
+        symbols: None,
+        lockup: None,
         dump: false,
         name: name.into(),
         image,
@@ -372,6 +374,8 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
 /// The VM `linux` of `cargo xtask run --linux`.
 fn linux_vm(args: &RunArgs, linux: &linux::Artifacts) -> VmConfig {
     VmConfig {
+        symbols: Some(linux.kernel.system_map.clone()),
+        lockup: None,
         dump: false,
         name: linux::VM_NAME.into(),
         image: linux.kernel.image.clone(),
@@ -620,6 +624,16 @@ fn linux_image(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<PathBuf> {
     })
 }
 
+/// The symbols of the kernel a Linux scenario boots (its `System.map`),
+/// which the VM's bundle carries so that the hypervisor's dumps name the
+/// guest's frames.
+fn linux_symbols(s: &harness::Scenario, inputs: &Inputs<'_>) -> Option<PathBuf> {
+    match s.linux_kernel {
+        harness::LinuxKernel::Suite => inputs.linux.map(|l| l.kernel.system_map.clone()),
+        harness::LinuxKernel::Stock => inputs.stock.and_then(|k| k.system_map.clone()),
+    }
+}
+
 /// The QEMU configuration of scenario `s`: the image it boots and, for a
 /// bundle scenario, the bundle written for it now.
 fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
@@ -638,6 +652,8 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         Boot::LinuxNative => s.qemu_config(&linux_image(s, inputs)?, Some(initramfs()?)),
         Boot::LinuxVm(cmdline) => {
             let vm = VmConfig {
+                symbols: linux_symbols(s, inputs),
+                lockup: s.guest_lockup.clone(),
                 dump: false,
                 name: linux::VM_NAME.into(),
                 image: linux_image(s, inputs)?,
@@ -873,6 +889,8 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                symbols: None,
+                lockup: None,
                 dump: false,
                 name: "guest-test".into(),
                 image: "g.bin".into(),
@@ -931,6 +949,8 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                symbols: None,
+                lockup: None,
                 dump: false,
                 name: "linux".into(),
                 image: "k/Image".into(),

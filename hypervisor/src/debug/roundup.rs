@@ -135,6 +135,10 @@ fn print_guest_state(f: &TrapFrame, how: &str) {
         regs.vbar,
         ich::virtual_pmr()
     );
+    println!("    TCR_EL1 {:#018x}", regs.tcr);
+    if let Some((vm, _)) = crate::vm::guest::current() {
+        super::guest_dump::print_guest_backtrace(vm, f);
+    }
 }
 
 /// A CPU dumped while it was in the hypervisor on behalf of its guest (a

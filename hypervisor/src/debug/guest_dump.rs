@@ -1,0 +1,124 @@
+//! The guest half of a dump: the frame-record backtrace of the guest a CPU
+//! was running, symbolized with the VM's own symbols (the bundle's
+//! `NAME/symbols`) when it has them.
+//!
+//! It runs on the CPU that runs the vCPU (a dump's responder in its NMI
+//! handler, the initiator for its own vCPU, the guest lockup detector in
+//! its timer interrupt), because the guest's EL1 translation registers are
+//! live only there. The walk is in software (`debug::guest_walk` says why)
+//! and reads only the VM's RAM; it never allocates and takes no lock, so
+//! it is safe in NMI context. Lines go through `println!`, like the rest of
+//! the dump block, under the console lock the caller holds.
+
+use super::guest_symbols::{Kaslr, SystemMap};
+use super::guest_walk::{GuestPhys, GuestUnwinder, GuestVirt, Regime, UnwindStop};
+use crate::arch::el1::El1Context;
+use crate::arch::vectors::TrapFrame;
+use crate::println;
+use crate::vm::guest::Vm;
+use core::fmt;
+
+/// Most return addresses a guest backtrace prints (after the PC).
+pub const MAX_GUEST_FRAMES: usize = 32;
+
+/// The VM's RAM by IPA; [`Vm::read_guest`] refuses anything outside it.
+struct VmRam<'a>(&'a Vm);
+
+impl GuestPhys for VmRam<'_> {
+    fn read_u64(&self, ipa: u64) -> Option<u64> {
+        if !ipa.is_multiple_of(8) {
+            return None;
+        }
+        let mut word = [0u8; 8];
+        self.0.read_guest(ipa, &mut word)?;
+        Some(u64::from_le_bytes(word))
+    }
+}
+
+/// A guest code address for the console: `0x%016x <name+0xoff>` when the
+/// VM's symbols name it (at its link address, `addr - offset`).
+struct GuestAddr<'a> {
+    addr: u64,
+    symbol: Option<(&'a str, u64)>,
+}
+
+impl<'a> GuestAddr<'a> {
+    /// `ret`: a return address, looked up at the call (`addr - 4`), like
+    /// the hypervisor's own frames.
+    fn new(map: Option<&SystemMap<'a>>, offset: u64, addr: u64, ret: bool) -> Self {
+        let link = addr.wrapping_sub(offset);
+        let probe = if ret { link.wrapping_sub(4) } else { link };
+        let symbol = map
+            .and_then(|m| m.lookup(probe))
+            .map(|(name, off)| (name, off + (link - probe)));
+        GuestAddr { addr, symbol }
+    }
+}
+
+impl fmt::Display for GuestAddr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#018x}", self.addr)?;
+        if let Some((name, off)) = self.symbol {
+            write!(f, " <{name}+{off:#x}>")?;
+        }
+        Ok(())
+    }
+}
+
+/// How the symbols line reads.
+fn describe_kaslr(f: &mut fmt::Formatter<'_>, k: &Kaslr, vbar: u64) -> fmt::Result {
+    match *k {
+        Kaslr::Derived { offset, symbol, slot: 0 } => {
+            write!(f, "KASLR offset {offset:#x} (VBAR_EL1 {vbar:#x} = {symbol} + offset)")
+        }
+        Kaslr::Derived { offset, symbol, slot } => write!(
+            f,
+            "KASLR offset {offset:#x} (VBAR_EL1 {vbar:#x} = {symbol} slot {slot} + offset)"
+        ),
+        Kaslr::NoVectors => write!(f, "load offset 0 (no vectors symbol)"),
+        Kaslr::Mismatch => write!(f, "KASLR offset unknown (VBAR_EL1 {vbar:#x} is no vector table of the symbols), using 0"),
+    }
+}
+
+struct KaslrLine<'a>(&'a Kaslr, u64);
+impl fmt::Display for KaslrLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe_kaslr(f, self.0, self.1)
+    }
+}
+
+/// Prints the guest backtrace of `frame` (the guest's registers as the
+/// exception from it saved them), for the vCPU of `vm` running on this
+/// CPU: frame #0 is the guest PC, then the frame-record chain from its x29.
+pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
+    let el = (frame.spsr >> 2) & 3;
+    if frame.spsr & (1 << 4) != 0 {
+        println!("guest backtrace: none (the guest is in AArch32)");
+        return;
+    }
+    let regs = El1Context::save();
+    let regime = Regime { sctlr: regs.sctlr, tcr: regs.tcr, ttbr0: regs.ttbr0, ttbr1: regs.ttbr1 };
+    let map = vm.symbols.as_ref();
+    let kaslr = map.map(|m| m.kaslr_offset(regs.vbar));
+    let offset = kaslr.map_or(0, |k| k.offset());
+    match &kaslr {
+        Some(k) => println!(
+            "guest backtrace (EL{el}, x29 {:#018x}; symbols: {}):",
+            frame.x[29],
+            KaslrLine(k, regs.vbar)
+        ),
+        None => println!("guest backtrace (EL{el}, x29 {:#018x}; no symbols in the bundle):", frame.x[29]),
+    }
+    let ram = VmRam(vm);
+    println!("  #0 {}", GuestAddr::new(map, offset, regime.strip_pac(frame.elr), false));
+    let mut unwinder = GuestUnwinder::new(GuestVirt { regime, mem: &ram }, frame.x[29], MAX_GUEST_FRAMES);
+    let mut n = 1;
+    for ret in unwinder.by_ref() {
+        println!("  #{n} {}", GuestAddr::new(map, offset, ret, true));
+        n += 1;
+    }
+    match unwinder.stop_reason() {
+        Some(UnwindStop::End) | None => {}
+        Some(why) => println!("  (guest unwind stopped: {why})"),
+    }
+}
