@@ -836,6 +836,11 @@ fn run_scenarios(
         if s.guest_pc_symbol {
             check_guest_pc_symbol(&mut outcome, inputs.linux);
         }
+        // Every run's console stays in target/nmivisor/logs/NAME.log, so a
+        // passing dump can be read (and symbolized) afterwards too.
+        let logs = util::out_dir().join("logs");
+        let _ = std::fs::create_dir_all(&logs)
+            .and_then(|()| std::fs::write(logs.join(format!("{}.log", s.name)), outcome.log.join("\n") + "\n"));
         if outcome.passed() {
             println!(
                 "scenario {} ... ok ({:.1}s)",

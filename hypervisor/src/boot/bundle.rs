@@ -961,10 +961,12 @@ mod tests {
     fn a_vm_may_carry_its_symbols() {
         let mut files = vm_files("linux", "cpus = 0\nmemory = 2M\n");
         files.push(("linux/symbols".to_string(), FILE, b"ffff800080000000 T _text\n".as_slice()));
-        let entries = parse(&archive(&files)).unwrap();
+        let bytes = archive(&files);
+        let entries = parse(&bytes).unwrap();
         let spec = entries[0].clone().unwrap();
         assert_eq!(spec.symbols, Some(b"ffff800080000000 T _text\n".as_slice()));
-        let entries = parse(&archive(&vm_files("linux", "cpus = 0\nmemory = 2M\n"))).unwrap();
+        let bytes = archive(&vm_files("linux", "cpus = 0\nmemory = 2M\n"));
+        let entries = parse(&bytes).unwrap();
         assert_eq!(entries[0].clone().unwrap().symbols, None);
     }
 

@@ -216,7 +216,9 @@ impl Regime {
         // Levels needed to resolve va_bits - g bits, `stride` per level.
         let levels = (half.va_bits - g).div_ceil(stride) as i32;
         let start = 4 - levels;
-        let mut table = half.ttbr & oa_mask(1) & !1;
+        // TTBR: ASID in [63:48], BADDR in [47:1] (its bits [51:48], in
+        // TTBR[5:2], were checked above); bit 0 is CnP.
+        let mut table = half.ttbr & 0x0000_ffff_ffff_fffe;
         let mut level = start;
         loop {
             let shift = g + stride * (3 - level) as u32;
@@ -522,7 +524,8 @@ mod tests {
             ram.set(tables[i] + ((va >> shifts[i]) & ((1 << bits) - 1)) * 8, tables[i + 1] | TABLE);
         }
         ram.set(tables[4] + ((va >> 12) & 0x1ff) * 8, 0x4024_6000 | PAGE);
-        let r = regime(TCR_DS | 12 << 16 | 2 << 30 | 16, 0, tables[0]);
+        // An ASID with bits 48 and 49 set must not leak into the address.
+        let r = regime(TCR_DS | 12 << 16 | 2 << 30 | 16, 0, tables[0] | 0x2f << 48);
         assert_eq!(r.translate(va, &ram), Ok(0x4024_6e60));
         // desc[9:8] are OA[51:50] with DS: beyond every VM.
         ram.set(tables[4] + ((va >> 12) & 0x1ff) * 8, 0x4024_6000 | 1 << 8 | PAGE);
