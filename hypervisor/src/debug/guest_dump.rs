@@ -10,13 +10,17 @@
 //! it is safe in NMI context. Lines go through `println!`, like the rest of
 //! the dump block, under the console lock the caller holds.
 
+use super::guest_lockup::{lr_deliverable, timer_pending, LockupState, Verdict};
 use super::guest_symbols::{Kaslr, SystemMap};
 use super::guest_walk::{GuestPhys, GuestUnwinder, GuestVirt, Regime, UnwindStop};
 use crate::arch::el1::El1Context;
-use crate::arch::vectors::TrapFrame;
-use crate::println;
+use crate::arch::percpu::cpu_id;
+use crate::arch::vectors::{TrapFrame, VectorKind};
+use crate::arch::{cpu, ich, Mutex, MAX_CPUS};
 use crate::vm::guest::Vm;
+use crate::{console, println};
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Most return addresses a guest backtrace prints (after the PC).
 pub const MAX_GUEST_FRAMES: usize = 32;
@@ -121,4 +125,71 @@ pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
         Some(UnwindStop::End) | None => {}
         Some(why) => println!("  (guest unwind stopped: {why})"),
     }
+}
+
+/// Traps each CPU took from its guest (synchronous exceptions only:
+/// WFI, hypercalls, MMIO, system registers, aborts). Interrupt exits do not
+/// count: a guest spinning with PSTATE.I set still has those.
+static TRAPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The lockup detector's episode of the vCPU on each CPU; only that CPU's
+/// timer interrupt touches its slot.
+static LOCKUP: [Mutex<LockupState>; MAX_CPUS] = [const { Mutex::new(LockupState::new()) }; MAX_CPUS];
+
+/// A synchronous exception from the guest on this CPU (the trap path).
+pub fn note_trap() {
+    if let Some(t) = TRAPS.get(cpu_id()) {
+        t.store(t.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// The first list register holding a deliverable pending interrupt:
+/// (INTID, priority).
+fn deliverable_lr(vpmr: u8) -> Option<(u32, u8)> {
+    (0..ich::nr_lrs())
+        .map(ich::read_lr)
+        .find(|&lr| lr_deliverable(lr, vpmr))
+        .map(|lr| (lr as u32, (lr >> 48) as u8))
+}
+
+/// The guest lockup detector's sample, from the watchdog tick on this CPU
+/// (`frame`: what the tick interrupted). Reports a vCPU stuck with an
+/// interrupt it does not take once per episode, with its guest state and
+/// backtrace; nothing else stops (see `debug::guest_lockup`).
+pub fn lockup_tick(frame: &TrapFrame) {
+    let me = cpu_id();
+    let Some((vm, vcpu)) = crate::vm::guest::current() else { return };
+    if vm.lockup_ticks == 0 || !vcpu.is_resident() {
+        return;
+    }
+    let in_guest = VectorKind::from_spsr_el(frame.spsr) != 2;
+    let vpmr = ich::virtual_pmr();
+    let (lr, timer) = if in_guest {
+        (deliverable_lr(vpmr), timer_pending(El1Context::save().cntv_ctl))
+    } else {
+        (None, false)
+    };
+    let stuck = lr.is_some() || timer;
+    let traps = TRAPS[me].load(Ordering::Relaxed);
+    let Some(mut state) = LOCKUP[me].try_lock() else { return };
+    let verdict = state.sample(cpu::counter(), stuck, traps, vm.lockup_ticks);
+    drop(state);
+    let Verdict::Report { for_ticks } = verdict else { return };
+    let ms = for_ticks * 1000 / cpu::counter_freq().max(1);
+    let _console = console::lock_for_crash();
+    let mut why = console::LineBuf::new();
+    if timer {
+        let _ = fmt::Write::write_str(&mut why, "virtual timer pending; ");
+    }
+    if let Some((intid, prio)) = lr {
+        let _ = fmt::Write::write_fmt(&mut why, format_args!("INTID {intid} pending at priority {prio:#04x}, vPMR {vpmr:#04x}; "));
+    }
+    let masked = if frame.spsr & (1 << 7) != 0 { "set" } else { "clear" };
+    println!(
+        "nmivisor: vm {} vCPU {} (cpu {me}): guest lockup: no interrupt taken and no trap for over {ms} ms ({}PSTATE.I {masked})",
+        vm.name,
+        vcpu.index,
+        why.as_str()
+    );
+    super::roundup::print_guest_state(frame, "locked up");
+    println!("nmivisor: vm {} vCPU {}: end of the guest lockup report", vm.name, vcpu.index);
 }

@@ -2,6 +2,7 @@
 //! stack unwinding and symbolization for dumps, the console monitor's escape
 //! keys and the lockup watchdog. The modules here are pure logic.
 
+pub mod guest_lockup;
 pub mod guest_symbols;
 pub mod guest_walk;
 pub mod monitor;

@@ -28,6 +28,12 @@ pub fn reports() -> u64 {
     REPORTS.load(Ordering::Acquire)
 }
 
+/// Whether the watchdog's tick runs (the guest lockup detector samples on
+/// it).
+pub fn ticking() -> bool {
+    THRESHOLD.load(Ordering::Acquire) != 0
+}
+
 /// Sets the threshold (boot CPU, before any CPU starts ticking).
 pub fn configure(seconds: u64) {
     THRESHOLD.store(seconds.saturating_mul(cpu::counter_freq()), Ordering::Release);
@@ -52,12 +58,14 @@ pub fn cpu_offline(cpu: usize) {
     WATCHDOG.set_offline(cpu);
 }
 
-/// The EL2 timer interrupt: beat, check the buddy, re-arm.
-pub fn tick() {
+/// The EL2 timer interrupt (`frame`: what it interrupted): beat, sample
+/// this CPU's guest for the guest lockup detector, check the buddy, re-arm.
+pub fn tick(frame: &crate::arch::vectors::TrapFrame) {
     let me = cpu_id();
     let now = cpu::counter();
     WATCHDOG.beat(me, now);
     arm_timer_us(TICK_US);
+    super::guest_dump::lockup_tick(frame);
     let threshold = THRESHOLD.load(Ordering::Acquire);
     if threshold == 0 {
         return;

@@ -144,7 +144,14 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     vm.dump_allowed = spec.dump;
     vm.lockup_ticks = spec.lockup_ms.saturating_mul(cpu::counter_freq()) / 1000;
     if spec.lockup_ms != 0 {
-        println!("nmivisor: vm {}: guest lockup detector on, threshold {} ms", spec.name, spec.lockup_ms);
+        if crate::debug::watchdog_hw::ticking() {
+            println!("nmivisor: vm {}: guest lockup detector on, threshold {} ms", spec.name, spec.lockup_ms);
+        } else {
+            println!(
+                "nmivisor: vm {}: guest lockup detector off: it samples on the watchdog's tick, which nmivisor.watchdog=0 stops",
+                spec.name
+            );
+        }
     }
     if let Some(bytes) = spec.symbols {
         match crate::debug::guest_symbols::SystemMap::parse(bytes) {
