@@ -89,6 +89,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     if platform.has_bootarg(modes::HYP_DUMP_ARG) {
         extra(modes::hyp_dump(), "hyp-dump");
     }
+    if platform.has_bootarg(crate::unwind_chain::UNWIND_CHAIN_ARG) {
+        extra(crate::unwind_chain::run(), "unwind-chain");
+    }
     summary_and_off()
 }
 

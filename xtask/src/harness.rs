@@ -86,6 +86,9 @@ pub enum Expect {
     /// Lines matching these patterns appear in this order (each one after
     /// the line that matched the previous pattern).
     InOrder(Vec<Pattern>),
+    /// No line matches the first pattern before the first line that
+    /// matches the second (in the whole log if none does).
+    ForbidBefore(Pattern, Pattern),
 }
 
 /// How a run ends successfully.
@@ -367,6 +370,12 @@ impl Scenario {
         self
     }
 
+    /// No line may match `p` before the first line matching `marker`.
+    pub fn forbid_before(mut self, p: Pattern, marker: Pattern) -> Self {
+        self.expects.push(Expect::ForbidBefore(p, marker));
+        self
+    }
+
     /// Removes a default forbidden text (e.g. `"unexpected exception"` in a
     /// scenario that provokes one).
     pub fn allow(mut self, text: &str) -> Self {
@@ -448,6 +457,12 @@ pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
             Expect::Forbid(p) => {
                 if let Some(l) = lines.iter().find(|l| p.matches(l)) {
                     failures.push(format!("forbidden {p} appeared: {l:?}"));
+                }
+            }
+            Expect::ForbidBefore(p, marker) => {
+                let end = lines.iter().position(|l| marker.matches(l)).unwrap_or(lines.len());
+                if let Some(l) = lines[..end].iter().find(|l| p.matches(l)) {
+                    failures.push(format!("forbidden {p} appeared before {marker}: {l:?}"));
                 }
             }
             Expect::InOrder(ps) => {

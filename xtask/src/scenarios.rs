@@ -36,6 +36,7 @@ pub fn all() -> Vec<Scenario> {
         bundle_malformed(),
     ]);
     list.extend(linux_scenarios());
+    list.extend(guest_unwind_scenarios());
     list.extend(stock_linux_scenarios());
     list
 }
@@ -566,6 +567,12 @@ fn linux_scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// The guest backtraces of the hypervisor's dumps and its guest lockup
+/// detector, on the suite's Linux with pseudo-NMIs off.
+fn guest_unwind_scenarios() -> Vec<Scenario> {
+    vec![linux_hyp_dump_masked(), linux_guest_lockup()]
+}
+
 /// A Linux scenario `linux-NAME` (`linux-native-NAME` natively) with
 /// `extra` on the guest command line: the kernel comes up with pseudo-NMIs
 /// and every secondary CPU, userspace starts, and the flow powers off
@@ -743,6 +750,101 @@ fn linux_hyp_dump() -> Scenario {
         );
     }
     s
+}
+
+/// The guest frames of vCPU 3 stuck in LKDTM HARDLOCKUP, symbolized on
+/// target with the bundle's System.map (the suite kernel: no KASLR), as
+/// `how` ("interrupted", "locked up") introduces them: the PC in
+/// `lkdtm_HARDLOCKUP`, then its callers up to the system call entry.
+fn hardlockup_guest_frames(how: &str) -> Vec<crate::harness::Pattern> {
+    vec![
+        contains(format!("guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1")),
+        // PSTATE.I (SPSR bit 7) set: the guest masked interrupts itself.
+        regex(r"^    SPSR 0x[0-9a-f]{6}[89a-f][0-9a-f]  ESR_EL1 "),
+        regex(
+            r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: KASLR offset 0x0 \(VBAR_EL1 0x[0-9a-f]{16} = vectors \+ offset\)\):$",
+        ),
+        regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+0x[0-9a-f]+>$"),
+        regex(r"^  #[1-9] 0x[0-9a-f]{16} <direct_entry\+0x[0-9a-f]+>$"),
+        regex(r"^  #\d+ 0x[0-9a-f]{16} <vfs_write\+0x[0-9a-f]+>$"),
+        regex(r"^  #\d+ 0x[0-9a-f]{16} <el0_svc\+0x[0-9a-f]+>$"),
+    ]
+}
+
+/// The suite's Linux VM booted with pseudo-NMIs off
+/// (`irqchip.gicv3_pseudo_nmi=0`, so Linux's own sysrq-l and NMI
+/// backtraces cannot reach a CPU that masked interrupts) whose CPU 3 spins
+/// in LKDTM HARDLOCKUP with PSTATE.I set (`nmv.test=hyp-lockup`). The VM
+/// carries the kernel's System.map.
+fn linux_masked_lockup(name: &str) -> Scenario {
+    let cpus = crate::linux::CPUS;
+    Scenario::new(name)
+        .linux_vm("nmv.test=hyp-lockup irqchip.gicv3_pseudo_nmi=0")
+        .timeout_secs(LINUX_VM_TIMEOUT_SECS)
+        .forbid(contains("Pseudo-NMIs enabled"))
+        .expect_count(regex(r"^nmivisor: vm linux: \d{4,} guest symbols, text 0xffff8000"), 1)
+        .expect_count(contains("Booted secondary processor"), cpus as usize - 1)
+        .expect_in_order([
+            contains(USERSPACE_UP),
+            contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+            // The dump may cut this line short: the trigger is its start.
+            contains("nmv-init: hyp-lockup: CPU 3 is stuck"),
+            contains("nmv-init: powering off"),
+            contains("nmivisor: powering off"),
+        ])
+        .exit_code(0)
+}
+
+/// `linux-hyp-dump-masked`: the console monitor's dump (Ctrl-] x3, d)
+/// reaches CPU 3 although its guest masked interrupts with PSTATE.I (the
+/// physical NMI SGI goes to EL2), and unwinds the guest's stack there:
+/// `lkdtm_HARDLOCKUP` and its callers, named on target. Every vCPU's block
+/// has a guest backtrace.
+fn linux_hyp_dump_masked() -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut order = vec![
+        contains("nmv-init: hyp-lockup: CPU 3 is stuck"),
+        contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+    ];
+    order.extend(hardlockup_guest_frames("interrupted"));
+    order.push(contains(format!("=== end of dump: {cpus} CPUs dumped, 0 not responding ===")));
+    linux_masked_lockup("linux-hyp-dump-masked")
+        .send_after(contains("nmv-init: hyp-lockup: CPU 3 is stuck"), b"\x1d\x1d\x1dd")
+        .expect_in_order(order)
+        .expect_count(regex(r"^guest backtrace \(EL[01], "), cpus as usize)
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
+        .expect_count(regex(r"^guest state: vm linux vCPU 3 "), 1)
+}
+
+/// `linux-guest-lockup`: the same stuck CPU with the hypervisor's guest
+/// lockup detector on (`lockup = 2` in the VM's config) and no key typed:
+/// vCPU 3 is reported once, with its guest frames, and the machine runs on
+/// to a clean power-off; no other vCPU is reported while the guest runs.
+/// (At power-off, Linux's `smp_send_stop` spins with interrupts masked for
+/// a second of udelay(1) calls, longer under emulation, waiting for CPU 3:
+/// the detector may rightly report vCPU 0 there, so that part is not
+/// checked.)
+fn linux_guest_lockup() -> Scenario {
+    let mut order = vec![
+        contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+        regex(
+            r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: no interrupt taken and no trap for over \d+ ms \(.*PSTATE\.I set\)$",
+        ),
+    ];
+    order.extend(hardlockup_guest_frames("locked up"));
+    order.push(contains("nmivisor: vm linux vCPU 3: end of the guest lockup report"));
+    order.push(contains("nmv-init: powering off"));
+    linux_masked_lockup("linux-guest-lockup")
+        .guest_lockup("2")
+        .expect_count(contains("nmivisor: vm linux: guest lockup detector on, threshold 2000 ms"), 1)
+        .expect_in_order(order)
+        .expect_count(regex(r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: "), 1)
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
+        .forbid_before(
+            regex(r"^nmivisor: vm linux vCPU [0-2] \(cpu \d+\): guest lockup"),
+            contains("nmv-init: powering off"),
+        )
+        .forbid(contains("=== nmivisor: dump of all CPUs"))
 }
 
 #[cfg(test)]

@@ -72,17 +72,19 @@ struct Line<'a> {
     name: &'a str,
 }
 
+/// `ADDRESS TYPE NAME`; the name is the rest of the line (a demangled
+/// Rust name may hold spaces: `<T as Trait>::f`).
 fn parse_line(line: &[u8]) -> Option<Line<'_>> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut it = line.split(|&b| b == b' ' || b == b'\t').filter(|f| !f.is_empty());
-    let addr = it.next()?;
-    let ty = it.next()?;
-    let name = it.next()?;
-    if addr.is_empty() || addr.len() > 16 || ty.len() != 1 || it.next().is_some() {
+    let line = core::str::from_utf8(line).ok()?;
+    let line = line.strip_suffix('\r').unwrap_or(line).trim();
+    let (addr, rest) = line.split_once([' ', '\t'])?;
+    let (ty, name) = rest.trim_start().split_once([' ', '\t'])?;
+    let name = name.trim();
+    if addr.is_empty() || addr.len() > 16 || ty.len() != 1 || name.is_empty() {
         return None;
     }
-    let addr = u64::from_str_radix(core::str::from_utf8(addr).ok()?, 16).ok()?;
-    Some(Line { addr, ty: ty[0], name: core::str::from_utf8(name).ok()? })
+    let addr = u64::from_str_radix(addr, 16).ok()?;
+    Some(Line { addr, ty: ty.as_bytes()[0], name })
 }
 
 fn is_text(ty: u8) -> bool {
@@ -312,7 +314,10 @@ ffff800081000000 D jiffies
         assert_eq!(SystemMap::parse(b"").unwrap_err(), MapError::BadLine(1));
         assert_eq!(SystemMap::parse(b"ffff T a\nfff0 T b\n").unwrap_err(), MapError::NotSorted(2));
         assert_eq!(SystemMap::parse(b"ffff T a\nzz T b\n").unwrap_err(), MapError::BadLine(2));
-        assert_eq!(SystemMap::parse(b"ffff T a b\n").unwrap_err(), MapError::BadLine(1));
+        assert_eq!(SystemMap::parse(b"ffff T\n").unwrap_err(), MapError::BadLine(1));
+        assert_eq!(SystemMap::parse(b"ffff TT a\n").unwrap_err(), MapError::BadLine(1));
+        let m = SystemMap::parse(b"ffff T <u8 as core::fmt::Debug>::fmt\n").unwrap();
+        assert_eq!(m.lookup(0xffff), Some(("<u8 as core::fmt::Debug>::fmt", 0)));
         assert_eq!(SystemMap::parse(b"ffff D a\n").unwrap_err(), MapError::NoTextSymbols);
         assert_eq!(SystemMap::parse(b"1ffffffffffffffff T a\n").unwrap_err(), MapError::BadLine(1));
         assert!(SystemMap::parse(b"ffff T a\r\n").is_ok());
