@@ -307,6 +307,8 @@ pub struct GuestVm {
     pub cmdline: String,
     /// `dump = on` in its config.
     pub dump: bool,
+    /// Whether its bundle directory carries guest-test's symbols.
+    pub symbols: bool,
 }
 
 /// A bundle of guest-test VMs described as data: the image path is only
@@ -347,8 +349,23 @@ impl BundleSpec {
             memory: memory.into(),
             cmdline: String::new(),
             dump: false,
+            symbols: false,
         });
         self
+    }
+
+    /// The VM added last carries guest-test's symbols (`NAME/symbols`), so
+    /// the hypervisor's dumps name its guest frames.
+    pub fn with_symbols(mut self) -> Self {
+        if let Some(vm) = self.vms.last_mut() {
+            vm.symbols = true;
+        }
+        self
+    }
+
+    /// Whether some VM carries guest-test's symbols.
+    pub fn wants_symbols(&self) -> bool {
+        self.vms.iter().any(|v| v.symbols)
     }
 
     /// Lets the VM added last ask for a dump of itself (`dump = on`).
@@ -379,12 +396,13 @@ impl BundleSpec {
         self
     }
 
-    /// The VM configurations, each booting `image`.
-    pub fn configs(&self, image: &Path) -> Vec<VmConfig> {
+    /// The VM configurations, each booting `image`; those that want them
+    /// carry `symbols` (guest-test's System.map).
+    pub fn configs(&self, image: &Path, symbols: Option<&Path>) -> Vec<VmConfig> {
         self.vms
             .iter()
             .map(|v| VmConfig {
-                symbols: None,
+                symbols: symbols.filter(|_| v.symbols).map(Path::to_path_buf),
                 lockup: None,
                 dump: v.dump,
                 name: v.name.clone(),
@@ -397,9 +415,10 @@ impl BundleSpec {
             .collect()
     }
 
-    /// Writes the bundle to `out`, every VM booting `image`.
-    pub fn build(&self, image: &Path, out: &Path) -> Result<()> {
-        let vms = self.configs(image);
+    /// Writes the bundle to `out`, every VM booting `image` (see
+    /// [`BundleSpec::configs`] for `symbols`).
+    pub fn build(&self, image: &Path, symbols: Option<&Path>, out: &Path) -> Result<()> {
+        let vms = self.configs(image, symbols);
         if self.checked && self.defects.is_empty() {
             build_bundle(&vms, out)
         } else {
@@ -693,9 +712,9 @@ mod tests {
             checked: true,
             ..spec.clone()
         }
-        .build(&img, &out)
+        .build(&img, None, &out)
         .is_err());
-        spec.build(&img, &out).unwrap();
+        spec.build(&img, None, &out).unwrap();
         let entries = read_back(&std::fs::read(&out).unwrap()).unwrap();
         let config = &entries.iter().find(|e| e.0 == "clash/config").unwrap().2;
         let config = String::from_utf8_lossy(config);
@@ -706,7 +725,7 @@ mod tests {
             .vm("good", "0-1", "128M")
             .vm("noimage", "2-3", "128M")
             .defect(Defect::NoImage("noimage".into()))
-            .build(&img, &out)
+            .build(&img, None, &out)
             .unwrap();
         let paths: Vec<String> = read_back(&std::fs::read(&out).unwrap())
             .unwrap()
@@ -721,7 +740,7 @@ mod tests {
         let spec = BundleSpec::new()
             .vm("good", "0-3", "128M")
             .defect(Defect::Truncate);
-        spec.build(&img, &out).unwrap();
+        spec.build(&img, None, &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert!(bytes.len() < 4096);
         assert_eq!(&bytes[..6], b"070701");

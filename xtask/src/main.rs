@@ -624,6 +624,16 @@ fn linux_image(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<PathBuf> {
     })
 }
 
+/// guest-test's functions as a System.map (`target/nmivisor/guest-test.map`),
+/// for bundles whose VMs carry their symbols.
+fn guest_symbols(elf: &std::path::Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(elf).with_context(|| format!("cannot read {}", elf.display()))?;
+    let map = image::system_map(&bytes).with_context(|| elf.display().to_string())?;
+    let out = util::out_dir().join("guest-test.map");
+    std::fs::write(&out, map).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out)
+}
+
 /// The symbols of the kernel a Linux scenario boots (its `System.map`),
 /// which the VM's bundle carries so that the hypervisor's dumps name the
 /// guest's frames.
@@ -645,7 +655,11 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         Boot::Bundle(spec) => {
             let built = built()?;
             let out = bundle::bundle_path(&s.name);
-            spec.build(&built.guest()?.bin, &out)
+            let symbols = match spec.wants_symbols() {
+                true => Some(guest_symbols(&built.guest()?.elf)?),
+                false => None,
+            };
+            spec.build(&built.guest()?.bin, symbols.as_deref(), &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built.hypervisor.bin, Some(&out))
         }

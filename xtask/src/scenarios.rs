@@ -29,6 +29,7 @@ pub fn all() -> Vec<Scenario> {
     list.push(guest_system_reset());
     list.push(guest_requested_dump());
     list.push(guest_dump_refused());
+    list.push(guest_unwind_chain());
     list.extend([
         bundle_overlapping_cpus(),
         bundle_too_much_memory(),
@@ -270,6 +271,41 @@ fn guest_dump_refused() -> Scenario {
         .expect_count(contains("NMV_DUMP refused (the bundle config does not say dump = on)"), 1)
         .forbid(contains("nmivisor: dump of vm"))
         .forbid(contains("=== nmivisor: dump of all CPUs"))
+}
+
+/// `guest-unwind-chain`: guest-test's CPU 1 spins with PSTATE.I set in a
+/// known call chain (`guest-test.unwind-chain`): the console monitor's
+/// dump unwinds its guest stack and names, from the bundle's `symbols`
+/// (guest-test's own System.map), the four functions of the chain and the
+/// job that called it, innermost first; then a byte typed into the VM's
+/// PL011 releases the chain, which returns, and guest-test ends normally.
+fn guest_unwind_chain() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-1", "128M")
+        .cmdline("guest-test.unwind-chain")
+        .with_symbols();
+    let spinning = "guest-test: unwind-chain: cpu 1 spins in unwind_chain_spin";
+    let frame = |n: u32, name: &str| regex(&format!(r"^  #{n} 0x[0-9a-f]{{16}} <{name}\+0x[0-9a-f]+>$"));
+    guest_test_passes_then_power_off(Scenario::new("guest-unwind-chain").smp(2).bundle(spec), 2)
+        .send_after(contains(spinning), b"\x1d\x1d\x1dd")
+        .send_after(contains("=== end of dump: 2 CPUs dumped"), b"x")
+        .expect_count(regex(r"^nmivisor: vm guest-test: \d{2,} guest symbols, text 0x"), 1)
+        .expect_in_order([
+            contains(spinning),
+            contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+            contains("guest state: vm guest-test vCPU 1 (MPIDR 0x1), interrupted at EL1"),
+            // PSTATE.I (SPSR bit 7) set.
+            regex(r"^    SPSR 0x[0-9a-f]{6}[89a-f][0-9a-f]  ESR_EL1 "),
+            regex(r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: load offset 0 \(no vectors symbol\)\):$"),
+            frame(0, "unwind_chain_spin"),
+            frame(1, "unwind_chain_inner"),
+            frame(2, "unwind_chain_middle"),
+            frame(3, "unwind_chain_outer"),
+            frame(4, "guest_test::unwind_chain::chain_job"),
+            contains("=== end of dump: 2 CPUs dumped, 0 not responding ==="),
+            contains("guest-test: unwind-chain: released, the chain returned"),
+        ])
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <unwind_chain_spin\+"), 1)
 }
 
 /// The hypervisor's refusal of VM `vm`: `nmivisor: vm NAME: not started:
