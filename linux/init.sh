@@ -7,7 +7,7 @@
 # starts with `nmv-init:` so that the QEMU scenarios can follow it.
 #
 # Flows (see flow_* below): boot, nmi-backtrace, hardlockup, poweroff,
-# hyp-dump, hyp-lockup. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
+# hyp-dump, hyp-lockup, idle. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
 # ends with `poweroff -f`.
 #
 # This shell pins itself (and so every command it starts) to CPU 0: a CPU
@@ -154,6 +154,15 @@ flow_hyp_lockup() {
     power_off
 }
 
+flow_idle() {
+    # Nothing runs: every CPU sits in the idle loop while the hypervisor
+    # dumps them (console keys).
+    sleep 2
+    say "idle: every CPU idles; waiting for the hypervisor's dump"
+    sleep 10
+    power_off
+}
+
 case "$TEST" in
 "")
     say "no nmv.test= on the command line: starting a shell on the console"
@@ -169,6 +178,7 @@ hardlockup) flow_hardlockup ;;
 poweroff) power_off ;;
 hyp-dump) flow_hyp_dump ;;
 hyp-lockup) flow_hyp_lockup ;;
-*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, hyp-lockup)" ;;
+idle) flow_idle ;;
+*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, hyp-lockup, idle)" ;;
 esac
 power_off

@@ -706,9 +706,52 @@ const STOCK_NATIVE_TIMEOUT_SECS: u64 = 180;
 /// Timeout of the stock kernel under the hypervisor.
 const STOCK_VM_TIMEOUT_SECS: u64 = 300;
 
-/// `linux-stock-boot` and `linux-native-stock-boot`.
+/// `linux-stock-boot` and `linux-native-stock-boot`, and the dump of the
+/// stock kernel idling.
 fn stock_linux_scenarios() -> Vec<Scenario> {
-    vec![stock_linux(true), stock_linux(false)]
+    vec![stock_linux(true), stock_linux(false), stock_linux_dump()]
+}
+
+/// `linux-stock-dump`: Debian's kernel (KASLR, pointer authentication of
+/// return addresses, 52-bit VAs) idles on every CPU; the console
+/// monitor's dump unwinds every vCPU's guest stack and names the frames
+/// on target from the symbols xtask extracts from the kernel's own
+/// kallsyms (Debian ships no System.map), after deriving the load offset
+/// from VBAR_EL1: each vCPU is in the idle loop.
+fn stock_linux_dump() -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let idling = "nmv-init: idle: every CPU idles";
+    let mut s = Scenario::new("linux-stock-dump")
+        .linux_vm("")
+        .timeout_secs(STOCK_VM_TIMEOUT_SECS)
+        .stock_kernel()
+        .forbid(contains("Oops"))
+        .forbid(contains("Internal error:"))
+        .send_after(contains(idling), b"\x1d\x1d\x1dd")
+        .expect_count(regex(r"^nmivisor: vm linux: \d{5,} guest symbols, text 0xffff800080000000-0xffff8000"), 1)
+        .expect_in_order([
+            contains(idling),
+            contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+            contains(format!("=== end of dump: {cpus} CPUs dumped, 0 not responding ===")),
+            contains("nmv-init: powering off"),
+            contains("nmivisor: powering off"),
+        ])
+        .expect_count(
+            regex(
+                r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: KASLR offset 0x[0-9a-f]+ \(VBAR_EL1 0x[0-9a-f]{16} = (vectors|__bp_harden_el1_vectors slot \d) \+ offset\)\):$",
+            ),
+            cpus as usize,
+        )
+        // Every vCPU is in the idle loop: its chain passes through do_idle
+        // once, and the idle instruction itself is in cpu_do_idle.
+        .expect_count(regex(r"^  #\d+ 0x[0-9a-f]{16} <do_idle\+0x[0-9a-f]+>$"), cpus as usize)
+        .expect_at_least(regex(r"^  #0 0x[0-9a-f]{16} <cpu_do_idle\+0x[0-9a-f]+>$"), cpus as usize - 1)
+        .exit_code(0);
+    for i in 0..cpus {
+        s = s.expect_count(regex(&format!(r"^guest state: vm linux vCPU {i} \(")), 1);
+    }
+    s.boot = crate::harness::Boot::LinuxVm("console=ttyAMA0 nmv.test=idle".into());
+    s
 }
 
 /// Debian's kernel boots on `-cpu max` with every CPU, runs the
