@@ -847,6 +847,8 @@ fn hardlockup_guest_frames(how: &str) -> Vec<crate::harness::Pattern> {
             r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: KASLR offset 0x0 \(VBAR_EL1 0x[0-9a-f]{16} = vectors \+ offset\)\):$",
         ),
         regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+0x[0-9a-f]+>$"),
+        // lkdtm_HARDLOCKUP stores no frame record: its caller is in LR.
+        regex(r"^  lr 0x[0-9a-f]{16} <lkdtm_do_action\+0x[0-9a-f]+>$"),
         regex(r"^  #[1-9] 0x[0-9a-f]{16} <direct_entry\+0x[0-9a-f]+>$"),
         regex(r"^  #\d+ 0x[0-9a-f]{16} <vfs_write\+0x[0-9a-f]+>$"),
         regex(r"^  #\d+ 0x[0-9a-f]{16} <el0_svc\+0x[0-9a-f]+>$"),

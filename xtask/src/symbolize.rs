@@ -275,6 +275,7 @@ pub struct Symbolizer {
 
 impl Symbolizer {
     /// A symbolizer over `sources`, asked in order.
+    #[cfg(test)]
     pub fn new(sources: Vec<Box<dyn SymbolSource>>) -> Self {
         Symbolizer::with_guest(sources, Vec::new())
     }

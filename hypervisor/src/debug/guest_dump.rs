@@ -115,6 +115,10 @@ pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
     }
     let ram = VmRam(vm);
     println!("  #0 {}", GuestAddr::new(map, offset, regime.strip_pac(frame.elr), false));
+    // The link register: the caller of #0 while #0 has not stored its
+    // frame record (a leaf function, or the first instructions of one),
+    // which the frame-record chain below then skips; stale otherwise.
+    println!("  lr {}", GuestAddr::new(map, offset, regime.strip_pac(frame.x[30]), true));
     let mut unwinder = GuestUnwinder::new(GuestVirt { regime, mem: &ram }, frame.x[29], MAX_GUEST_FRAMES);
     let mut n = 1;
     for ret in unwinder.by_ref() {
