@@ -968,7 +968,8 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
-                symbols: None,
+                // The kernel's System.map goes into the bundle.
+                symbols: Some("k/System.map".into()),
                 lockup: None,
                 dump: false,
                 name: "linux".into(),

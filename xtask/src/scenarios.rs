@@ -1419,6 +1419,96 @@ mod tests {
         assert_fails(&s, &no_dump, "no dump");
     }
 
+    /// vCPU 3's guest block of a real `linux-hyp-dump-masked` run.
+    fn hardlockup_block(how: &str) -> Vec<String> {
+        [
+            &format!("guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1") as &str,
+            "    PC 0xffff800080246e68  LR 0xffff800080246af4  SP 0xfff000000109fce0",
+            "    SPSR 0x610000c5  ESR_EL1 0x56000000",
+            "    TCR_EL1 0x08000031b54c350c",
+            "guest backtrace (EL1, x29 0xfff000000109fce0; symbols: KASLR offset 0x0 (VBAR_EL1 0xffff800080010800 = vectors + offset)):",
+            "  #0 0xffff800080246e68 <lkdtm_HARDLOCKUP+0x8>",
+            "  lr 0xffff800080246af4 <lkdtm_do_action+0x18>",
+            "  #1 0xffff800080246bac <direct_entry+0xa0>",
+            "  #2 0xffff80008018f360 <full_proxy_write+0x5c>",
+            "  #3 0xffff800080117dfc <vfs_write+0x84>",
+            "  #8 0xffff800080287ae4 <el0_svc+0x20>",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// The frame of the suite's Linux with pseudo-NMIs off, around `flow`.
+    fn masked_linux_log(flow: Vec<String>) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "nmivisor: vm linux: 12645 guest symbols, text 0xffff800080000000-0xffff8000802a0000",
+            "[    0.157884] CPU1: Booted secondary processor 0x0000000001 [0x000f0510]",
+            "[    0.175666] CPU2: Booted secondary processor 0x0000000002 [0x000f0510]",
+            "[    0.181115] CPU3: Booted secondary processor 0x0000000003 [0x000f0510]",
+            "nmv-init: userspace up (4 CPUs, kernel 6.12.117, test: hyp-lockup)",
+            "nmv-init: CPU 3 locks up now (HARDLOCKUP)",
+        ]
+        .map(String::from)
+        .to_vec();
+        log.extend(flow);
+        log.extend(["nmv-init: powering off", "nmivisor: powering off"].map(String::from));
+        log
+    }
+
+    #[test]
+    fn guest_frames_of_a_masked_lockup() {
+        let s = find("linux-hyp-dump-masked");
+        assert_eq!(s.inputs[0].bytes, b"\x1d\x1d\x1dd");
+        let mut flow = vec![
+            "nmv-init: hyp-lockup: CPU 3 is stuck".to_string(),
+            "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===".into(),
+        ];
+        for i in 0..3 {
+            flow.push(format!("guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"));
+            flow.push("guest backtrace (EL1, x29 0xfff00000008efe10; symbols: KASLR offset 0x0 (VBAR_EL1 0xffff800080010800 = vectors + offset)):".into());
+        }
+        flow.extend(hardlockup_block("interrupted"));
+        flow.push("=== end of dump: 4 CPUs dumped, 0 not responding ===".into());
+        let good = masked_linux_log(flow);
+        assert_passes(&s, &good);
+        let without = |text: &str| -> Vec<String> { good.iter().filter(|l| !l.contains(text)).cloned().collect() };
+        assert_fails(&s, &without("<lkdtm_HARDLOCKUP+"), "the stuck frame unnamed");
+        assert_fails(&s, &without("<lkdtm_do_action+"), "no lr line");
+        assert_fails(&s, &without("<direct_entry+"), "the chain cut short");
+        let mut unmasked = good.clone();
+        let at = unmasked.iter().position(|l| l.starts_with("    SPSR 0x610000c5")).unwrap();
+        unmasked[at] = "    SPSR 0x61000045  ESR_EL1 0x56000000".into();
+        assert_fails(&s, &unmasked, "PSTATE.I clear");
+        let mut pnmi = good.clone();
+        pnmi.insert(1, "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation".into());
+        assert_fails(&s, &pnmi, "pseudo-NMIs on");
+
+        let l = find("linux-guest-lockup");
+        assert!(l.inputs.is_empty(), "no key typed");
+        assert_eq!(l.guest_lockup.as_deref(), Some("2"));
+        let mut flow = vec![
+            "nmivisor: vm linux: guest lockup detector on, threshold 2000 ms".to_string(),
+            "nmivisor: vm linux vCPU 3 (cpu 3): guest lockup: no interrupt taken and no trap for over 2004 ms (virtual timer pending; INTID 27 pending at priority 0xc0, vPMR 0xf0; PSTATE.I set)".into(),
+        ];
+        flow.extend(hardlockup_block("locked up"));
+        flow.push("nmivisor: vm linux vCPU 3: end of the guest lockup report".into());
+        flow.push("nmv-init: hyp-lockup: CPU 3 is stuck; waiting for the hypervisor".into());
+        let good = masked_linux_log(flow);
+        assert_passes(&l, &good);
+        let mut twice = good.clone();
+        let at = twice.iter().position(|l| l.contains("end of the guest lockup report")).unwrap();
+        twice.insert(at + 1, good[7].clone());
+        assert_fails(&l, &twice, "reported twice");
+        let mut other = good.clone();
+        other.insert(7, "nmivisor: vm linux vCPU 1 (cpu 1): guest lockup: no interrupt taken and no trap for over 2100 ms (PSTATE.I set)".into());
+        assert_fails(&l, &other, "another vCPU reported while the guest runs");
+        // At power-off (smp_send_stop spinning masked) it may be reported.
+        let mut at_poweroff = good.clone();
+        let end = at_poweroff.len() - 1;
+        at_poweroff.insert(end, other[7].clone());
+        assert_passes(&l, &at_poweroff);
+    }
+
     /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).
     fn stock_log(native: bool) -> Vec<String> {
         let mut log: Vec<String> = [
