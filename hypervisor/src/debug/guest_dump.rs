@@ -54,7 +54,7 @@ impl<'a> GuestAddr<'a> {
         let probe = if ret { link.wrapping_sub(4) } else { link };
         let symbol = map
             .and_then(|m| m.lookup(probe))
-            .map(|(name, off)| (name, off + (link - probe)));
+            .map(|(name, off)| (name, off.wrapping_add(link.wrapping_sub(probe))));
         GuestAddr { addr, symbol }
     }
 }
@@ -178,7 +178,7 @@ pub fn lockup_tick(frame: &TrapFrame) {
     let verdict = state.sample(cpu::counter(), stuck, traps, vm.lockup_ticks);
     drop(state);
     let Verdict::Report { for_ticks } = verdict else { return };
-    let ms = for_ticks * 1000 / cpu::counter_freq().max(1);
+    let ms = for_ticks.saturating_mul(1000) / cpu::counter_freq().max(1);
     let _console = console::lock_for_crash();
     let mut why = console::LineBuf::new();
     if timer {

@@ -143,7 +143,7 @@ impl<'a> SystemMap<'a> {
             }
             if is_text(line.ty) && !is_marker(line.name) {
                 count += 1;
-                span = (span.0.min(line.addr), span.1.max(line.addr + 1));
+                span = (span.0.min(line.addr), span.1.max(line.addr.saturating_add(1)));
                 match line.name {
                     "vectors" => vectors = Some(line.addr),
                     "__bp_harden_el1_vectors" => bp_vectors = Some(line.addr),
@@ -170,7 +170,9 @@ impl<'a> SystemMap<'a> {
             .map(|v| (v, "vectors", 0))
             .into_iter()
             .chain(self.bp_vectors.into_iter().flat_map(|v| {
-                (0..VECTOR_SLOTS).map(move |slot| (v + slot * VECTOR_SLOT, "__bp_harden_el1_vectors", slot))
+                (0..VECTOR_SLOTS).filter_map(move |slot| {
+                    Some((v.checked_add(slot * VECTOR_SLOT)?, "__bp_harden_el1_vectors", slot))
+                })
             }))
             .peekable();
         if candidates.peek().is_none() {
@@ -321,6 +323,8 @@ ffff800081000000 D jiffies
         assert_eq!(SystemMap::parse(b"ffff D a\n").unwrap_err(), MapError::NoTextSymbols);
         assert_eq!(SystemMap::parse(b"1ffffffffffffffff T a\n").unwrap_err(), MapError::BadLine(1));
         assert!(SystemMap::parse(b"ffff T a\r\n").is_ok());
+        let top = SystemMap::parse(b"ffffffffffffffff T last\n").unwrap();
+        assert_eq!(top.lookup(u64::MAX), None, "the span ends at u64::MAX, exclusive");
         assert_eq!(MapError::NotSorted(3).to_string(), "line 3 is out of address order (want nm -n order)");
     }
 
@@ -343,6 +347,8 @@ ffff800081000000 D jiffies
         );
         assert_eq!(m.kaslr_offset(0), Kaslr::Mismatch);
         assert_eq!(m.kaslr_offset(0xffff_8000_8001_0800 + 0x800), Kaslr::Mismatch);
+        let top = SystemMap::parse(b"fffffffffffff800 T __bp_harden_el1_vectors\n").unwrap();
+        assert_eq!(top.kaslr_offset(0x1000), Kaslr::Mismatch, "no overflow past the top");
         let plain = SystemMap::parse(b"40200000 T main\n40201000 T _etext\n").unwrap();
         assert_eq!(plain.kaslr_offset(0x4020_0800), Kaslr::NoVectors);
         assert_eq!(plain.kaslr_offset(0x4020_0800).offset(), 0);

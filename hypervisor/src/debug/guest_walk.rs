@@ -135,6 +135,12 @@ impl Regime {
         if !(12..=48).contains(&tsz) {
             return Err(WalkError::BadTcr);
         }
+        // At least one level of table: a VA range no larger than one page
+        // (64K granule, TxSZ 48) is reserved, and would leave the walk no
+        // level to start at.
+        if 64 - tsz as u32 <= tg {
+            return Err(WalkError::BadTcr);
+        }
         Ok(Half {
             granule_shift: tg,
             va_bits: 64 - tsz as u32,
@@ -547,6 +553,19 @@ mod tests {
         // Reserved TCR values.
         assert_eq!(regime(3 << 14 | 16, 0, 0).translate(0x10, &ram), Err(WalkError::BadTcr));
         assert_eq!(regime(2 << 30 | 60 << 16, 0, 0).translate(!0, &ram), Err(WalkError::BadTcr));
+        // 64K granule and 16-bit VAs: no level left to walk.
+        assert_eq!(regime(48 | 1 << 14, 0x4100_0000, 0).translate(0x10, &ram), Err(WalkError::BadTcr));
+        assert_eq!(regime(48 << 16 | 3 << 30, 0, 0x4100_0000).va_bits(!0), 64);
+        // Every TCR a guest can write gives an answer, never a panic.
+        for tcr in (0..64u64).flat_map(|tsz| (0..4u64).map(move |tg| tsz | tg << 14 | tsz << 16 | tg << 30)) {
+            for ds in [0, TCR_DS] {
+                let r = regime(tcr | ds, 0x4100_0000, 0x4100_0000);
+                for va in [0u64, 0x4020_0000, 0xffff_8000_8000_0000, !0 & !7, 0x00ff_0000_0000_0000] {
+                    let _ = r.translate(va, &ram);
+                    let _ = r.strip_pac(va);
+                }
+            }
+        }
         // Every read the walker asked for was a descriptor of a table it
         // had reached; the fake refused those outside RAM.
         assert!(ram.reads.borrow().iter().all(|ipa| ipa % 8 == 0));
