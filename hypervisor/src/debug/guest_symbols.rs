@@ -240,6 +240,9 @@ impl<'a> SystemMap<'a> {
         let mut at = lo;
         for _ in 0..MAX_STEP_BACK {
             let line = self.line_at(at)?;
+            if line.addr < self.text.0 {
+                return None; // only symbols inside the text range name frames
+            }
             if is_text(line.ty) && !is_marker(line.name) {
                 return Some((line.name, addr - line.addr));
             }
@@ -323,6 +326,8 @@ ffff800081000000 D jiffies
         assert_eq!(SystemMap::parse(b"ffff D a\n").unwrap_err(), MapError::NoTextSymbols);
         assert_eq!(SystemMap::parse(b"1ffffffffffffffff T a\n").unwrap_err(), MapError::BadLine(1));
         assert!(SystemMap::parse(b"ffff T a\r\n").is_ok());
+        let below = SystemMap::parse(b"10 T a\n20 T _text\n30 T _etext\n").unwrap();
+        assert_eq!(below.lookup(0x25), None, "a is below _text");
         let top = SystemMap::parse(b"ffffffffffffffff T last\n").unwrap();
         assert_eq!(top.lookup(u64::MAX), None, "the span ends at u64::MAX, exclusive");
         assert_eq!(MapError::NotSorted(3).to_string(), "line 3 is out of address order (want nm -n order)");
