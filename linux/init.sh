@@ -7,7 +7,7 @@
 # starts with `nmv-init:` so that the QEMU scenarios can follow it.
 #
 # Flows (see flow_* below): boot, nmi-backtrace, hardlockup, poweroff,
-# hyp-dump. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
+# hyp-dump, hyp-lockup, idle. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
 # ends with `poweroff -f`.
 #
 # This shell pins itself (and so every command it starts) to CPU 0: a CPU
@@ -142,6 +142,27 @@ flow_hyp_dump() {
     power_off
 }
 
+flow_hyp_lockup() {
+    # CPU 3 spins in LKDTM HARDLOCKUP. With irqchip.gicv3_pseudo_nmi=0 it
+    # masks interrupts with PSTATE.I, so nothing inside the guest reaches
+    # it: the hypervisor's dump (console keys) or its guest lockup
+    # detector must show where it is.
+    lockup 3 HARDLOCKUP || return
+    sleep 3
+    say "hyp-lockup: CPU 3 is stuck; waiting for the hypervisor"
+    sleep 8
+    power_off
+}
+
+flow_idle() {
+    # Nothing runs: every CPU sits in the idle loop while the hypervisor
+    # dumps them (console keys).
+    sleep 2
+    say "idle: every CPU idles; waiting for the hypervisor's dump"
+    sleep 10
+    power_off
+}
+
 case "$TEST" in
 "")
     say "no nmv.test= on the command line: starting a shell on the console"
@@ -156,6 +177,8 @@ nmi-backtrace) flow_nmi_backtrace ;;
 hardlockup) flow_hardlockup ;;
 poweroff) power_off ;;
 hyp-dump) flow_hyp_dump ;;
-*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump)" ;;
+hyp-lockup) flow_hyp_lockup ;;
+idle) flow_idle ;;
+*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, hyp-lockup, idle)" ;;
 esac
 power_off

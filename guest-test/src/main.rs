@@ -54,7 +54,9 @@
 //!
 //! Boot arguments `guest-test.system-reset` (reset once through PSCI
 //! SYSTEM_RESET, then run the cases) and `guest-test.hyp-dump` (after the
-//! cases, NMV_DUMP while every CPU is busy) add modes ([`modes`]).
+//! cases, NMV_DUMP while every CPU is busy) add modes ([`modes`]);
+//! `guest-test.unwind-chain` spins CPU 1 in a known call chain for the
+//! hypervisor's guest backtraces ([`unwind_chain`]).
 //!
 //! The crate builds two ways:
 //! - for `aarch64-unknown-none` it is the guest image;
@@ -103,6 +105,8 @@ mod runner;
 mod secondary;
 #[cfg(target_os = "none")]
 mod timer;
+#[cfg(target_os = "none")]
+mod unwind_chain;
 #[cfg(target_os = "none")]
 mod vectors;
 

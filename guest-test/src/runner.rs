@@ -92,6 +92,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     if platform.has_bootarg(modes::HYP_DUMP_ARG) {
         extra(modes::hyp_dump(), "hyp-dump");
     }
+    if platform.has_bootarg(crate::unwind_chain::UNWIND_CHAIN_ARG) {
+        extra(crate::unwind_chain::run(), "unwind-chain");
+    }
     if platform.has_bootarg(modes::VGIC_LOCK_HOLDER_ARG) {
         extra(modes::vgic_lock_holder(), "vgic-lock-holder");
     }

@@ -38,6 +38,8 @@ pub enum Job {
     TimerAfterOn = 13,
     /// [`crate::cases::spi_route::receiver_job`].
     SpiReroute = 14,
+    /// [`crate::unwind_chain::chain_job`].
+    UnwindChain = 15,
     /// [`crate::modes::hold_in_handler_job`] (vgic-lock-holder mode).
     HoldInHandler = 20,
 }
@@ -59,6 +61,7 @@ impl Job {
             12 => Some(Job::TimerOffInHandler),
             13 => Some(Job::TimerAfterOn),
             14 => Some(Job::SpiReroute),
+            15 => Some(Job::UnwindChain),
             20 => Some(Job::HoldInHandler),
             _ => None,
         }
@@ -128,6 +131,7 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::TimerOffInHandler) => crate::cases::timers::off_in_handler_job(),
             Some(Job::TimerAfterOn) => crate::cases::timers::after_on_job(),
             Some(Job::SpiReroute) => crate::cases::spi_route::receiver_job(),
+            Some(Job::UnwindChain) => crate::unwind_chain::chain_job(),
             Some(Job::HoldInHandler) => crate::modes::hold_in_handler_job(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();

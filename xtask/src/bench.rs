@@ -158,6 +158,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
 
     let cmdline = guest_cmdline(opts.iterations);
     let vm = VmConfig {
+        symbols: None,
+        lockup: None,
         dump: false,
         name: VM_NAME.into(),
         image: guest.clone(),
@@ -634,6 +636,8 @@ fn linux_boot_configs(
     let mut native_cfg = native.qemu_config(&linux.kernel.image, Some(&linux.initramfs));
     native_cfg.append = Some(cmdline.clone());
     let vm = VmConfig {
+        symbols: None,
+        lockup: None,
         dump: false,
         name: crate::linux::VM_NAME.into(),
         image: linux.kernel.image.clone(),

@@ -10,9 +10,11 @@
 //! | `NAME/initrd` | optional: the guest's initramfs |
 //! | `NAME/cmdline` | optional: the guest's command line (text) |
 //! | `NAME/config` | required: `key = value` lines, `#` comments |
+//! | `NAME/symbols` | optional: the guest kernel's `System.map`, for guest backtraces |
 //!
-//! Config keys: `cpus`, the physical CPUs the VM owns (`0-3`, `1,3`), and
-//! `memory`, a size with an optional K, M or G suffix. VM names are 1-15
+//! Config keys: `cpus`, the physical CPUs the VM owns (`0-3`, `1,3`),
+//! `memory`, a size with an optional K, M or G suffix, `dump = on` and
+//! `lockup = off|SECONDS|NNNms` (the hypervisor's guest lockup detector). VM names are 1-15
 //! characters of `a-z`, `0-9`, `_` and `-`.
 //!
 //! [`build_bundle`] checks what it can before writing (names, CPU lists,
@@ -51,14 +53,24 @@ pub struct VmConfig {
     pub memory: String,
     /// `dump = on`: the VM may ask for a dump of its own vCPUs.
     pub dump: bool,
+    /// The guest kernel's symbols (`System.map` format), written as
+    /// `NAME/symbols`: the hypervisor's dumps then name guest frames.
+    pub symbols: Option<PathBuf>,
+    /// `lockup = VALUE` (`off`, seconds, or `NNNms`): the hypervisor's
+    /// guest lockup detector for this VM; `None` leaves it off.
+    pub lockup: Option<String>,
 }
 
 impl VmConfig {
     /// The text of the VM's `config` file.
     pub fn config_text(&self) -> String {
         let dump = if self.dump { "dump = on\n" } else { "" };
+        let lockup = match &self.lockup {
+            Some(v) => format!("lockup = {v}\n"),
+            None => String::new(),
+        };
         format!(
-            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n{dump}",
+            "# VM \"{}\" (written by cargo xtask)\ncpus = {}\nmemory = {}\n{dump}{lockup}",
             self.name, self.cpus, self.memory
         )
     }
@@ -251,6 +263,9 @@ fn members(vms: &[VmConfig], defects: &[Defect], check_images: bool) -> Result<V
         if let Some(initrd) = &vm.initrd {
             out.push(file("initrd", read(initrd)?));
         }
+        if let Some(symbols) = &vm.symbols {
+            out.push(file("symbols", read(symbols)?));
+        }
     }
     Ok(out)
 }
@@ -292,6 +307,8 @@ pub struct GuestVm {
     pub cmdline: String,
     /// `dump = on` in its config.
     pub dump: bool,
+    /// Whether its bundle directory carries guest-test's symbols.
+    pub symbols: bool,
 }
 
 /// A bundle of guest-test VMs described as data: the image path is only
@@ -332,8 +349,23 @@ impl BundleSpec {
             memory: memory.into(),
             cmdline: String::new(),
             dump: false,
+            symbols: false,
         });
         self
+    }
+
+    /// The VM added last carries guest-test's symbols (`NAME/symbols`), so
+    /// the hypervisor's dumps name its guest frames.
+    pub fn with_symbols(mut self) -> Self {
+        if let Some(vm) = self.vms.last_mut() {
+            vm.symbols = true;
+        }
+        self
+    }
+
+    /// Whether some VM carries guest-test's symbols.
+    pub fn wants_symbols(&self) -> bool {
+        self.vms.iter().any(|v| v.symbols)
     }
 
     /// Lets the VM added last ask for a dump of itself (`dump = on`).
@@ -364,11 +396,14 @@ impl BundleSpec {
         self
     }
 
-    /// The VM configurations, each booting `image`.
-    pub fn configs(&self, image: &Path) -> Vec<VmConfig> {
+    /// The VM configurations, each booting `image`; those that want them
+    /// carry `symbols` (guest-test's System.map).
+    pub fn configs(&self, image: &Path, symbols: Option<&Path>) -> Vec<VmConfig> {
         self.vms
             .iter()
             .map(|v| VmConfig {
+                symbols: symbols.filter(|_| v.symbols).map(Path::to_path_buf),
+                lockup: None,
                 dump: v.dump,
                 name: v.name.clone(),
                 image: image.to_path_buf(),
@@ -380,9 +415,10 @@ impl BundleSpec {
             .collect()
     }
 
-    /// Writes the bundle to `out`, every VM booting `image`.
-    pub fn build(&self, image: &Path, out: &Path) -> Result<()> {
-        let vms = self.configs(image);
+    /// Writes the bundle to `out`, every VM booting `image` (see
+    /// [`BundleSpec::configs`] for `symbols`).
+    pub fn build(&self, image: &Path, symbols: Option<&Path>, out: &Path) -> Result<()> {
+        let vms = self.configs(image, symbols);
         if self.checked && self.defects.is_empty() {
             build_bundle(&vms, out)
         } else {
@@ -473,6 +509,8 @@ mod tests {
 
     fn vm(name: &str, image: &Path, cpus: &str) -> VmConfig {
         VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             name: name.into(),
             image: image.into(),
@@ -489,6 +527,8 @@ mod tests {
         let img = fake_image(1001, 0x11);
         let initrd = b"initramfs bytes".to_vec();
         let a = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             initrd: Some(dir.file("initrd", &initrd)),
             cmdline: "console=ttyAMA0 quiet".into(),
@@ -496,6 +536,8 @@ mod tests {
         };
         let img2 = fake_image(64, 0x22);
         let b = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             memory: "1G".into(),
             ..vm("second_2", &dir.file("image2", &img2), "2,3")
@@ -536,12 +578,16 @@ mod tests {
         build_bundle(
             &[
                 VmConfig {
+                    symbols: None,
+                    lockup: None,
                     dump: false,
                     initrd: Some(dir.0.join("initrd")),
                     cmdline: "console=ttyAMA0 quiet".into(),
                     ..vm("guest-test", &dir.0.join("image"), "0-1")
                 },
                 VmConfig {
+                    symbols: None,
+                    lockup: None,
                     dump: false,
                     memory: "1G".into(),
                     ..vm("second_2", &dir.0.join("image2"), "2,3")
@@ -630,6 +676,8 @@ mod tests {
         assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2"));
         assert!(err(&[vm("a", img, "")]).contains("bad cpus"));
         let no_mem = VmConfig {
+            symbols: None,
+            lockup: None,
             dump: false,
             memory: "lots".into(),
             ..vm("a", img, "0")
@@ -664,9 +712,9 @@ mod tests {
             checked: true,
             ..spec.clone()
         }
-        .build(&img, &out)
+        .build(&img, None, &out)
         .is_err());
-        spec.build(&img, &out).unwrap();
+        spec.build(&img, None, &out).unwrap();
         let entries = read_back(&std::fs::read(&out).unwrap()).unwrap();
         let config = &entries.iter().find(|e| e.0 == "clash/config").unwrap().2;
         let config = String::from_utf8_lossy(config);
@@ -677,7 +725,7 @@ mod tests {
             .vm("good", "0-1", "128M")
             .vm("noimage", "2-3", "128M")
             .defect(Defect::NoImage("noimage".into()))
-            .build(&img, &out)
+            .build(&img, None, &out)
             .unwrap();
         let paths: Vec<String> = read_back(&std::fs::read(&out).unwrap())
             .unwrap()
@@ -692,7 +740,7 @@ mod tests {
         let spec = BundleSpec::new()
             .vm("good", "0-3", "128M")
             .defect(Defect::Truncate);
-        spec.build(&img, &out).unwrap();
+        spec.build(&img, None, &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         assert!(bytes.len() < 4096);
         assert_eq!(&bytes[..6], b"070701");

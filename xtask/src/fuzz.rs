@@ -53,6 +53,10 @@ pub const TARGETS: &[(&str, &str)] = &[
         "guest_dt",
         "the guest DT builder, re-parsed with the fdt crate and boot/dt.rs (vm/guest_dt.rs)",
     ),
+    (
+        "guest_unwind",
+        "the guest stage-1 walk and frame-record unwinder over guest-made tables and stacks, System.map lookup and KASLR (debug/guest_walk.rs, debug/guest_symbols.rs)",
+    ),
 ];
 
 /// Seconds each target runs in `cargo xtask test`.
@@ -416,6 +420,7 @@ pub fn all_seeds() -> Result<Vec<(&'static str, Seeds)>> {
         ("cpio", cpio_seeds()?),
         ("bundle", bundle_seeds()?),
         ("guest_dt", guest_dt_seeds()),
+        ("guest_unwind", guest_unwind_seeds()),
     ])
 }
 
@@ -852,6 +857,8 @@ fn real_bundles() -> Result<Vec<(String, Vec<u8>)>> {
     fs::write(&initrd, b"070701 not really an initramfs")?;
     let vm =
         |name: &str, cpus: &str, memory: &str, cmdline: &str, initrd: Option<&Path>| VmConfig {
+            symbols: None,
+            lockup: None,
             name: name.into(),
             image: image.clone(),
             initrd: initrd.map(Path::to_path_buf),
@@ -988,6 +995,55 @@ fn guest_dt_seeds() -> Seeds {
         (
             "18-vcpus".into(),
             seed((0x4000_0000, 1 << 30), None, None, 18, "quiet"),
+        ),
+    ]
+}
+
+/// [SCTLR, TCR, TTBR0, TTBR1, x29, VBAR, VA] (u64 each), a u16 length,
+/// that much System.map, then guest RAM from IPA 0x40000000 (see
+/// fuzz_targets/guest_unwind.rs).
+fn guest_unwind_seeds() -> Seeds {
+    let seed = |regs: [u64; 7], map: &str, ram: &[(u64, u64)], ram_len: usize| {
+        let mut out = le(&regs);
+        out.extend_from_slice(&(map.len() as u16).to_le_bytes());
+        out.extend_from_slice(map.as_bytes());
+        let mut mem = vec![0u8; ram_len];
+        for &(off, v) in ram {
+            mem[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&mem);
+        out
+    };
+    let map = "0000000040000000 T _text\n0000000040000800 T vectors\n0000000040001000 T f\n\
+               0000000040001040 t g\n0000000040002000 T _etext\n";
+    let kmap = "ffff800080000000 T _text\nffff800080010800 T vectors\nffff800080012800 T __bp_harden_el1_vectors\n\
+                ffff800080246e60 t lkdtm_HARDLOCKUP\nffff8000802a0000 D _etext\n";
+    // TCR: 4K granules, 48-bit VAs on both halves.
+    let tcr_4k = 16 | 16 << 16 | 2 << 30;
+    vec![
+        (
+            "mmu-off-chain".into(),
+            seed(
+                [0, 0, 0, 0, 0x4000_0100, 0x4000_0800, 0x4000_1004],
+                map,
+                &[(0x100, 0x4000_0140), (0x108, 0x4000_1044), (0x140, 0), (0x148, 0x4000_1008)],
+                0x400,
+            ),
+        ),
+        (
+            // TTBR1 at RAM: L0[256] -> L1 at +0x1000, L1[1] = a 1 GiB
+            // block: VA 0xffff800040000000 is IPA 0x40000000.
+            "4k-kernel-block".into(),
+            seed(
+                [1, tcr_4k, 0, 0x4000_0000, 0xffff_8000_4000_1800, 0xffff_8000_8001_0800, 0xffff_8000_4000_1800],
+                kmap,
+                &[(0x800, 0x4000_1000 | 3), (0x1008, 0x4000_0000 | 1), (0x1800, 0), (0x1808, 0xffff_8000_8024_6e84)],
+                0x2000,
+            ),
+        ),
+        (
+            "loop".into(),
+            seed([0, 0, 0, 0, 0x4000_0010, 0, 0x4000_0010], "", &[(0x10, 0x4000_0010), (0x18, 0x4000_1000)], 0x40),
         ),
     ]
 }

@@ -85,6 +85,9 @@ pub enum Expect {
     /// Lines matching these patterns appear in this order (each one after
     /// the line that matched the previous pattern).
     InOrder(Vec<Pattern>),
+    /// No line matches the first pattern before the first line that
+    /// matches the second (in the whole log if none does).
+    ForbidBefore(Pattern, Pattern),
 }
 
 /// How a run ends successfully.
@@ -166,6 +169,9 @@ pub struct Scenario {
     pub on_second_qemu: bool,
     /// Which Linux kernel a Linux boot uses.
     pub linux_kernel: LinuxKernel,
+    /// The Linux VM's `lockup = ...` (the hypervisor's guest lockup
+    /// detector); `None` leaves it off.
+    pub guest_lockup: Option<String>,
 }
 
 /// The kernel of a Linux scenario.
@@ -202,7 +208,15 @@ impl Scenario {
             also_on_second_qemu: false,
             on_second_qemu: false,
             linux_kernel: LinuxKernel::Suite,
+            guest_lockup: None,
         }
+    }
+
+    /// Turns the hypervisor's guest lockup detector on for the Linux VM
+    /// (`lockup = VALUE` in its bundle config).
+    pub fn guest_lockup(mut self, value: &str) -> Self {
+        self.guest_lockup = Some(value.into());
+        self
     }
 
     /// Run this scenario on the second QEMU too (see
@@ -353,6 +367,12 @@ impl Scenario {
         self
     }
 
+    /// No line may match `p` before the first line matching `marker`.
+    pub fn forbid_before(mut self, p: Pattern, marker: Pattern) -> Self {
+        self.expects.push(Expect::ForbidBefore(p, marker));
+        self
+    }
+
     /// Removes a default forbidden text (e.g. `"unexpected exception"` in a
     /// scenario that provokes one).
     pub fn allow(mut self, text: &str) -> Self {
@@ -434,6 +454,12 @@ pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
             Expect::Forbid(p) => {
                 if let Some(l) = lines.iter().find(|l| p.matches(l)) {
                     failures.push(format!("forbidden {p} appeared: {l:?}"));
+                }
+            }
+            Expect::ForbidBefore(p, marker) => {
+                let end = lines.iter().position(|l| marker.matches(l)).unwrap_or(lines.len());
+                if let Some(l) = lines[..end].iter().find(|l| p.matches(l)) {
+                    failures.push(format!("forbidden {p} appeared before {marker}: {l:?}"));
                 }
             }
             Expect::InOrder(ps) => {

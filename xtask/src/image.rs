@@ -149,6 +149,30 @@ pub fn function_symbols(file: &ElfFile64<'_, Endianness>) -> Vec<symtab::Symbol>
     out
 }
 
+/// The function symbols of an ELF as a Linux-style `System.map` (sorted
+/// `ADDRESS T NAME` lines, framed by `_text` and `_etext` at the ends of
+/// its code), for a VM bundle's `symbols` file: guest-test is an ELF of
+/// its own, and the hypervisor's dumps name its frames from this.
+pub fn system_map(elf: &[u8]) -> Result<String> {
+    let file = ElfFile64::<Endianness>::parse(elf).context("not a 64-bit ELF")?;
+    let code: Vec<(u64, u64)> = file
+        .sections()
+        .filter(|s| s.kind() == SectionKind::Text && s.size() > 0)
+        .map(|s| (s.address(), s.address() + s.size()))
+        .collect();
+    let (Some(start), Some(end)) = (code.iter().map(|c| c.0).min(), code.iter().map(|c| c.1).max()) else {
+        bail!("no code sections");
+    };
+    let mut out = format!("{start:016x} T _text\n");
+    for sym in function_symbols(&file) {
+        if (start..end).contains(&sym.start) {
+            out.push_str(&format!("{:016x} T {}\n", sym.start, sym.name));
+        }
+    }
+    out.push_str(&format!("{end:016x} T _etext\n"));
+    Ok(out)
+}
+
 /// Demangles a Rust symbol in the alternate format (no hash suffix); other
 /// names are returned unchanged.
 pub fn demangle(name: &str) -> String {

@@ -366,6 +366,8 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
         (None, None) => anyhow::bail!("no guest image (use --guest-image or --no-guest)"),
     };
     Ok(VmConfig {
+        symbols: None,
+        lockup: None,
         dump: false,
         name: name.into(),
         image,
@@ -379,6 +381,8 @@ fn run_vm(args: &RunArgs, guest_test: Option<&std::path::Path>) -> Result<VmConf
 /// The VM `linux` of `cargo xtask run --linux`.
 fn linux_vm(args: &RunArgs, linux: &linux::Artifacts) -> VmConfig {
     VmConfig {
+        symbols: Some(linux.kernel.system_map.clone()),
+        lockup: None,
         dump: false,
         name: linux::VM_NAME.into(),
         image: linux.kernel.image.clone(),
@@ -637,6 +641,26 @@ fn linux_image(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<PathBuf> {
     })
 }
 
+/// guest-test's functions as a System.map (`target/nmivisor/guest-test.map`),
+/// for bundles whose VMs carry their symbols.
+fn guest_symbols(elf: &std::path::Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(elf).with_context(|| format!("cannot read {}", elf.display()))?;
+    let map = image::system_map(&bytes).with_context(|| elf.display().to_string())?;
+    let out = util::out_dir().join("guest-test.map");
+    std::fs::write(&out, map).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out)
+}
+
+/// The symbols of the kernel a Linux scenario boots (its `System.map`),
+/// which the VM's bundle carries so that the hypervisor's dumps name the
+/// guest's frames.
+fn linux_symbols(s: &harness::Scenario, inputs: &Inputs<'_>) -> Option<PathBuf> {
+    match s.linux_kernel {
+        harness::LinuxKernel::Suite => inputs.linux.map(|l| l.kernel.system_map.clone()),
+        harness::LinuxKernel::Stock => inputs.stock.and_then(|k| k.system_map.clone()),
+    }
+}
+
 /// The QEMU configuration of scenario `s`: the image it boots and, for a
 /// bundle scenario, the bundle written for it now.
 fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
@@ -648,13 +672,19 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         Boot::Bundle(spec) => {
             let built = built()?;
             let out = bundle::bundle_path(&s.name);
-            spec.build(&built.guest()?.bin, &out)
+            let symbols = match spec.wants_symbols() {
+                true => Some(guest_symbols(&built.guest()?.elf)?),
+                false => None,
+            };
+            spec.build(&built.guest()?.bin, symbols.as_deref(), &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built.hypervisor.bin, Some(&out))
         }
         Boot::LinuxNative => s.qemu_config(&linux_image(s, inputs)?, Some(initramfs()?)),
         Boot::LinuxVm(cmdline) => {
             let vm = VmConfig {
+                symbols: linux_symbols(s, inputs),
+                lockup: s.guest_lockup.clone(),
                 dump: false,
                 name: linux::VM_NAME.into(),
                 image: linux_image(s, inputs)?,
@@ -837,6 +867,11 @@ fn run_scenarios(
         if s.guest_pc_symbol {
             check_guest_pc_symbol(&mut outcome, inputs.linux);
         }
+        // Every run's console stays in target/nmivisor/logs/NAME.log, so a
+        // passing dump can be read (and symbolized) afterwards too.
+        let logs = util::out_dir().join("logs");
+        let _ = std::fs::create_dir_all(&logs)
+            .and_then(|()| std::fs::write(logs.join(format!("{}.log", s.name)), outcome.log.join("\n") + "\n"));
         if outcome.passed() {
             println!(
                 "scenario {} ... ok ({:.1}s)",
@@ -890,6 +925,8 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                symbols: None,
+                lockup: None,
                 dump: false,
                 name: "guest-test".into(),
                 image: "g.bin".into(),
@@ -948,6 +985,9 @@ mod tests {
         assert_eq!(
             vm,
             VmConfig {
+                // The kernel's System.map goes into the bundle.
+                symbols: Some("k/System.map".into()),
+                lockup: None,
                 dump: false,
                 name: "linux".into(),
                 image: "k/Image".into(),

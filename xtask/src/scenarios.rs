@@ -34,6 +34,7 @@ pub fn all() -> Vec<Scenario> {
     list.push(guest_requested_dump());
     list.push(guest_dump_refused());
     list.push(vgic_lock_held());
+    list.push(guest_unwind_chain());
     list.extend([
         bundle_overlapping_cpus(),
         bundle_too_much_memory(),
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Scenario> {
         bundle_malformed(),
     ]);
     list.extend(linux_scenarios());
+    list.extend(guest_unwind_scenarios());
     list.extend(stock_linux_scenarios());
     list
 }
@@ -355,6 +357,41 @@ fn guest_dump_refused() -> Scenario {
         .expect_count(contains("NMV_DUMP refused (the bundle config does not say dump = on)"), 1)
         .forbid(contains("nmivisor: dump of vm"))
         .forbid(contains("=== nmivisor: dump of all CPUs"))
+}
+
+/// `guest-unwind-chain`: guest-test's CPU 1 spins with PSTATE.I set in a
+/// known call chain (`guest-test.unwind-chain`): the console monitor's
+/// dump unwinds its guest stack and names, from the bundle's `symbols`
+/// (guest-test's own System.map), the four functions of the chain and the
+/// job that called it, innermost first; then a byte typed into the VM's
+/// PL011 releases the chain, which returns, and guest-test ends normally.
+fn guest_unwind_chain() -> Scenario {
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-1", "128M")
+        .cmdline("guest-test.unwind-chain")
+        .with_symbols();
+    let spinning = "guest-test: unwind-chain: cpu 1 spins in unwind_chain_spin";
+    let frame = |n: u32, name: &str| regex(&format!(r"^  #{n} 0x[0-9a-f]{{16}} <{name}\+0x[0-9a-f]+>$"));
+    guest_test_passes_then_power_off(Scenario::new("guest-unwind-chain").smp(2).bundle(spec), 2)
+        .send_after(contains(spinning), b"\x1d\x1d\x1dd")
+        .send_after(contains("=== end of dump: 2 CPUs dumped"), b"x")
+        .expect_count(regex(r"^nmivisor: vm guest-test: \d{2,} guest symbols, text 0x"), 1)
+        .expect_in_order([
+            contains(spinning),
+            contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+            contains("guest state: vm guest-test vCPU 1 (MPIDR 0x1), interrupted at EL1"),
+            // PSTATE.I (SPSR bit 7) set.
+            regex(r"^    SPSR 0x[0-9a-f]{6}[89a-f][0-9a-f]  ESR_EL1 "),
+            regex(r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: load offset 0 \(no vectors symbol\)\):$"),
+            frame(0, "unwind_chain_spin"),
+            frame(1, "unwind_chain_inner"),
+            frame(2, "unwind_chain_middle"),
+            frame(3, "unwind_chain_outer"),
+            frame(4, "guest_test::unwind_chain::chain_job"),
+            contains("=== end of dump: 2 CPUs dumped, 0 not responding ==="),
+            contains("guest-test: unwind-chain: released, the chain returned"),
+        ])
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <unwind_chain_spin\+"), 1)
 }
 
 /// The hypervisor's refusal of VM `vm`: `nmivisor: vm NAME: not started:
@@ -693,6 +730,12 @@ fn linux_scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// The guest backtraces of the hypervisor's dumps and its guest lockup
+/// detector, on the suite's Linux with pseudo-NMIs off.
+fn guest_unwind_scenarios() -> Vec<Scenario> {
+    vec![linux_hyp_dump_masked(), linux_guest_lockup()]
+}
+
 /// A Linux scenario `linux-NAME` (`linux-native-NAME` natively) with
 /// `extra` on the guest command line: the kernel comes up with pseudo-NMIs
 /// and every secondary CPU, userspace starts, and the flow powers off
@@ -790,9 +833,64 @@ const STOCK_NATIVE_TIMEOUT_SECS: u64 = 180;
 /// Timeout of the stock kernel under the hypervisor.
 const STOCK_VM_TIMEOUT_SECS: u64 = 300;
 
-/// `linux-stock-boot` and `linux-native-stock-boot`.
+/// `linux-stock-boot` and `linux-native-stock-boot`, and the dump of the
+/// stock kernel idling.
 fn stock_linux_scenarios() -> Vec<Scenario> {
-    vec![stock_linux(true), stock_linux(false)]
+    vec![stock_linux(true), stock_linux(false), stock_linux_dump()]
+}
+
+/// `linux-stock-dump`: Debian's kernel (KASLR, pointer authentication of
+/// return addresses, 52-bit VAs) idles on every CPU; the console
+/// monitor's dump unwinds every vCPU's guest stack and names the frames
+/// on target from the symbols xtask extracts from the kernel's own
+/// kallsyms (Debian ships no System.map), after deriving the load offset
+/// from VBAR_EL1: every vCPU gets a guest backtrace, every secondary's
+/// innermost frame is named, and at least one is in `cpu_do_idle`.
+fn stock_linux_dump() -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let idling = "nmv-init: idle: every CPU idles";
+    let mut s = Scenario::new("linux-stock-dump")
+        .linux_vm("")
+        .timeout_secs(STOCK_VM_TIMEOUT_SECS)
+        .stock_kernel()
+        .forbid(contains("Oops"))
+        .forbid(contains("Internal error:"))
+        .send_after(contains(idling), b"\x1d\x1d\x1dd")
+        .expect_count(regex(r"^nmivisor: vm linux: \d{5,} guest symbols, text 0xffff800080000000-0xffff8000"), 1)
+        .expect_in_order([
+            contains(idling),
+            contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+            contains(format!("=== end of dump: {cpus} CPUs dumped, 0 not responding ===")),
+            contains("nmv-init: powering off"),
+            contains("nmivisor: powering off"),
+        ])
+        .expect_count(
+            regex(
+                r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: KASLR offset 0x[0-9a-f]+ \(VBAR_EL1 0x[0-9a-f]{16} = (vectors|__bp_harden_el1_vectors slot \d) \+ offset\)\):$",
+            ),
+            cpus as usize,
+        )
+        // At least one secondary is found in the idle instruction itself.
+        // (Any of them may be in its timer interrupt, in the idle loop's
+        // bookkeeping or, rarely, in a kernel thread when the keys come;
+        // vCPU 0 runs the console and may be printing or in userspace.)
+        .expect_at_least(regex(r"^  #0 0xffff[0-9a-f]{12} <cpu_do_idle\+0x[0-9a-f]+>$"), 1)
+        .exit_code(0);
+    for i in 0..cpus {
+        s = s.expect_count(regex(&format!(r"^guest state: vm linux vCPU {i} \(")), 1);
+    }
+    // Each secondary (they print in CPU order, before the dumping CPU 0)
+    // is in the kernel: its #0 is named, after its KASLR header.
+    let mut order = Vec::new();
+    for i in 1..cpus {
+        order.push(regex(&format!(r"^guest state: vm linux vCPU {i} \(MPIDR 0x{i}\), ")));
+        order.push(regex(r"^guest backtrace \(EL1, .*; symbols: KASLR offset 0x[0-9a-f]+ "));
+        order.push(regex(r"^  #0 0xffff[0-9a-f]{12} <[A-Za-z0-9_.$]+\+0x[0-9a-f]+>$"));
+    }
+    order.push(contains("--- cpu 0 (MPIDR 0x0) ---"));
+    s = s.expect_in_order(order);
+    s.boot = crate::harness::Boot::LinuxVm("console=ttyAMA0 nmv.test=idle".into());
+    s
 }
 
 /// Debian's kernel boots on `-cpu max` with every CPU, runs the
@@ -870,6 +968,103 @@ fn linux_hyp_dump() -> Scenario {
         );
     }
     s
+}
+
+/// The guest frames of vCPU 3 stuck in LKDTM HARDLOCKUP, symbolized on
+/// target with the bundle's System.map (the suite kernel: no KASLR), as
+/// `how` ("interrupted", "locked up") introduces them: the PC in
+/// `lkdtm_HARDLOCKUP`, then its callers up to the system call entry.
+fn hardlockup_guest_frames(how: &str) -> Vec<crate::harness::Pattern> {
+    vec![
+        contains(format!("guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1")),
+        // PSTATE.I (SPSR bit 7) set: the guest masked interrupts itself.
+        regex(r"^    SPSR 0x[0-9a-f]{6}[89a-f][0-9a-f]  ESR_EL1 "),
+        regex(
+            r"^guest backtrace \(EL1, x29 0x[0-9a-f]{16}; symbols: KASLR offset 0x0 \(VBAR_EL1 0x[0-9a-f]{16} = vectors \+ offset\)\):$",
+        ),
+        regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+0x[0-9a-f]+>$"),
+        // lkdtm_HARDLOCKUP stores no frame record: its caller is in LR.
+        regex(r"^  lr 0x[0-9a-f]{16} <lkdtm_do_action\+0x[0-9a-f]+>$"),
+        regex(r"^  #[1-9] 0x[0-9a-f]{16} <direct_entry\+0x[0-9a-f]+>$"),
+        regex(r"^  #\d+ 0x[0-9a-f]{16} <vfs_write\+0x[0-9a-f]+>$"),
+        regex(r"^  #\d+ 0x[0-9a-f]{16} <el0_svc\+0x[0-9a-f]+>$"),
+    ]
+}
+
+/// The suite's Linux VM booted with pseudo-NMIs off
+/// (`irqchip.gicv3_pseudo_nmi=0`, so Linux's own sysrq-l and NMI
+/// backtraces cannot reach a CPU that masked interrupts) whose CPU 3 spins
+/// in LKDTM HARDLOCKUP with PSTATE.I set (`nmv.test=hyp-lockup`). The VM
+/// carries the kernel's System.map.
+fn linux_masked_lockup(name: &str) -> Scenario {
+    let cpus = crate::linux::CPUS;
+    Scenario::new(name)
+        .linux_vm("nmv.test=hyp-lockup irqchip.gicv3_pseudo_nmi=0")
+        .timeout_secs(LINUX_VM_TIMEOUT_SECS)
+        .forbid(contains("Pseudo-NMIs enabled"))
+        .expect_count(regex(r"^nmivisor: vm linux: \d{4,} guest symbols, text 0xffff8000"), 1)
+        .expect_count(contains("Booted secondary processor"), cpus as usize - 1)
+        .expect_in_order([
+            contains(USERSPACE_UP),
+            contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+            // The dump may cut this line short: the trigger is its start.
+            contains("nmv-init: hyp-lockup: CPU 3 is stuck"),
+            contains("nmv-init: powering off"),
+            contains("nmivisor: powering off"),
+        ])
+        .exit_code(0)
+}
+
+/// `linux-hyp-dump-masked`: the console monitor's dump (Ctrl-] x3, d)
+/// reaches CPU 3 although its guest masked interrupts with PSTATE.I (the
+/// physical NMI SGI goes to EL2), and unwinds the guest's stack there:
+/// `lkdtm_HARDLOCKUP` and its callers, named on target. Every vCPU's block
+/// has a guest backtrace.
+fn linux_hyp_dump_masked() -> Scenario {
+    let cpus = crate::linux::CPUS;
+    let mut order = vec![
+        contains("nmv-init: hyp-lockup: CPU 3 is stuck"),
+        contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
+    ];
+    order.extend(hardlockup_guest_frames("interrupted"));
+    order.push(contains(format!("=== end of dump: {cpus} CPUs dumped, 0 not responding ===")));
+    linux_masked_lockup("linux-hyp-dump-masked")
+        .send_after(contains("nmv-init: hyp-lockup: CPU 3 is stuck"), b"\x1d\x1d\x1dd")
+        .expect_in_order(order)
+        .expect_count(regex(r"^guest backtrace \(EL[01], "), cpus as usize)
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
+        .expect_count(regex(r"^guest state: vm linux vCPU 3 "), 1)
+}
+
+/// `linux-guest-lockup`: the same stuck CPU with the hypervisor's guest
+/// lockup detector on (`lockup = 2` in the VM's config) and no key typed:
+/// vCPU 3 is reported once, with its guest frames, and the machine runs on
+/// to a clean power-off; no other vCPU is reported while the guest runs.
+/// (At power-off, Linux's `smp_send_stop` spins with interrupts masked for
+/// a second of udelay(1) calls, longer under emulation, waiting for CPU 3:
+/// the detector may rightly report vCPU 0 there, so that part is not
+/// checked.)
+fn linux_guest_lockup() -> Scenario {
+    let mut order = vec![
+        contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+        regex(
+            r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: no interrupt taken and no trap for over \d+ ms \(.*PSTATE\.I set\)$",
+        ),
+    ];
+    order.extend(hardlockup_guest_frames("locked up"));
+    order.push(contains("nmivisor: vm linux vCPU 3: end of the guest lockup report"));
+    order.push(contains("nmv-init: powering off"));
+    linux_masked_lockup("linux-guest-lockup")
+        .guest_lockup("2")
+        .expect_count(contains("nmivisor: vm linux: guest lockup detector on, threshold 2000 ms"), 1)
+        .expect_in_order(order)
+        .expect_count(regex(r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: "), 1)
+        .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
+        .forbid_before(
+            regex(r"^nmivisor: vm linux vCPU [0-2] \(cpu \d+\): guest lockup"),
+            contains("nmv-init: powering off"),
+        )
+        .forbid(contains("=== nmivisor: dump of all CPUs"))
 }
 
 #[cfg(test)]
@@ -1358,6 +1553,140 @@ mod tests {
             .cloned()
             .collect();
         assert_fails(&s, &no_dump, "no dump");
+    }
+
+    /// vCPU 3's guest block of a real `linux-hyp-dump-masked` run.
+    fn hardlockup_block(how: &str) -> Vec<String> {
+        [
+            &format!("guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1") as &str,
+            "    PC 0xffff800080246e68  LR 0xffff800080246af4  SP 0xfff000000109fce0",
+            "    SPSR 0x610000c5  ESR_EL1 0x56000000",
+            "    TCR_EL1 0x08000031b54c350c",
+            "guest backtrace (EL1, x29 0xfff000000109fce0; symbols: KASLR offset 0x0 (VBAR_EL1 0xffff800080010800 = vectors + offset)):",
+            "  #0 0xffff800080246e68 <lkdtm_HARDLOCKUP+0x8>",
+            "  lr 0xffff800080246af4 <lkdtm_do_action+0x18>",
+            "  #1 0xffff800080246bac <direct_entry+0xa0>",
+            "  #2 0xffff80008018f360 <full_proxy_write+0x5c>",
+            "  #3 0xffff800080117dfc <vfs_write+0x84>",
+            "  #8 0xffff800080287ae4 <el0_svc+0x20>",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// The frame of the suite's Linux with pseudo-NMIs off, around `flow`.
+    fn masked_linux_log(flow: Vec<String>) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "nmivisor: vm linux: 12645 guest symbols, text 0xffff800080000000-0xffff8000802a0000",
+            "[    0.157884] CPU1: Booted secondary processor 0x0000000001 [0x000f0510]",
+            "[    0.175666] CPU2: Booted secondary processor 0x0000000002 [0x000f0510]",
+            "[    0.181115] CPU3: Booted secondary processor 0x0000000003 [0x000f0510]",
+            "nmv-init: userspace up (4 CPUs, kernel 6.12.117, test: hyp-lockup)",
+            "nmv-init: CPU 3 locks up now (HARDLOCKUP)",
+        ]
+        .map(String::from)
+        .to_vec();
+        log.extend(flow);
+        log.extend(["nmv-init: powering off", "nmivisor: powering off"].map(String::from));
+        log
+    }
+
+    #[test]
+    fn guest_frames_of_a_masked_lockup() {
+        let s = find("linux-hyp-dump-masked");
+        assert_eq!(s.inputs[0].bytes, b"\x1d\x1d\x1dd");
+        let mut flow = vec![
+            "nmv-init: hyp-lockup: CPU 3 is stuck".to_string(),
+            "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===".into(),
+        ];
+        for i in 0..3 {
+            flow.push(format!("guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"));
+            flow.push("guest backtrace (EL1, x29 0xfff00000008efe10; symbols: KASLR offset 0x0 (VBAR_EL1 0xffff800080010800 = vectors + offset)):".into());
+        }
+        flow.extend(hardlockup_block("interrupted"));
+        flow.push("=== end of dump: 4 CPUs dumped, 0 not responding ===".into());
+        let good = masked_linux_log(flow);
+        assert_passes(&s, &good);
+        let without = |text: &str| -> Vec<String> { good.iter().filter(|l| !l.contains(text)).cloned().collect() };
+        assert_fails(&s, &without("<lkdtm_HARDLOCKUP+"), "the stuck frame unnamed");
+        assert_fails(&s, &without("<lkdtm_do_action+"), "no lr line");
+        assert_fails(&s, &without("<direct_entry+"), "the chain cut short");
+        let mut unmasked = good.clone();
+        let at = unmasked.iter().position(|l| l.starts_with("    SPSR 0x610000c5")).unwrap();
+        unmasked[at] = "    SPSR 0x61000045  ESR_EL1 0x56000000".into();
+        assert_fails(&s, &unmasked, "PSTATE.I clear");
+        let mut pnmi = good.clone();
+        pnmi.insert(1, "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation".into());
+        assert_fails(&s, &pnmi, "pseudo-NMIs on");
+
+        let l = find("linux-guest-lockup");
+        assert!(l.inputs.is_empty(), "no key typed");
+        assert_eq!(l.guest_lockup.as_deref(), Some("2"));
+        let mut flow = vec![
+            "nmivisor: vm linux: guest lockup detector on, threshold 2000 ms".to_string(),
+            "nmivisor: vm linux vCPU 3 (cpu 3): guest lockup: no interrupt taken and no trap for over 2004 ms (virtual timer pending; INTID 27 pending at priority 0xc0, vPMR 0xf0; PSTATE.I set)".into(),
+        ];
+        flow.extend(hardlockup_block("locked up"));
+        flow.push("nmivisor: vm linux vCPU 3: end of the guest lockup report".into());
+        flow.push("nmv-init: hyp-lockup: CPU 3 is stuck; waiting for the hypervisor".into());
+        let good = masked_linux_log(flow);
+        assert_passes(&l, &good);
+        let mut twice = good.clone();
+        let at = twice.iter().position(|l| l.contains("end of the guest lockup report")).unwrap();
+        twice.insert(at + 1, good[7].clone());
+        assert_fails(&l, &twice, "reported twice");
+        let mut other = good.clone();
+        other.insert(7, "nmivisor: vm linux vCPU 1 (cpu 1): guest lockup: no interrupt taken and no trap for over 2100 ms (PSTATE.I set)".into());
+        assert_fails(&l, &other, "another vCPU reported while the guest runs");
+        // At power-off (smp_send_stop spinning masked) it may be reported.
+        let mut at_poweroff = good.clone();
+        let end = at_poweroff.len() - 1;
+        at_poweroff.insert(end, other[7].clone());
+        assert_passes(&l, &at_poweroff);
+    }
+
+    #[test]
+    fn stock_dump_expectations() {
+        let s = find("linux-stock-dump");
+        let header = "guest backtrace (EL1, x29 0xffff80008016bdf0; symbols: KASLR offset 0x30685e600000 (VBAR_EL1 0xffffb068de610800 = vectors + offset)):";
+        let mut log: Vec<String> = [
+            "nmivisor: vm linux: 57737 guest symbols, text 0xffff800080000000-0xffff800080f50000",
+            "nmv-init: idle: every CPU idles; waiting for the hypervisor's dump",
+            "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===",
+        ]
+        .map(String::from)
+        .to_vec();
+        let firsts = [
+            "  #0 0xffffb068df52b7f0 <cpu_do_idle+0x8>",
+            "  #0 0xffffb068df52b7f0 <cpu_do_idle+0x8>",
+            // Found in the idle loop's bookkeeping rather than the WFI.
+            "  #0 0xffffb068de7ad9a0 <tick_nohz_idle_stop_tick+0xd8>",
+        ];
+        for (i, first) in (1..4).zip(firsts) {
+            log.push(format!("--- cpu {i} (MPIDR 0x{i}) ---"));
+            log.push(format!("guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"));
+            log.push(header.into());
+            log.push(first.into());
+            log.push("  #1 0xffffb068de71463c <do_idle+0x284>".into());
+            log.push("  #0 0x000000004020ecb0 <hypervisor::debug::roundup::respond+0x29c>".into());
+        }
+        log.push("--- cpu 0 (MPIDR 0x0) ---".into());
+        log.push("guest state: vm linux vCPU 0 (MPIDR 0x0), trapped to the hypervisor at EL1".into());
+        log.push(header.into());
+        log.push("  #0 0x0000aaaac0de0040".into());
+        log.extend(
+            ["=== end of dump: 4 CPUs dumped, 0 not responding ===", "nmv-init: powering off", "nmivisor: powering off"]
+                .map(String::from),
+        );
+        assert_passes(&s, &log);
+        let mut unnamed = log.clone();
+        let at = unnamed.iter().position(|l| l.contains("tick_nohz_idle_stop_tick")).unwrap();
+        unnamed[at] = "  #0 0xffffb068de7ad9a0".into();
+        assert_fails(&s, &unnamed, "vCPU 3's #0 unnamed");
+        let busy: Vec<String> = log.iter().map(|l| l.replace("<cpu_do_idle+", "<pl011_read+")).collect();
+        assert_fails(&s, &busy, "no secondary in cpu_do_idle");
+        let no_kaslr: Vec<String> = log.iter().map(|l| l.replace("KASLR offset 0x30685e600000 (", "KASLR offset unknown (")).collect();
+        assert_fails(&s, &no_kaslr, "no offset derived");
     }
 
     /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).

@@ -258,28 +258,56 @@ pub fn is_return_address_frame(line: &str) -> bool {
         .is_some_and(|n| n > 0)
 }
 
+static KASLR_OFFSET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bKASLR offset 0x([0-9a-f]+) ").expect("valid regex"));
+
 /// Annotates lines using a list of sources.
 pub struct Symbolizer {
     sources: Vec<Box<dyn SymbolSource>>,
+    /// The guest kernel's sources (System.map, vmlinux): asked after the
+    /// others, at the address minus the guest's load offset.
+    guest: Vec<Box<dyn SymbolSource>>,
+    /// The KASLR offset the dump printed last (`symbols: KASLR offset
+    /// 0x...` on a guest backtrace's first line); guest addresses after it
+    /// are relocated by it.
+    guest_offset: std::cell::Cell<u64>,
 }
 
 impl Symbolizer {
     /// A symbolizer over `sources`, asked in order.
+    #[cfg(test)]
     pub fn new(sources: Vec<Box<dyn SymbolSource>>) -> Self {
-        Symbolizer { sources }
+        Symbolizer::with_guest(sources, Vec::new())
+    }
+
+    /// A symbolizer over `sources`, then over the guest kernel's `guest`
+    /// sources, which see link addresses (the running address minus the
+    /// KASLR offset the log states).
+    pub fn with_guest(sources: Vec<Box<dyn SymbolSource>>, guest: Vec<Box<dyn SymbolSource>>) -> Self {
+        Symbolizer { sources, guest, guest_offset: std::cell::Cell::new(0) }
     }
 
     /// `line` with ` [description]` appended for each address a source
     /// knows; unchanged if there is none.
     pub fn annotate(&self, line: &str) -> String {
+        if let Some(off) = KASLR_OFFSET.captures(line).and_then(|c| u64::from_str_radix(&c[1], 16).ok()) {
+            self.guest_offset.set(off);
+        }
         let ret = is_return_address_frame(line);
         let mut out = line.to_string();
         for (_, addr) in extract_addresses(line) {
+            let link = addr.wrapping_sub(self.guest_offset.get());
             let found = self
                 .sources
                 .iter()
                 .filter(|s| s.contains(addr))
-                .find_map(|s| s.describe(addr, ret));
+                .find_map(|s| s.describe(addr, ret))
+                .or_else(|| {
+                    self.guest
+                        .iter()
+                        .filter(|s| s.contains(link))
+                        .find_map(|s| s.describe(link, ret))
+                });
             if let Some(desc) = found {
                 out.push_str(&format!(" [{desc}]"));
             }
@@ -301,10 +329,10 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Opens the sources: the hypervisor ELF first, then the guest kernel's.
+    /// Opens the sources: the hypervisor ELF, and apart the guest kernel's.
     /// Without a guest source the hypervisor ELF is required; with one, a
     /// missing default ELF is skipped.
-    pub fn open(self) -> Result<Vec<Box<dyn SymbolSource>>> {
+    pub fn open(self) -> Result<Symbolizer> {
         let has_guest = self.system_map.is_some() || self.vmlinux.is_some();
         let mut out: Vec<Box<dyn SymbolSource>> = Vec::new();
         match self.elf {
@@ -315,19 +343,20 @@ impl Sources {
             ),
             None => out.push(Box::new(ElfSource::open(&self.default_elf)?)),
         }
+        let mut guest: Vec<Box<dyn SymbolSource>> = Vec::new();
         if let Some(vmlinux) = &self.vmlinux {
-            out.push(Box::new(ElfSource::open(vmlinux)?));
+            guest.push(Box::new(ElfSource::open(vmlinux)?));
         }
         if let Some(map) = &self.system_map {
-            out.push(Box::new(SystemMapSource::open(map)?));
+            guest.push(Box::new(SystemMapSource::open(map)?));
         }
-        Ok(out)
+        Ok(Symbolizer::with_guest(out, guest))
     }
 }
 
 /// Runs `cargo xtask symbolize`.
 pub fn run(input: Option<PathBuf>, sources: Sources) -> Result<()> {
-    let sym = Symbolizer::new(sources.open()?);
+    let sym = sources.open()?;
     let reader: Box<dyn BufRead> = match &input {
         Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
@@ -460,6 +489,25 @@ ffff800081000100 d some_data
             sym.annotate("EL2 PC 0x0000000040200010"),
             "EL2 PC 0x0000000040200010 [f+0x10]"
         );
+    }
+
+    #[test]
+    fn guest_addresses_follow_the_kaslr_offset_of_the_dump() {
+        let s = SystemMapSource::parse(MAP).unwrap();
+        let sym = Symbolizer::with_guest(vec![Box::new(Fake)], vec![Box::new(s)]);
+        // Before any offset is known, link addresses resolve as they are.
+        assert_eq!(sym.annotate("  #0 0xffff800080010108"), "  #0 0xffff800080010108 [lkdtm_HARDLOCKUP+0x8]");
+        let header = "guest backtrace (EL1, x29 0xffff000001234560; symbols: KASLR offset 0x2a00000 \
+                      (VBAR_EL1 0xffff800082a10800 = vectors + offset)):";
+        sym.annotate(header);
+        assert_eq!(
+            sym.annotate("  #0 0xffff800082a10108 <lkdtm_HARDLOCKUP+0x8>"),
+            "  #0 0xffff800082a10108 <lkdtm_HARDLOCKUP+0x8> [lkdtm_HARDLOCKUP+0x8]"
+        );
+        // A return address: looked up before it.
+        assert_eq!(sym.annotate("  #1 0xffff800082a10124"), "  #1 0xffff800082a10124 [lkdtm_HARDLOCKUP+0x24]");
+        // Hypervisor addresses are not shifted.
+        assert_eq!(sym.annotate("  #2 0x0000000040200010"), "  #2 0x0000000040200010 [f+0x10 (ret)]");
     }
 
     #[test]

@@ -22,6 +22,7 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
                 // list registers under the vGIC lock (see handle_irq).
                 IRQ => crate::gic::irq::handle_irq(frame, Some(crate::vm::run::guest_exited)),
                 SYNC => {
+                    crate::debug::guest_dump::note_trap();
                     crate::vm::run::guest_exited();
                     crate::vm::trap::handle_sync(frame)
                 }

@@ -7,9 +7,12 @@
 //! | `NAME/initrd` | optional: the guest's initramfs |
 //! | `NAME/cmdline` | optional: the kernel command line (one trailing newline is trimmed) |
 //! | `NAME/config` | required: `key = value` lines, `#` comments, blank lines |
+//! | `NAME/symbols` | optional: the guest kernel's symbols, `System.map` format, for guest backtraces |
 //!
 //! Config keys: `cpus` lists physical CPUs (`1-3,5`), `memory` is a size in
-//! bytes with an optional `K`, `M` or `G` suffix.
+//! bytes with an optional `K`, `M` or `G` suffix, `dump = on|off` lets the
+//! VM ask for a dump of itself, `lockup = off|SECONDS|MSms` turns on the
+//! hypervisor's guest lockup detector for it.
 //!
 //! Two stages, so one VM's mistake never costs the others their boot:
 //! [`parse`] turns the archive into one [`VmEntry`] per directory (only a
@@ -165,6 +168,12 @@ pub struct VmSpec<'a> {
     /// `dump = on`: the VM may ask for a dump of its own vCPUs (NMV_DUMP).
     /// Off by default: a dump stops the VM's CPUs for a while.
     pub dump: bool,
+    /// The guest kernel's `System.map` (the `symbols` file), checked when
+    /// the VM is built (`debug::guest_symbols`).
+    pub symbols: Option<&'a [u8]>,
+    /// `lockup = ...`: the guest lockup detector's threshold in
+    /// milliseconds, 0 (the default) for off.
+    pub lockup_ms: u64,
 }
 
 /// One VM directory of the bundle: its spec or why it cannot run.
@@ -254,7 +263,7 @@ impl fmt::Display for VmErrorKind {
             UnknownKey { line, key } => {
                 write!(
                     f,
-                    "config line {line}: unknown key \"{key}\" (known: cpus, memory, dump)"
+                    "config line {line}: unknown key \"{key}\" (known: cpus, memory, dump, lockup)"
                 )
             }
             DuplicateKey { line, key } => write!(f, "config line {line}: \"{key}\" set twice"),
@@ -342,6 +351,7 @@ struct Files<'a> {
     initrd: Option<&'a [u8]>,
     cmdline: Option<&'a [u8]>,
     config: Option<&'a [u8]>,
+    symbols: Option<&'a [u8]>,
     /// The first structural problem found.
     error: Option<VmErrorKind>,
 }
@@ -392,6 +402,7 @@ impl<'a> Files<'a> {
             "initrd" => &mut self.initrd,
             "cmdline" => &mut self.cmdline,
             "config" => &mut self.config,
+            "symbols" => &mut self.symbols,
             _ => return Err(VmErrorKind::UnknownFile(file.to_string())),
         };
         if is_dir {
@@ -423,7 +434,7 @@ fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
         .config
         .ok_or_else(|| err(VmErrorKind::MissingConfig))?;
     let config = core::str::from_utf8(config).map_err(|_| err(VmErrorKind::NotText("config")))?;
-    let Config { cpus, memory, dump } = parse_config(config).map_err(err)?;
+    let Config { cpus, memory, dump, lockup_ms } = parse_config(config).map_err(err)?;
     let cmdline = match files.cmdline {
         Some(bytes) => {
             core::str::from_utf8(bytes).map_err(|_| err(VmErrorKind::NotText("cmdline")))?
@@ -439,6 +450,8 @@ fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
         cpus,
         memory,
         dump,
+        symbols: files.symbols,
+        lockup_ms,
     })
 }
 
@@ -455,13 +468,40 @@ struct Config {
     cpus: CpuSet,
     memory: u64,
     dump: bool,
+    lockup_ms: u64,
 }
 
-/// Reads `cpus`, `memory` and `dump` from a config file.
+/// The longest lockup threshold: an hour.
+pub const MAX_LOCKUP_MS: u64 = 3_600_000;
+
+/// `lockup = off`, `lockup = 2` (seconds) or `lockup = 500ms`: the guest
+/// lockup detector's threshold in ms (0 = off). At least 200 ms: the
+/// detector samples every 100 ms.
+fn parse_lockup(value: &str) -> Result<u64, String> {
+    if value == "off" {
+        return Ok(0);
+    }
+    let (digits, scale) = match value.strip_suffix("ms") {
+        Some(d) => (d.trim(), 1),
+        None => (value.strip_suffix('s').unwrap_or(value).trim(), 1000),
+    };
+    let bad = || alloc::format!("\"{value}\" is not off, SECONDS or MILLISECONDSms");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+        return Err(bad());
+    }
+    let ms = digits.parse::<u64>().map_err(|_| bad())? * scale;
+    if !(200..=MAX_LOCKUP_MS).contains(&ms) {
+        return Err(alloc::format!("{ms} ms is outside 200 ms to 1 hour"));
+    }
+    Ok(ms)
+}
+
+/// Reads `cpus`, `memory`, `dump` and `lockup` from a config file.
 fn parse_config(text: &str) -> Result<Config, VmErrorKind> {
     let mut cpus = None;
     let mut memory = None;
     let mut dump = None;
+    let mut lockup = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let content = raw.split_once('#').map_or(raw, |(before, _)| before).trim();
@@ -516,6 +556,16 @@ fn parse_config(text: &str) -> Result<Config, VmErrorKind> {
                     return Err(duplicate());
                 }
             }
+            "lockup" => {
+                let ms = parse_lockup(value).map_err(|why| VmErrorKind::BadValue {
+                    line,
+                    key: "lockup",
+                    why,
+                })?;
+                if lockup.replace(ms).is_some() {
+                    return Err(duplicate());
+                }
+            }
             _ => {
                 return Err(VmErrorKind::UnknownKey {
                     line,
@@ -532,7 +582,12 @@ fn parse_config(text: &str) -> Result<Config, VmErrorKind> {
     if memory == 0 {
         return Err(VmErrorKind::ZeroMemory);
     }
-    Ok(Config { cpus, memory, dump: dump.unwrap_or(false) })
+    Ok(Config {
+        cpus,
+        memory,
+        dump: dump.unwrap_or(false),
+        lockup_ms: lockup.unwrap_or(0),
+    })
 }
 
 /// `4096`, `64K`, `512M`, `1G` (suffixes are binary and case-insensitive).
@@ -851,6 +906,8 @@ mod tests {
             cpus: CpuSet::parse(cpus).unwrap(),
             memory,
             dump: false,
+            symbols: None,
+            lockup_ms: 0,
         })
     }
 
@@ -887,6 +944,37 @@ mod tests {
             cfg("dump = on\ndump = off\ncpus = 1\nmemory = 2M"),
             Err(VmErrorKind::DuplicateKey { line: 2, .. })
         ));
+    }
+
+    #[test]
+    fn lockup_detector_is_off_unless_set() {
+        let cfg = |text: &str| parse_config(text);
+        assert_eq!(cfg("cpus = 1\nmemory = 2M").unwrap().lockup_ms, 0);
+        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = off").unwrap().lockup_ms, 0);
+        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 2").unwrap().lockup_ms, 2000);
+        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 3s").unwrap().lockup_ms, 3000);
+        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 500ms").unwrap().lockup_ms, 500);
+        for bad in ["on", "100ms", "2h", "-1", "", "99999999999"] {
+            let err = cfg(&alloc::format!("cpus = 1\nmemory = 2M\nlockup = {bad}")).unwrap_err();
+            assert!(err.to_string().starts_with("config line 3: bad lockup: "), "{bad}: {err}");
+        }
+        assert!(matches!(
+            cfg("lockup = 1\nlockup = 2\ncpus = 1\nmemory = 2M"),
+            Err(VmErrorKind::DuplicateKey { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_vm_may_carry_its_symbols() {
+        let mut files = vm_files("linux", "cpus = 0\nmemory = 2M\n");
+        files.push(("linux/symbols".to_string(), FILE, b"ffff800080000000 T _text\n".as_slice()));
+        let bytes = archive(&files);
+        let entries = parse(&bytes).unwrap();
+        let spec = entries[0].clone().unwrap();
+        assert_eq!(spec.symbols, Some(b"ffff800080000000 T _text\n".as_slice()));
+        let bytes = archive(&vm_files("linux", "cpus = 0\nmemory = 2M\n"));
+        let entries = parse(&bytes).unwrap();
+        assert_eq!(entries[0].clone().unwrap().symbols, None);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! stack unwinding and symbolization for dumps, the console monitor's escape
 //! keys and the lockup watchdog. The modules here are pure logic.
 
+pub mod guest_lockup;
+pub mod guest_symbols;
+pub mod guest_walk;
 pub mod monitor;
 pub mod symbols;
 pub mod unwind;
@@ -9,6 +12,8 @@ pub mod watchdog;
 
 #[cfg(target_os = "none")]
 pub mod dump;
+#[cfg(target_os = "none")]
+pub mod guest_dump;
 pub mod ratelimit;
 #[cfg(target_os = "none")]
 pub mod monitor_hw;

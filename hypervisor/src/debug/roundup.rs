@@ -113,7 +113,7 @@ fn print_block(frame: Option<&TrapFrame>) {
 /// and vCPU they belong to. The guest's EL1 registers are live while its
 /// vCPU is resident on this CPU; vPMR shows a guest spinning with its
 /// interrupts masked.
-fn print_guest_state(f: &TrapFrame, how: &str) {
+pub(super) fn print_guest_state(f: &TrapFrame, how: &str) {
     match crate::vm::guest::current() {
         Some((vm, vcpu)) => println!(
             "guest state: vm {} vCPU {} (MPIDR {:#x}), {how} at EL{}",
@@ -135,6 +135,10 @@ fn print_guest_state(f: &TrapFrame, how: &str) {
         regs.vbar,
         ich::virtual_pmr()
     );
+    println!("    TCR_EL1 {:#018x}", regs.tcr);
+    if let Some((vm, _)) = crate::vm::guest::current() {
+        super::guest_dump::print_guest_backtrace(vm, f);
+    }
 }
 
 /// A CPU dumped while it was in the hypervisor on behalf of its guest (a

@@ -53,11 +53,13 @@ pub fn cpu_offline(cpu: usize) {
     WATCHDOG.set_offline(cpu);
 }
 
-/// The EL2 timer interrupt: re-arm, move queued guest output, beat, check
-/// the buddy.
-pub fn tick() {
+/// The EL2 timer interrupt (`frame`: what it interrupted): re-arm, move
+/// queued guest output, sample this CPU's guest for the guest lockup
+/// detector, then beat and check the buddy when the watchdog is on.
+pub fn tick(frame: &crate::arch::vectors::TrapFrame) {
     arm_timer_us(TICK_US);
     crate::vm::uart::drain();
+    super::guest_dump::lockup_tick(frame);
     let threshold = THRESHOLD.load(Ordering::Acquire);
     if threshold == 0 {
         return;

@@ -60,7 +60,7 @@ pub fn handle_irq(frame: &TrapFrame, guest_exited: Option<fn()>) {
     gicv3::local_irq_unmask();
     match intid {
         i if Sgi::from_intid(i) == Some(Sgi::Kick) => crate::ipi::hw::handle_sgi(Sgi::Kick, frame),
-        EL2_TIMER_INTID => crate::debug::watchdog_hw::tick(),
+        EL2_TIMER_INTID => crate::debug::watchdog_hw::tick(frame),
         // Taking the guest exit was the point: the list registers are
         // refilled before the guest resumes.
         MAINTENANCE_INTID => {}

@@ -10,8 +10,10 @@ use crate::arch::Mutex;
 
 static MAILBOXES: Mailboxes<MAX_CPUS> = Mailboxes::new();
 
-/// A function queued for a CPU's idle loop by [`run_on`].
-static WORK: [Mutex<Option<fn()>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+/// A function queued for a CPU's idle loop by [`run_on`], if any.
+type WorkSlot = Mutex<Option<fn()>>;
+/// Each CPU's [`WorkSlot`].
+static WORK: [WorkSlot; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
 
 /// Posts `msg` to `cpu` and sends the SGI the message table assigns to it.
 pub fn send(cpu: usize, msg: Message) {

@@ -143,5 +143,21 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         Vgic::with_mpidrs(&mpidrs, NR_SPIS, ich::priority_bits()),
     );
     vm.dump_allowed = spec.dump;
+    vm.lockup_ticks = spec.lockup_ms.saturating_mul(cpu::counter_freq()) / 1000;
+    if spec.lockup_ms != 0 {
+        println!("nmivisor: vm {}: guest lockup detector on, threshold {} ms", spec.name, spec.lockup_ms);
+    }
+    if let Some(bytes) = spec.symbols {
+        match crate::debug::guest_symbols::SystemMap::parse(bytes) {
+            Ok(map) => {
+                println!(
+                    "nmivisor: vm {}: {} guest symbols, text {:#x}-{:#x}",
+                    spec.name, map.text_symbols, map.text.0, map.text.1
+                );
+                vm.symbols = Some(map);
+            }
+            Err(e) => println!("nmivisor: vm {}: symbols ignored: {e}", spec.name),
+        }
+    }
     Ok(vm)
 }

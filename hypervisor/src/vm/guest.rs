@@ -149,6 +149,11 @@ pub struct Vm {
     pub uart: Mutex<Pl011>,
     /// The bundle's `dump = on`: NMV_DUMP is allowed.
     pub dump_allowed: bool,
+    /// The guest kernel's symbols (the bundle's `symbols` file), for the
+    /// guest backtraces of dumps.
+    pub symbols: Option<crate::debug::guest_symbols::SystemMap<'static>>,
+    /// The guest lockup detector's threshold in counter ticks; 0 = off.
+    pub lockup_ticks: u64,
     /// Counter value of the last dump NMV_DUMP ran (rate limit).
     pub last_dump: AtomicU64,
     /// This VM's own limit on log lines about what it does.
@@ -190,6 +195,8 @@ impl Vm {
             initrd,
             dtb,
             dump_allowed: false,
+            symbols: None,
+            lockup_ticks: 0,
             last_dump: AtomicU64::new(0),
             log_limit: crate::debug::ratelimit::RateLimit::new(),
             state: AtomicU8::new(VmState::Running as u8),

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod counter;
 pub mod initramfs;
 pub mod kconfig;
+pub mod kallsyms;
 pub mod stock;
 
 use std::io::{BufRead, BufReader, Write};

@@ -36,6 +36,9 @@ pub struct StockKernel {
     pub version: String,
     /// `boot/vmlinuz-<release>`: the arm64 Image.
     pub image: PathBuf,
+    /// The kernel's symbols in System.map format, if they could be had
+    /// (see [`system_map`]).
+    pub system_map: Option<PathBuf>,
 }
 
 /// The unsigned image package behind the signed one the metapackage's
@@ -107,11 +110,53 @@ pub fn fetch() -> Result<StockKernel> {
         f.deb_bytes as f64 / 1e6,
         head.len() as f64 / 1e6
     );
+    let system_map = system_map(&f.dir, &release, &image);
     Ok(StockKernel {
         package,
         version: f.version,
         image,
+        system_map,
     })
+}
+
+/// The stock kernel's symbols as a System.map. Debian's package holds
+/// only a one-line placeholder at `boot/System.map-<release>` ("The real
+/// System.map is in the linux-image-<version>-dbg package", a 1 GB
+/// download); a real map there is used as it is. Otherwise the symbols
+/// come from the kernel's own kallsyms tables inside the Image
+/// ([`super::kallsyms`]), written once to `System.map-kallsyms` next to
+/// it. `None` (with a note) if neither works: the dumps then show bare
+/// guest addresses.
+pub fn system_map(dir: &std::path::Path, release: &str, image: &std::path::Path) -> Option<PathBuf> {
+    let shipped = dir.join(format!("boot/System.map-{release}"));
+    if let Ok(text) = std::fs::read_to_string(&shipped) {
+        if text.lines().filter(|l| l.contains(" T ") || l.contains(" t ")).take(100).count() == 100 {
+            return Some(shipped);
+        }
+    }
+    let out = dir.join("System.map-kallsyms");
+    if out.exists() {
+        return Some(out);
+    }
+    let result = std::fs::read(image)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| super::kallsyms::extract(&bytes))
+        .and_then(|map| {
+            let tmp = out.with_extension("tmp");
+            std::fs::write(&tmp, &map)?;
+            std::fs::rename(&tmp, &out)?;
+            Ok(map.lines().count())
+        });
+    match result {
+        Ok(n) => {
+            say!("linux: stock kernel symbols: {n} from the Image's kallsyms, {}", out.display());
+            Some(out)
+        }
+        Err(e) => {
+            say!("linux: no symbols for the stock kernel ({e:#}); its dumps show bare guest addresses");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
