@@ -120,10 +120,11 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
             return;
         }
     }
-    let write = esr.mmio_access().is_some_and(|a| a.write);
+    // WnR and CM hold even without a valid syndrome (LDP/STP, DC by VA).
+    let (write, cm) = esr.abort_direction();
     log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
     let same_el = frame.spsr & 0xf != 0;
-    inject_sync(frame, Esr::sync_external_data_abort(same_el, write).0);
+    inject_sync(frame, Esr::sync_external_data_abort(same_el, write, cm).0);
 }
 
 /// ESR for a synchronous external abort on instruction fetch (EC 0x21 from
