@@ -52,19 +52,24 @@
 //! `cargo xtask bench` (see `docs/benchmarks.md`);
 //! `guest-test.bench-iterations=N` sets the iterations.
 //!
+//! Boot argument `guest-test.hostile` selects hostile mode instead
+//! ([`hostile`]): `seed=N ops=N` random operations on every vCPU, each of
+//! which must get a defined answer ([`hostile_rules`]).
+//!
 //! Boot arguments `guest-test.system-reset` (reset once through PSCI
 //! SYSTEM_RESET, then run the cases) and `guest-test.hyp-dump` (after the
 //! cases, NMV_DUMP while every CPU is busy) add modes ([`modes`]).
 //!
 //! The crate builds two ways:
 //! - for `aarch64-unknown-none` it is the guest image;
-//! - for the host only the pure helpers ([`esr`], [`line`], [`mmu`],
-//!   [`topology`]) are compiled, for their unit tests.
+//! - for the host only the pure helpers ([`esr`], [`hostile_rules`],
+//!   [`line`], [`mmu`], [`topology`]) are compiled, for their unit tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
 // Pure logic: builds everywhere, unit-tested on the host.
 mod esr;
+mod hostile_rules;
 mod line;
 mod mmu;
 mod topology;
@@ -88,6 +93,8 @@ mod fault;
 mod gic;
 #[cfg(target_os = "none")]
 mod hyp;
+#[cfg(target_os = "none")]
+mod hostile;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]

@@ -71,6 +71,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     if platform.has_bootarg(modes::SYSTEM_RESET_ARG) {
         extra(modes::system_reset(), "system-reset");
     }
+    if platform.has_bootarg(crate::hostile::ARG) {
+        crate::hostile::run();
+    }
     if platform.has_bootarg(crate::bench::BENCH_ARG) {
         crate::bench::run();
     }
