@@ -7,7 +7,7 @@
 # starts with `nmv-init:` so that the QEMU scenarios can follow it.
 #
 # Flows (see flow_* below): boot, nmi-backtrace, hardlockup, poweroff,
-# hyp-dump. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
+# hyp-dump, heartbeat. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
 # ends with `poweroff -f`.
 #
 # This shell pins itself (and so every command it starts) to CPU 0: a CPU
@@ -142,6 +142,28 @@ flow_hyp_dump() {
     power_off
 }
 
+flow_heartbeat() {
+    # A line every 100 ms of guest time, with the virtual counter (hex
+    # CNTVCT CNTFRQ), so a test can measure the gaps in guest time; until
+    # a line "stop" arrives on the console (or 10 minutes pass).
+    (
+        n=0
+        while [ "$n" -lt 6000 ]; do
+            say "heartbeat $n $(/bin/nmv-counter)"
+            n=$((n + 1))
+            usleep 100000 2>/dev/null || sleep 0.1
+        done
+    ) &
+    beater=$!
+    say "heartbeat: a line every 100 ms; type stop to end"
+    while read -r line; do
+        [ "$line" = stop ] && break
+    done
+    kill "$beater"
+    say "heartbeat: stopped"
+    power_off
+}
+
 case "$TEST" in
 "")
     say "no nmv.test= on the command line: starting a shell on the console"
@@ -156,6 +178,7 @@ nmi-backtrace) flow_nmi_backtrace ;;
 hardlockup) flow_hardlockup ;;
 poweroff) power_off ;;
 hyp-dump) flow_hyp_dump ;;
-*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump)" ;;
+heartbeat) flow_heartbeat ;;
+*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, heartbeat)" ;;
 esac
 power_off

@@ -86,6 +86,50 @@ pub enum Expect {
     /// Lines matching these patterns appear in this order (each one after
     /// the line that matched the previous pattern).
     InOrder(Vec<Pattern>),
+    /// Heartbeat lines, `MARKER N CNTVCT CNTFRQ` (N decimal, the guest's
+    /// virtual counter and its frequency in hex, as `/init`'s heartbeat
+    /// flow prints them): at least `min_beats` of them, numbered without
+    /// a hole, and no two consecutive ones further apart than
+    /// `max_gap_ms` of guest time (from the counter values, not wall time).
+    Heartbeat {
+        marker: String,
+        min_beats: usize,
+        max_gap_ms: u64,
+    },
+}
+
+/// Heartbeats seen and the largest gap between consecutive ones in guest
+/// milliseconds; or why the lines do not form a heartbeat.
+pub fn heartbeat_stats(marker: &str, lines: &[String]) -> Result<(usize, u64), String> {
+    let mut last: Option<(u64, u64)> = None;
+    let (mut beats, mut max_gap) = (0usize, 0u64);
+    for l in lines {
+        let Some(at) = l.find(marker) else { continue };
+        let words: Vec<&str> = l[at + marker.len()..].split_whitespace().collect();
+        let parsed = match words.as_slice() {
+            [n, cnt, frq, ..] => n
+                .parse::<u64>()
+                .ok()
+                .zip(u64::from_str_radix(cnt, 16).ok())
+                .zip(u64::from_str_radix(frq, 16).ok().filter(|&f| f > 0)),
+            _ => None,
+        };
+        let Some(((n, cnt), frq)) = parsed else {
+            return Err(format!("unreadable heartbeat line {l:?}"));
+        };
+        if let Some((prev_n, prev_cnt)) = last {
+            if n != prev_n + 1 {
+                return Err(format!("heartbeat {n} follows {prev_n}"));
+            }
+            if cnt < prev_cnt {
+                return Err(format!("heartbeat {n}: the counter went back"));
+            }
+            max_gap = max_gap.max((cnt - prev_cnt) * 1000 / frq);
+        }
+        last = Some((n, cnt));
+        beats += 1;
+    }
+    Ok((beats, max_gap))
 }
 
 /// How a run ends successfully.
@@ -126,6 +170,14 @@ pub enum Boot {
     /// initramfs of `cargo xtask linux`) on every CPU, with this command
     /// line; `append` stays the hypervisor's.
     LinuxVm(String),
+    /// The hypervisor with a bundle holding VM `linux` first (so it has the
+    /// console input at boot) on `linux_cpus` with command line `cmdline`,
+    /// then the guest-test VMs of `guests`.
+    LinuxAndGuests {
+        cmdline: String,
+        linux_cpus: String,
+        guests: BundleSpec,
+    },
 }
 
 /// A QEMU test scenario. Build one with [`Scenario::new`] and the builder
@@ -275,18 +327,24 @@ impl Scenario {
 
     /// Whether the scenario boots guest-test (natively or in a bundle).
     pub fn needs_guest(&self) -> bool {
-        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest)
+        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest | Boot::LinuxAndGuests { .. })
     }
 
     /// Whether the scenario boots the Linux guest of `cargo xtask linux`.
     pub fn needs_linux(&self) -> bool {
-        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_))
+        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_) | Boot::LinuxAndGuests { .. })
     }
 
     /// Whether the scenario needs the hypervisor build (every boot but
     /// native Linux: native guest-test comes from the same build).
     pub fn needs_build(&self) -> bool {
         !matches!(self.boot, Boot::LinuxNative)
+    }
+
+    /// Expects the Linux heartbeat (see [`Expect::Heartbeat`]).
+    pub fn expect_heartbeat(mut self, marker: &str, min_beats: usize, max_gap_ms: u64) -> Self {
+        self.expects.push(Expect::Heartbeat { marker: marker.into(), min_beats, max_gap_ms });
+        self
     }
 
     /// After the run, a guest PC of the dump must resolve in the Linux
@@ -439,6 +497,19 @@ pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
                     failures.push(format!("forbidden {p} appeared: {l:?}"));
                 }
             }
+            Expect::Heartbeat { marker, min_beats, max_gap_ms } => match heartbeat_stats(marker, lines) {
+                Err(e) => failures.push(e),
+                Ok((beats, gap)) => {
+                    if beats < *min_beats {
+                        failures.push(format!("{beats} heartbeats, expected at least {min_beats}"));
+                    }
+                    if gap > *max_gap_ms {
+                        failures.push(format!(
+                            "a heartbeat gap of {gap} ms of guest time, more than the bound of {max_gap_ms} ms"
+                        ));
+                    }
+                }
+            },
             Expect::InOrder(ps) => {
                 let mut from = 0;
                 for (i, p) in ps.iter().enumerate() {
@@ -765,6 +836,38 @@ fn escape_ctrl_a(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    fn lines(beats: &[(u64, u64)]) -> Vec<String> {
+        beats
+            .iter()
+            .map(|(n, c)| format!("[linux] nmv-init: heartbeat {n} {c:016x} 0000000003b9aca0"))
+            .collect()
+    }
+
+    #[test]
+    fn measures_gaps_in_guest_time() {
+        // 62.5 MHz: 6_250_000 ticks = 100 ms.
+        let l = lines(&[(0, 0), (1, 6_250_000), (2, 31_250_000)]);
+        assert_eq!(heartbeat_stats("nmv-init: heartbeat ", &l), Ok((3, 400)));
+        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 3, max_gap_ms: 300 }];
+        assert_eq!(check(&e, &l).len(), 1);
+        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 4, max_gap_ms: 500 }];
+        assert_eq!(check(&e, &l).len(), 1);
+    }
+
+    #[test]
+    fn holes_and_garbage_fail() {
+        let m = "nmv-init: heartbeat ";
+        assert!(heartbeat_stats(m, &lines(&[(0, 0), (2, 10)])).is_err());
+        assert!(heartbeat_stats(m, &lines(&[(0, 10), (1, 5)])).is_err());
+        assert!(heartbeat_stats(m, &["x nmv-init: heartbeat 1 zz 1".to_string()]).is_err());
+        assert_eq!(heartbeat_stats(m, &["unrelated".to_string()]), Ok((0, 0)));
+    }
 }
 
 #[cfg(test)]

@@ -540,6 +540,12 @@ fn test(
                     s.flavor.stem(),
                     linux::VM_NAME
                 ),
+                Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => format!(
+                    "{} image + Linux VM {} cpus {linux_cpus} [{cmdline}] + bundle [{}]",
+                    s.flavor.stem(),
+                    linux::VM_NAME,
+                    guests.describe()
+                ),
             };
             let kernel = match s.linux_kernel {
                 harness::LinuxKernel::Stock if s.needs_linux() => " (Debian's stock kernel)",
@@ -650,6 +656,22 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
             bundle::build_bundle(std::slice::from_ref(&vm), &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built()?.hypervisor.bin, Some(&out))
+        }
+        Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => {
+            let built = built()?;
+            let mut vms = vec![VmConfig {
+                dump: false,
+                name: linux::VM_NAME.into(),
+                image: linux_image(s, inputs)?,
+                initrd: Some(initramfs()?.to_path_buf()),
+                cmdline: cmdline.clone(),
+                cpus: linux_cpus.clone(),
+                memory: linux::VM_MEMORY.into(),
+            }];
+            vms.extend(guests.configs(&built.guest()?.bin));
+            let out = bundle::bundle_path(&s.name);
+            bundle::build_bundle(&vms, &out).context("cannot write the scenario's bundle")?;
+            s.qemu_config(&built.hypervisor.bin, Some(&out))
         }
     })
 }

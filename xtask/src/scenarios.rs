@@ -36,6 +36,7 @@ pub fn all() -> Vec<Scenario> {
         bundle_malformed(),
     ]);
     list.extend(linux_scenarios());
+    list.push(hostile_next_to_linux());
     list.extend(stock_linux_scenarios());
     list
 }
@@ -743,6 +744,91 @@ fn linux_hyp_dump() -> Scenario {
         );
     }
     s
+}
+
+// ---------------------------------------------------------------------------
+// A hostile guest next to Linux.
+
+/// Operations the hostile guest runs in [`hostile_next_to_linux`].
+const HOSTILE_OPS: u64 = 1_000_000;
+
+/// The largest gap between two Linux heartbeats (100 ms apart) allowed
+/// while the hostile guest runs, in guest time (the virtual counter): 20
+/// periods. It covers a hypervisor-wide dump, which stops every CPU while
+/// it prints, and a loaded emulation host that does not run a vCPU's
+/// thread for a while; a guest that could stall Linux through the
+/// hypervisor (a lock held, an NMI path blocked) would exceed it.
+const HEARTBEAT_GAP_BOUND_MS: u64 = 2000;
+
+/// `hostile-next-to-linux`: on 5 CPUs, the suite's Linux (CPUs 0-1,
+/// `nmv.test=heartbeat`: a line every 100 ms of guest time with the
+/// virtual counter) and guest-test's hostile mode (CPUs 2-3, 1,000,000
+/// random operations); CPU 4 belongs to no VM.
+///
+/// Once Linux has beaten 20 times, the console monitor moves input to
+/// the hostile VM and types the byte that starts it. At 200,000
+/// operations the monitor asks for a dump of every CPU; at 400,000 it
+/// makes CPU 4 spin with interrupts masked until the watchdog (threshold
+/// 2 s) reports it. When the hostile VM has powered off (after its
+/// deliberate SYSTEM_RESET race), input goes back to Linux, `stop` ends
+/// its heartbeat, and it powers off.
+///
+/// Passes when: no hypervisor panic; the hostile guest reaches its count
+/// with 0 undefined answers; the dump completes with every CPU and none
+/// "not responding"; the watchdog reports CPU 4 and nothing else; the
+/// heartbeat has no hole and no gap above [`HEARTBEAT_GAP_BOUND_MS`].
+fn hostile_next_to_linux() -> Scenario {
+    let guests = BundleSpec::new()
+        .vm("hostile", "2-3", "128M")
+        .cmdline(&format!("guest-test.hostile seed=0x5eed ops={HOSTILE_OPS} wait=console"));
+    let mut s = Scenario::new("hostile-next-to-linux")
+        .test_hooks()
+        .smp(5)
+        .mem(crate::linux::HOST_MEMORY)
+        .append(&format!("nmivisor.watchdog=2 {NMI_TIMEOUT}"))
+        .timeout_secs(900);
+    s.boot = crate::harness::Boot::LinuxAndGuests {
+        cmdline: crate::linux::cmdline("nmv.test=heartbeat"),
+        linux_cpus: "0-1".into(),
+        guests,
+    };
+    let done = format!("hostile: {HOSTILE_OPS} ops, 0 undefined answers");
+    s.send_after(contains("nmv-init: heartbeat 20 "), b"\x1d\x1d\x1dng")
+        .send_after(contains("hostile: progress 200000 ops"), b"\x1d\x1d\x1dd")
+        .send_after(contains("hostile: progress 400000 ops"), b"\x1d\x1d\x1dw")
+        .send_after(contains("nmivisor: vm hostile: powered off"), b"\x1d\x1d\x1dnstop\r")
+        .forbid(contains("Kernel panic"))
+        .forbid(contains("Unable to handle kernel"))
+        .forbid(contains("nmv-init: FAILED"))
+        .forbid(contains("not started"))
+        .forbid(contains("hostile: undefined:"))
+        .forbid(contains("made no progress"))
+        .forbid(regex(r"\bcpu \d+ not responding"))
+        .forbid(contains("did not answer"))
+        .forbid(contains("another dump is in progress"))
+        .forbid(regex(r"hard LOCKUP on cpu [0-3]\b"))
+        .expect_in_order([
+            contains("nmv-init: heartbeat: a line every 100 ms"),
+            contains("hostile: console input received, starting"),
+            contains("=== nmivisor: dump of all CPUs (console monitor)"),
+            contains("=== end of dump: 5 CPUs dumped, 0 not responding ==="),
+            contains("nmivisor: watchdog test: cpu 4 spins with interrupts masked"),
+            regex(r"^watchdog: hard LOCKUP on cpu 4 \(no heartbeat for over 2000 ms\)"),
+            contains("nmivisor: watchdog test: cpu 4 was reported"),
+            regex(r"hostile: counts value=\d+ ext-abort=\d+ s1-fault=\d+ undef=\d+ el1-trap=\d+ debug=\d+ smccc-ok=\d+ smccc-err=\d+ skipped=\d+ el0=[1-9]\d* cpu-off=[1-9]\d* cpu-on-started=[1-9]\d* time-ms=\d+"),
+            contains(done.as_str()),
+            contains("nmivisor: vm hostile: reset (SYSTEM_RESET from vCPU 0)"),
+            contains("hostile: back after SYSTEM_RESET; powering off"),
+            contains("nmivisor: vm hostile: powered off"),
+            contains("nmv-init: heartbeat: stopped"),
+            contains("nmivisor: all VMs stopped"),
+            contains("nmivisor: powering off"),
+        ])
+        .expect_count(contains(done.as_str()), 1)
+        .expect_count(contains("=== end of dump:"), 1)
+        .expect_count(contains("watchdog: hard LOCKUP"), 1)
+        .expect_heartbeat("nmv-init: heartbeat ", 100, HEARTBEAT_GAP_BOUND_MS)
+        .exit_code(0)
 }
 
 #[cfg(test)]
