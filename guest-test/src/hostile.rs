@@ -4,10 +4,11 @@
 //! the encoders and the rules).
 //!
 //! - Every operation is one instruction, chosen and encoded at run time
-//!   from a per-CPU splitmix64 stream seeded from `seed`, written into a
-//!   per-CPU code slot (`insn; ret` at EL1, `insn; svc #0` at EL0) and
-//!   executed with a probe armed: the exception vectors ([`take`]) record
-//!   any exception it raises and resume after it.
+//!   from a per-CPU splitmix64 stream seeded from `seed` (any system
+//!   register encoding can come up), and executed from its slot in a code
+//!   table written once at start (`insn; ret` at EL1, `insn; svc #0` at
+//!   EL0, [`rules::slots`]) with a probe armed: the exception vectors
+//!   ([`take`]) record any exception it raises and resume after it.
 //! - Operations: MMIO loads and stores of 1, 2, 4 and 8 bytes, LDP/STP and
 //!   DC CIVAC/CVAC on the GIC distributor, every redistributor frame, the
 //!   PL011 and anywhere in the IPA space outside the guest's RAM; loads
@@ -38,11 +39,11 @@
 //! byte on its PL011 before it starts, so a test can start the storm when
 //! the machine's other VMs are up.
 
-use crate::hostile_rules::{self as rules, enc, Access, Answer, Class, Rng, Target, CLASSES};
+use crate::hostile_rules::{self as rules, enc, slots, Access, Answer, Class, Rng, Target, CLASSES};
 use crate::topology::MAX_CPUS;
 use crate::{cpu, dt, gic, println, psci};
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The boot argument that selects hostile mode.
 pub const ARG: &str = "guest-test.hostile";
@@ -137,11 +138,13 @@ fn install_tables() {
 // ---------------------------------------------------------------------------
 // Code slots and the probe.
 
-/// One 4 KiB page of EL1 code per CPU; a slot is `insn; ret`.
+/// The EL1 code table ([`rules::slots`]): each slot is `insn; ret`,
+/// one u64 (the instruction is the low, first word). Written once by the
+/// boot vCPU before the storm.
 #[repr(C, align(4096))]
-struct Slots([[AtomicU32; 1024]; MAX_CPUS]);
+struct CodeTable([AtomicU64; slots::COUNT]);
 
-static EL1_SLOTS: Slots = Slots([const { [const { AtomicU32::new(0) }; 1024] }; MAX_CPUS]);
+static EL1_CODE: CodeTable = CodeTable([const { AtomicU64::new(0) }; slots::COUNT]);
 
 /// PA (= identity VA) of the EL0 code block.
 static EL0_PA: AtomicU64 = AtomicU64::new(0);
@@ -251,21 +254,42 @@ pub fn take(me: usize, vector: u64, frame: &mut crate::vectors::Frame) -> bool {
     true
 }
 
-/// Makes freshly written instructions at `addr` visible to instruction
-/// fetch (Arm ARM B2.4.4, self-modifying code).
-fn sync_icache(addr: u64) {
-    // SAFETY: cache maintenance by VA of this CPU's own code slot.
-    unsafe {
-        asm!(
-            "dc cvau, {a}",
-            "dsb ish",
-            "ic ivau, {a}",
-            "dsb ish",
-            "isb",
-            a = in(reg) addr,
-            options(nostack, preserves_flags)
-        )
-    };
+/// Makes freshly written instructions in `[start, start + len)` visible
+/// to instruction fetch on every CPU (Arm ARM B2.4.4: clean to PoU,
+/// invalidate the instruction cache, synchronize).
+fn sync_icache(start: u64, len: u64) {
+    let mut a = start & !63;
+    while a < start + len {
+        // SAFETY: cleans one line of the code table to the PoU.
+        unsafe { asm!("dc cvau, {a}", a = in(reg) a, options(nostack, preserves_flags)) };
+        a += 64;
+    }
+    // SAFETY: barriers and an instruction cache invalidation.
+    unsafe { asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Writes both code tables (boot vCPU, before any other vCPU runs one).
+fn write_code_tables(el0_pa: u64) {
+    for i in 0..slots::COUNT {
+        let insn = slots::insn(i) as u64;
+        EL1_CODE.0[i].store(insn | (enc::RET as u64) << 32, Ordering::Relaxed);
+        // SAFETY: slot i of the EL0 table, in the EL0 code block of guest
+        // RAM that nothing else uses, written through the identity map.
+        unsafe { core::ptr::write_volatile((el0_pa + 8 * i as u64) as *mut u64, insn | (enc::SVC0 as u64) << 32) };
+    }
+    let len = 8 * slots::COUNT as u64;
+    sync_icache(EL1_CODE.0.as_ptr() as u64, len);
+    sync_icache(el0_pa, len);
+}
+
+/// The slot of a generated instruction. Every generator draws from the
+/// table's instructions; a miss is a bug in this file, reported as such.
+fn slot_of(me: usize, insn: u32) -> Option<usize> {
+    let s = slots::of(insn);
+    if s.is_none() {
+        record_bad(Bad { cpu: me, op: Op::Idle, what: insn as u64, esr: 0, value: 0, reason: "guest-test bug: an instruction without a slot" });
+    }
+    s
 }
 
 fn answer(me: usize, completed_el0: bool) -> Answer {
@@ -283,21 +307,17 @@ fn answer(me: usize, completed_el0: bool) -> Answer {
 /// Runs `insn` at EL1 with x0..x3 = `regs`; returns the answer and x0..x3
 /// afterwards.
 fn run_el1(me: usize, insn: u32, regs: [u64; 4]) -> (Answer, [u64; 4]) {
-    let slot = &EL1_SLOTS.0[me];
-    let addr = slot.as_ptr() as u64;
-    if slot[0].load(Ordering::Relaxed) != insn || slot[1].load(Ordering::Relaxed) != enc::RET {
-        slot[0].store(insn, Ordering::Relaxed);
-        slot[1].store(enc::RET, Ordering::Relaxed);
-        sync_icache(addr);
-    }
+    let Some(i) = slot_of(me, insn) else { return (Answer::Done, regs) };
+    let addr = EL1_CODE.0[i].as_ptr() as u64;
     TAKEN[me].store(0, Ordering::Relaxed);
     ARMED[me].store(true, Ordering::Relaxed);
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
     let (mut r0, mut r1, mut r2, mut r3) = (regs[0], regs[1], regs[2], regs[3]);
     // SAFETY: the slot holds one generated instruction and RET. The
-    // instruction is one the generators allow: an access to MMIO or to
-    // memory outside the guest's RAM, a hypercall, or an MRS/MSR that
-    // cannot change the guest's own translation, vectors or stack. If it
+    // generators only draw instructions that cannot change the guest's
+    // own translation, vectors or stack: accesses to MMIO or to memory
+    // outside the guest's RAM, hypercalls, MRS anywhere but the interrupt
+    // acknowledge registers, MSR only to the trapping families. If it
     // faults, the vectors skip it (`take`).
     unsafe {
         asm!(
@@ -318,27 +338,18 @@ fn run_el1(me: usize, insn: u32, regs: [u64; 4]) -> (Answer, [u64; 4]) {
 /// Runs `insn` at EL0 with x0..x2 = `regs`; returns the answer and the
 /// stub's x1.
 fn run_el0(me: usize, insn: u32, regs: [u64; 3]) -> (Answer, u64) {
-    let page = EL0_PA.load(Ordering::Relaxed) + me as u64 * PAGE;
-    // SAFETY: this CPU's page of the EL0 code block, in guest RAM, which
-    // nothing else uses; written through the EL1 identity map.
-    unsafe {
-        if core::ptr::read_volatile(page as *const u32) != insn || core::ptr::read_volatile((page + 4) as *const u32) != enc::SVC0 {
-            core::ptr::write_volatile(page as *mut u32, insn);
-            core::ptr::write_volatile((page + 4) as *mut u32, enc::SVC0);
-            sync_icache(page);
-        }
-    }
+    let Some(i) = slot_of(me, insn) else { return (Answer::Done, 0) };
     let daif: u64;
     // SAFETY: reads PSTATE.DAIF.
     unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
     TAKEN[me].store(0, Ordering::Relaxed);
     ARMED[me].store(true, Ordering::Relaxed);
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    // SAFETY: drops to EL0 at this CPU's stub page (mapped for EL0 only
-    // there), which ends with SVC; the vectors bring the CPU back to
-    // `hostile_el0_resume`, which restores the callee-saved registers and
-    // the stack.
-    unsafe { hostile_el0_enter(EL0_VA + me as u64 * PAGE, regs[0], regs[1], regs[2]) };
+    // SAFETY: drops to EL0 at the slot's stub in the EL0 code table (the
+    // only memory EL0 may execute), which ends with SVC; the vectors bring
+    // the CPU back to `hostile_el0_resume`, which restores the
+    // callee-saved registers and the stack.
+    unsafe { hostile_el0_enter(EL0_VA + 8 * i as u64, regs[0], regs[1], regs[2]) };
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
     ARMED[me].store(false, Ordering::Relaxed);
     // SAFETY: restores PSTATE.DAIF as it was before the stub.
@@ -754,7 +765,7 @@ fn op_hypercall(me: usize, rng: &mut Rng, m: &Map) {
         // Console writes: mostly refused; rarely a few junk bytes.
         0xc600_0001 => {
             args = if rng.chance(1, 16) {
-                [m.junk + rng.below(64), 1 + rng.below(8), 0]
+                [m.junk + 8 * rng.below(64), 8, 0]
             } else {
                 let any = rng.next();
                 [rng.pick(&[0, m.ram.end() - 8, any, m.junk]), 257 + rng.below(1 << 20), 0]
@@ -767,7 +778,7 @@ fn op_hypercall(me: usize, rng: &mut Rng, m: &Map) {
             }
         }
     }
-    let imm = if rng.chance(1, 4) { rng.next() as u16 } else { 0 };
+    let imm = if rng.chance(1, 4) { rng.below(256) as u16 } else { 0 };
     let insn = if rng.chance(1, 2) { enc::hvc(imm) } else { enc::smc(imm) };
     let (ans, r) = run_el1(me, insn, [fid as u64, args[0], args[1], args[2]]);
     let verdict = match ans {
@@ -862,8 +873,8 @@ fn op_other_el0(me: usize, rng: &mut Rng) {
                 enc::mrs_x1(r)
             }
         }
-        4 => enc::hvc(rng.next() as u16),
-        5 => enc::smc(rng.next() as u16),
+        4 => enc::hvc(rng.below(256) as u16),
+        5 => enc::smc(rng.below(256) as u16),
         6 => enc::WFI,
         _ => enc::msr_x1((3, 0, 12, 11, 5)),
     };
@@ -1093,6 +1104,7 @@ pub fn run() -> ! {
     let el0_pa = (p.ram.base + p.ram.size / 2) & !(MIB2 - 1);
     EL0_PA.store(el0_pa, Ordering::Relaxed);
     build_tables(el0_pa);
+    write_code_tables(el0_pa);
     println!(
         "hostile: seed {seed:#x}, {target} ops on {} vCPUs; RAM {:#x}-{:#x}, EL0 code at {el0_pa:#x}",
         p.cpus.count(),

@@ -132,6 +132,65 @@ pub mod enc {
     }
 }
 
+/// The code table: every instruction hostile mode runs has a fixed slot,
+/// so the table is written once and each operation only jumps to its
+/// slot (no self-modifying code per operation: an emulator translates
+/// each slot once). A slot is the instruction and then RET (EL1 table)
+/// or SVC #0 (EL0 table).
+pub mod slots {
+    use super::enc;
+
+    /// MRS and MSR of every Op0 2/3 encoding.
+    pub const SYSREG: usize = 1 << 16;
+    /// The fixed memory, cache and WFI instructions.
+    pub const FIXED: [u32; 18] = [
+        0x3940_0001, 0x7940_0001, 0xb940_0001, 0xf940_0001, // LDR 1/2/4/8
+        0x3980_0001, 0x7980_0001, 0xb980_0001, // LDRS 1/2/4
+        0x3900_0001, 0x7900_0001, 0xb900_0001, 0xf900_0001, // STR 1/2/4/8
+        0xa940_0801, 0x2940_0801, 0xa900_0801, 0x2900_0801, // LDP/STP x, w
+        enc::DC_CIVAC,
+        enc::DC_CVAC,
+        enc::WFI,
+    ];
+    const FIXED_BASE: usize = SYSREG;
+    const HVC_BASE: usize = FIXED_BASE + 32;
+    const SMC_BASE: usize = HVC_BASE + 256;
+    /// Slots in a table.
+    pub const COUNT: usize = SMC_BASE + 256;
+
+    /// The slot of `insn`, if it has one (HVC/SMC only with an immediate
+    /// below 256).
+    pub fn of(insn: u32) -> Option<usize> {
+        if insn & 0xffd0_0000 == 0xd510_0000 {
+            let read = (insn >> 21) & 1;
+            return Some(((read << 15) | ((insn >> 5) & 0x7fff)) as usize);
+        }
+        if let Some(i) = FIXED.iter().position(|&f| f == insn) {
+            return Some(FIXED_BASE + i);
+        }
+        let imm = ((insn >> 5) & 0xffff) as usize;
+        match insn & 0xffe0_001f {
+            0xd400_0002 if imm < 256 => Some(HVC_BASE + imm),
+            0xd400_0003 if imm < 256 => Some(SMC_BASE + imm),
+            _ => None,
+        }
+    }
+
+    /// The instruction in slot `i` (0 for an unused slot: UDF #0).
+    pub fn insn(i: usize) -> u32 {
+        if i < SYSREG {
+            let read = (i >> 15) as u32 & 1;
+            return 0xd510_0000 | read << 21 | ((i as u32) & 0x7fff) << 5 | 1;
+        }
+        match i {
+            _ if i < FIXED_BASE + FIXED.len() => FIXED[i - FIXED_BASE],
+            _ if (HVC_BASE..SMC_BASE).contains(&i) => enc::hvc((i - HVC_BASE) as u16),
+            _ if (SMC_BASE..COUNT).contains(&i) => enc::smc((i - SMC_BASE) as u16),
+            _ => 0,
+        }
+    }
+}
+
 /// Exception classes (ESR_ELx.EC) the rules name.
 pub mod ec {
     pub const UNKNOWN: u8 = 0x00;
@@ -139,6 +198,8 @@ pub mod ec {
     pub const SVC64: u8 = 0x15;
     pub const SYSREG: u8 = 0x18;
     pub const SVE: u8 = 0x19;
+    /// SME access trap (CPACR_EL1.SMEN: the guest's own control).
+    pub const SME: u8 = 0x1d;
     pub const DABT_LOWER: u8 = 0x24;
     pub const DABT_SAME: u8 = 0x25;
     pub const BREAKPOINT_LOWER: u8 = 0x30;
@@ -324,8 +385,9 @@ pub fn is_id_space(r: enc::SysReg) -> bool {
 }
 
 /// The rule for MRS/MSR at EL1: a value (or a write that went through),
-/// UNDEFINED, the SVE access trap (EC 0x19, ZCR_EL1 with CPACR_EL1.ZEN
-/// off), or in the ID space the FEAT_IDST trap (EC 0x18). `expect` is the
+/// UNDEFINED, the SVE or SME access trap (EC 0x19 / 0x1d: ZCR_EL1, SVCR
+/// and the like with CPACR_EL1.ZEN / SMEN off, a trap to the guest's own
+/// EL1 that takes priority over any EL2 trap), or in the ID space the FEAT_IDST trap (EC 0x18). `expect` is the
 /// value nmivisor documents for the register, if any (ICC_SRE_EL1 reads
 /// 0x7, RAS error records read 0).
 pub fn sysreg_el1(r: enc::SysReg, read: bool, value: u64, expect: Option<u64>, answer: Answer) -> Verdict {
@@ -337,7 +399,7 @@ pub fn sysreg_el1(r: enc::SysReg, read: bool, value: u64, expect: Option<u64>, a
         Answer::Async { .. } => Err("asynchronous exception"),
         Answer::Exception { esr, .. } => match ec_of(esr) {
             ec::UNKNOWN => Ok(Class::Undefined),
-            ec::SVE => Ok(Class::TrappedToEl1),
+            ec::SVE | ec::SME => Ok(Class::TrappedToEl1),
             ec::SYSREG if is_id_space(r) => Ok(Class::TrappedToEl1),
             _ => Err("exception class not allowed for MRS/MSR at EL1"),
         },
@@ -365,7 +427,7 @@ pub fn el0_other(answer: Answer) -> Verdict {
         Answer::Async { .. } => Err("asynchronous exception"),
         Answer::Exception { esr, .. } => match ec_of(esr) {
             ec::UNKNOWN => Ok(Class::Undefined),
-            ec::SYSREG | ec::WFX | ec::SVE => Ok(Class::TrappedToEl1),
+            ec::SYSREG | ec::WFX | ec::SVE | ec::SME => Ok(Class::TrappedToEl1),
             ec::BREAKPOINT_LOWER | ec::STEP_LOWER | ec::WATCHPOINT_LOWER => Ok(Class::Debug),
             _ => Err("exception class not allowed for this EL0 instruction"),
         },
@@ -513,6 +575,26 @@ mod tests {
     }
 
     #[test]
+    fn every_generated_instruction_has_a_slot() {
+        for i in 0..slots::COUNT {
+            let insn = slots::insn(i);
+            if insn != 0 {
+                assert_eq!(slots::of(insn), Some(i), "slot {i}: {insn:#x}");
+            }
+        }
+        for r in [(3, 0, 12, 11, 5), (2, 0, 0, 15, 7), (3, 7, 15, 15, 7)] {
+            assert_eq!(slots::insn(slots::of(enc::mrs_x1(r)).unwrap()), enc::mrs_x1(r));
+            assert_eq!(slots::insn(slots::of(enc::msr_x1(r)).unwrap()), enc::msr_x1(r));
+        }
+        for size in [1, 2, 4, 8] {
+            assert!(slots::of(enc::load(size)).is_some() && slots::of(enc::store(size)).is_some());
+        }
+        assert!(slots::of(enc::hvc(255)).is_some() && slots::of(enc::smc(0)).is_some());
+        assert_eq!(slots::of(enc::hvc(256)), None);
+        assert_eq!(slots::of(enc::RET), None);
+    }
+
+    #[test]
     fn nothing_behind_an_ipa_must_abort() {
         assert!(memory(Target::Nothing, Access::Load, false, Answer::Done).is_err());
         assert_eq!(memory(Target::Nothing, Access::Load, false, abort(0x25, 0x10, false, false)), Ok(Class::ExternalAbort));
@@ -557,6 +639,8 @@ mod tests {
         assert!(sysreg_el1(sre, true, 0, None, abort(0x18, 0, false, false)).is_err());
         assert_eq!(el0_other(abort(0x18, 0, false, false)), Ok(Class::TrappedToEl1));
         assert!(el0_other(abort(0x16, 0, false, false)).is_err());
+        // SVCR with CPACR_EL1.SMEN off: the guest's own SME trap.
+        assert_eq!(sysreg_el1((3, 3, 4, 2, 2), true, 0, None, abort(0x1d, 0, false, false)), Ok(Class::TrappedToEl1));
     }
 
     #[test]
