@@ -1319,6 +1319,80 @@ mod tests {
         assert_fails(&s, &no_dump, "no dump");
     }
 
+    /// The console of a passing `hostile-next-to-linux` run (abridged,
+    /// from a real run), with heartbeats `gap_ms` apart in guest time.
+    fn hostile_log(gap_ms: u64) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "nmivisor: lockup watchdog on, threshold 2 s",
+            "[hostile] hostile: seed 0x5eed, 1000000 ops on 2 vCPUs; RAM 0x40000000-0x48000000, EL0 code at 0x44000000",
+            "[linux] nmv-init: heartbeat: a line every 100 ms; type stop to end",
+        ]
+        .map(String::from)
+        .to_vec();
+        let beat = |log: &mut Vec<String>, n: u64| {
+            let ticks = 62_500 * gap_ms * n;
+            log.push(format!("[linux] nmv-init: heartbeat {n} {ticks:016x} 0000000003b9aca0"));
+        };
+        for n in 0..60 {
+            beat(&mut log, n);
+        }
+        log.extend(
+            [
+                "nmivisor: console input goes to vm hostile",
+                "[hostile] hostile: console input received, starting",
+                "[hostile] junk-hostile: progress 200000 ops",
+                "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===",
+                "=== end of dump: 5 CPUs dumped, 0 not responding ===",
+                "nmivisor: watchdog test: cpu 4 spins with interrupts masked",
+                "watchdog: hard LOCKUP on cpu 4 (no heartbeat for over 2000 ms), detected by cpu 3",
+                "nmivisor: watchdog test: cpu 4 was reported; back to its run loop",
+                "[hostile] hostile: counts value=321379 ext-abort=224945 s1-fault=43035 undef=190671 el1-trap=36123 debug=3025 smccc-ok=13440 smccc-err=144040 skipped=23341 el0=200341 cpu-off=1735 cpu-on-started=1735 time-ms=191022",
+                "[hostile] hostile: 1000000 ops, 0 undefined answers",
+                "[hostile] hostile: SYSTEM_RESET while the other vCPUs keep going",
+                "nmivisor: vm hostile: reset (SYSTEM_RESET from vCPU 0)",
+                "[hostile] hostile: back after SYSTEM_RESET; powering off",
+                "nmivisor: vm hostile: powered off (SYSTEM_OFF from vCPU 0)",
+            ]
+            .map(String::from),
+        );
+        for n in 60..120 {
+            beat(&mut log, n);
+        }
+        log.extend(
+            [
+                "[linux] nmv-init: heartbeat: stopped",
+                "nmivisor: vm linux: powered off (SYSTEM_OFF from vCPU 0)",
+                "nmivisor: all VMs stopped",
+                "nmivisor: powering off",
+            ]
+            .map(String::from),
+        );
+        log
+    }
+
+    #[test]
+    fn hostile_expectations() {
+        let s = find("hostile-next-to-linux");
+        assert!(s.needs_guest() && s.needs_linux());
+        assert_eq!(s.inputs.len(), 4);
+        assert_eq!(s.inputs[0].bytes, b"\x1d\x1d\x1dng");
+        assert_passes(&s, &hostile_log(100));
+        assert_fails(&s, &hostile_log(2100), "heartbeats 2.1 s apart");
+        let with = |from: &str, to: &str| -> Vec<String> {
+            hostile_log(100).into_iter().map(|l| if l.contains(from) { l.replace(from, to) } else { l }).collect()
+        };
+        assert_fails(&s, &with("0 undefined answers", "1 undefined answers"), "an undefined answer");
+        assert_fails(&s, &with("0 not responding", "1 not responding"), "a CPU not responding");
+        assert_fails(&s, &with("1000000 ops,", "999999 ops,"), "fewer operations");
+        assert_fails(&s, &with("on cpu 4 (no", "on cpu 2 (no"), "the watchdog reported a VM's CPU");
+        let mut hole = hostile_log(100);
+        hole.retain(|l| !l.contains("nmv-init: heartbeat 61 "));
+        assert_fails(&s, &hole, "a missing heartbeat");
+        let mut undefined = hostile_log(100);
+        undefined.push("[hostile] hostile: undefined: cpu 0 op sgi at 0x1: esr 0x2000000 value 0x0: x".into());
+        assert_fails(&s, &undefined, "an undefined answer listed");
+    }
+
     /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).
     fn stock_log(native: bool) -> Vec<String> {
         let mut log: Vec<String> = [
