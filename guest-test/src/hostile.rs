@@ -391,6 +391,10 @@ static LATE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPU
 /// address or register no operation may touch came up).
 static SETTLED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
+/// Set while the boot vCPU prints the result: the other vCPUs hold their
+/// operations (whose log lines could land in the middle of a result line)
+/// until the reset race starts.
+static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// One undefined answer, kept for the report.
 #[derive(Clone, Copy)]
@@ -1021,6 +1025,9 @@ fn storm(me: usize) {
                 break;
             }
             LATE[me].store(true, Ordering::Relaxed);
+            while QUIET.load(Ordering::Acquire) {
+                cpu::relax();
+            }
         }
         BEAT[me].store(cpu::counter(), Ordering::Release);
         one_op(me, &mut rng, &m);
@@ -1123,6 +1130,7 @@ pub fn run() -> ! {
         }
     }
     let start = cpu::counter();
+    QUIET.store(true, Ordering::Release);
     storm(0);
     // Every counted operation finished (a hung one is reported).
     let finished = cpu::wait_ms(HANG_MS, || COMPLETED.load(Ordering::Acquire) >= target);
@@ -1167,6 +1175,7 @@ pub fn run() -> ! {
         Some(at) => {
             crate::modes::set_marker(at, RESET_MAGIC);
             println!("hostile: SYSTEM_RESET while the other vCPUs keep going");
+            QUIET.store(false, Ordering::Release);
             let ret = psci::status(psci::call(psci::SYSTEM_RESET, 0, 0, 0));
             crate::modes::set_marker(at, 0);
             println!("hostile: SYSTEM_RESET returned {ret}");

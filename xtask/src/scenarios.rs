@@ -793,7 +793,9 @@ fn hostile_next_to_linux() -> Scenario {
         guests,
     };
     let done = format!("hostile: {HOSTILE_OPS} ops, 0 undefined answers");
-    s.send_after(contains("nmv-init: heartbeat 20 "), b"\x1d\x1d\x1dng")
+    // Whole lines only: a trigger on a partial line would put the
+    // monitor's answer in the middle of Linux's line.
+    s.send_after(regex(r"nmv-init: heartbeat 20 [0-9a-f]{16} [0-9a-f]{16}$"), b"\x1d\x1d\x1dng")
         .send_after(contains("hostile: progress 200000 ops"), b"\x1d\x1d\x1dd")
         .send_after(contains("hostile: progress 400000 ops"), b"\x1d\x1d\x1dw")
         .send_after(contains("nmivisor: vm hostile: powered off"), b"\x1d\x1d\x1dnstop\r")
