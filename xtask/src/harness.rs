@@ -229,6 +229,9 @@ pub struct Scenario {
     pub on_second_qemu: bool,
     /// Which Linux kernel a Linux boot uses.
     pub linux_kernel: LinuxKernel,
+    /// Console lines matching these are printed after `ok`, so a passing
+    /// run still shows its key figures.
+    pub reports: Vec<Pattern>,
 }
 
 /// The kernel of a Linux scenario.
@@ -268,6 +271,7 @@ impl Scenario {
             also_on_second_qemu: false,
             on_second_qemu: false,
             linux_kernel: LinuxKernel::Suite,
+            reports: Vec::new(),
         }
     }
 
@@ -349,6 +353,12 @@ impl Scenario {
     /// native Linux: native guest-test comes from the same build).
     pub fn needs_build(&self) -> bool {
         !matches!(self.boot, Boot::LinuxNative)
+    }
+
+    /// Prints console lines matching `p` after a passing run.
+    pub fn report(mut self, p: Pattern) -> Self {
+        self.reports.push(p);
+        self
     }
 
     /// Expects the Linux heartbeat (see [`Expect::Heartbeat`]).

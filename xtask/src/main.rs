@@ -848,6 +848,16 @@ fn run_scenarios(
                 s.name,
                 outcome.elapsed.as_secs_f32()
             );
+            for line in outcome.console.iter().filter(|l| s.reports.iter().any(|p| p.matches(l))) {
+                println!("    {line}");
+            }
+            for e in &s.expects {
+                if let harness::Expect::Heartbeat { marker, max_gap_ms, .. } = e {
+                    if let Ok((beats, gap)) = harness::heartbeat_stats(marker, &outcome.console) {
+                        println!("    heartbeat: {beats} beats, largest gap {gap} ms of guest time (bound {max_gap_ms} ms)");
+                    }
+                }
+            }
             passed += 1;
         } else {
             println!(

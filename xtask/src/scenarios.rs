@@ -830,6 +830,8 @@ fn hostile_next_to_linux() -> Scenario {
         .expect_count(contains("=== end of dump:"), 1)
         .expect_count(contains("watchdog: hard LOCKUP"), 1)
         .expect_heartbeat("nmv-init: heartbeat ", 100, HEARTBEAT_GAP_BOUND_MS)
+        .report(contains("hostile: counts"))
+        .report(contains("undefined answers"))
         .exit_code(0)
 }
 
