@@ -7,7 +7,7 @@
 # starts with `nmv-init:` so that the QEMU scenarios can follow it.
 #
 # Flows (see flow_* below): boot, nmi-backtrace, hardlockup, poweroff,
-# hyp-dump, hyp-lockup, idle. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
+# hyp-dump, hyp-lockup, idle, heartbeat. A flow that goes wrong prints `nmv-init: FAILED: ...`; every flow
 # ends with `poweroff -f`.
 #
 # This shell pins itself (and so every command it starts) to CPU 0: a CPU
@@ -160,6 +160,27 @@ flow_idle() {
     sleep 2
     say "idle: every CPU idles; waiting for the hypervisor's dump"
     sleep 10
+}
+
+flow_heartbeat() {
+    # A line every 100 ms of guest time, with the virtual counter (hex
+    # CNTVCT CNTFRQ), so a test can measure the gaps in guest time; until
+    # a line "stop" arrives on the console (or 10 minutes pass).
+    (
+        n=0
+        while [ "$n" -lt 6000 ]; do
+            say "heartbeat $n $(/bin/nmv-counter)"
+            n=$((n + 1))
+            usleep 100000 2>/dev/null || sleep 0.1
+        done
+    ) &
+    beater=$!
+    say "heartbeat: a line every 100 ms; type stop to end"
+    while read -r line; do
+        [ "$line" = stop ] && break
+    done
+    kill "$beater"
+    say "heartbeat: stopped"
     power_off
 }
 
@@ -179,6 +200,7 @@ poweroff) power_off ;;
 hyp-dump) flow_hyp_dump ;;
 hyp-lockup) flow_hyp_lockup ;;
 idle) flow_idle ;;
-*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, hyp-lockup, idle)" ;;
+heartbeat) flow_heartbeat ;;
+*) say "FAILED: unknown test \"$TEST\" (boot, nmi-backtrace, hardlockup, poweroff, hyp-dump, hyp-lockup, idle, heartbeat)" ;;
 esac
 power_off

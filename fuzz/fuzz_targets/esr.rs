@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(undef.il(), esr.il());
     let same_el = esr.0 & 1 != 0;
     let write = esr.0 & 2 != 0;
-    let sea = Esr::sync_external_data_abort(same_el, write);
+    let sea = Esr::sync_external_data_abort(same_el, write, false);
     assert_eq!(
         sea.class(),
         if same_el {

@@ -52,6 +52,10 @@
 //! `cargo xtask bench` (see `docs/benchmarks.md`);
 //! `guest-test.bench-iterations=N` sets the iterations.
 //!
+//! Boot argument `guest-test.hostile` selects hostile mode instead
+//! ([`hostile`]): `seed=N ops=N` random operations on every vCPU, each of
+//! which must get a defined answer ([`hostile_rules`]).
+//!
 //! Boot arguments `guest-test.system-reset` (reset once through PSCI
 //! SYSTEM_RESET, then run the cases) and `guest-test.hyp-dump` (after the
 //! cases, NMV_DUMP while every CPU is busy) add modes ([`modes`]);
@@ -60,13 +64,15 @@
 //!
 //! The crate builds two ways:
 //! - for `aarch64-unknown-none` it is the guest image;
-//! - for the host only the pure helpers ([`esr`], [`line`], [`mmu`],
-//!   [`topology`]) are compiled, for their unit tests.
+//! - for the host only the pure helpers ([`esr`], [`hostile_rules`],
+//!   [`line`], [`mmu`], [`topology`]) are compiled, for their unit tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 // Pure logic: the guest's, and on the host only for the unit tests.
 #[cfg(any(test, target_os = "none"))]
 mod esr;
+#[cfg(any(test, target_os = "none"))]
+mod hostile_rules;
 #[cfg(any(test, target_os = "none"))]
 mod line;
 #[cfg(any(test, target_os = "none"))]
@@ -93,6 +99,8 @@ mod fault;
 mod gic;
 #[cfg(target_os = "none")]
 mod hyp;
+#[cfg(target_os = "none")]
+mod hostile;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]

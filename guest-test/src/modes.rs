@@ -150,7 +150,7 @@ extern "C" {
 /// puts at the start of RAM and nmivisor at the start of the last 2 MiB
 /// block (64 KiB at most); both are checked, as is the last word of RAM
 /// that `outside-ram` writes.
-fn marker_address() -> Result<u64, Reason> {
+pub(crate) fn marker_address() -> Result<u64, Reason> {
     let p = dt::platform();
     let at = p.ram.end().saturating_sub(MIB + PAGE);
     let dtb = dt::Range {
@@ -178,7 +178,7 @@ fn marker_address() -> Result<u64, Reason> {
 
 /// Writes the marker word and cleans it to the point of coherency, so a
 /// reset that drops the caches keeps it.
-fn set_marker(at: u64, value: u64) {
+pub(crate) fn set_marker(at: u64, value: u64) {
     // SAFETY: `at` is an 8-byte-aligned RAM word that nothing else uses
     // ([`marker_address`]), identity mapped as Normal memory.
     unsafe {

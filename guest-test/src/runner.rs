@@ -74,6 +74,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     if platform.has_bootarg(modes::CONSOLE_FLOOD_ARG) {
         modes::console_flood();
     }
+    if platform.has_bootarg(crate::hostile::ARG) {
+        crate::hostile::run();
+    }
     if platform.has_bootarg(crate::bench::BENCH_ARG) {
         crate::bench::run();
     }

@@ -110,6 +110,9 @@ extern "C" fn secondary_main(me: usize) -> ! {
     mb.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     mb.checkins.fetch_add(1, Ordering::Release);
     cpu::send_event();
+    if crate::hostile::joins() {
+        crate::hostile::secondary(me);
+    }
     loop {
         let job = mb.job.load(Ordering::Acquire);
         if job == 0 {

@@ -158,6 +158,9 @@ static REPORTING: [AtomicBool; crate::topology::MAX_CPUS] =
 #[no_mangle]
 extern "C" fn exception_handler(frame: &mut Frame, vector: u64) {
     let me = cpu::index();
+    if crate::hostile::take(me, vector, frame) {
+        return;
+    }
     if vector == esr::VECTOR_SYNC_EL1H && fault::take_expected(me, frame.esr, frame.far) {
         frame.elr += 4;
         return;

@@ -88,6 +88,60 @@ pub enum Expect {
     /// No line matches the first pattern before the first line that
     /// matches the second (in the whole log if none does).
     ForbidBefore(Pattern, Pattern),
+    /// Heartbeat lines, `MARKER N CNTVCT CNTFRQ` (N decimal, the guest's
+    /// virtual counter and its frequency in hex, as `/init`'s heartbeat
+    /// flow prints them): at least `min_beats` of them, numbered without
+    /// a hole, and no two consecutive ones further apart than
+    /// `max_gap_ms` of guest time (from the counter values, not wall time).
+    Heartbeat {
+        marker: String,
+        min_beats: usize,
+        max_gap_ms: u64,
+    },
+}
+
+/// Heartbeats seen and the largest gap between consecutive ones in guest
+/// milliseconds; or why the lines do not form a heartbeat.
+///
+/// A heartbeat line that another writer's line cut short (the hypervisor
+/// prints its own lines between a guest's bytes) still counts if its
+/// number is whole: the gap is then measured from the previous readable
+/// counter to the next one, which can only be larger.
+pub fn heartbeat_stats(marker: &str, lines: &[String]) -> Result<(usize, u64), String> {
+    let mut last_n: Option<u64> = None;
+    let mut last_cnt: Option<u64> = None;
+    let (mut beats, mut max_gap) = (0usize, 0u64);
+    for l in lines {
+        let Some(at) = l.find(marker) else { continue };
+        let rest = &l[at + marker.len()..];
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let n = match words.first().map(|w| w.parse::<u64>()) {
+            Some(Ok(n)) if rest.starts_with(words[0]) => n,
+            _ => return Err(format!("unreadable heartbeat line {l:?}")),
+        };
+        if let Some(prev) = last_n {
+            if n != prev + 1 {
+                return Err(format!("heartbeat {n} follows {prev}"));
+            }
+        }
+        last_n = Some(n);
+        beats += 1;
+        let counter = match words.as_slice() {
+            [_, cnt, frq] if cnt.len() == 16 && frq.len() == 16 => u64::from_str_radix(cnt, 16)
+                .ok()
+                .zip(u64::from_str_radix(frq, 16).ok().filter(|&f| f > 0)),
+            _ => None,
+        };
+        let Some((cnt, frq)) = counter else { continue }; // torn line
+        if let Some(prev) = last_cnt {
+            if cnt < prev {
+                return Err(format!("heartbeat {n}: the counter went back"));
+            }
+            max_gap = max_gap.max((cnt - prev) * 1000 / frq);
+        }
+        last_cnt = Some(cnt);
+    }
+    Ok((beats, max_gap))
 }
 
 /// How a run ends successfully.
@@ -128,6 +182,14 @@ pub enum Boot {
     /// initramfs of `cargo xtask linux`) on every CPU, with this command
     /// line; `append` stays the hypervisor's.
     LinuxVm(String),
+    /// The hypervisor with a bundle holding VM `linux` first (so it has the
+    /// console input at boot) on `linux_cpus` with command line `cmdline`,
+    /// then the guest-test VMs of `guests`.
+    LinuxAndGuests {
+        cmdline: String,
+        linux_cpus: String,
+        guests: BundleSpec,
+    },
 }
 
 /// A QEMU test scenario. Build one with [`Scenario::new`] and the builder
@@ -172,6 +234,9 @@ pub struct Scenario {
     /// The Linux VM's `lockup = ...` (the hypervisor's guest lockup
     /// detector); `None` leaves it off.
     pub guest_lockup: Option<String>,
+    /// Console lines matching these are printed after `ok`, so a passing
+    /// run still shows its key figures.
+    pub reports: Vec<Pattern>,
 }
 
 /// The kernel of a Linux scenario.
@@ -209,6 +274,7 @@ impl Scenario {
             on_second_qemu: false,
             linux_kernel: LinuxKernel::Suite,
             guest_lockup: None,
+            reports: Vec::new(),
         }
     }
 
@@ -286,18 +352,30 @@ impl Scenario {
     /// Whether the scenario boots guest-test (natively or in a bundle).
     #[cfg(test)]
     pub fn needs_guest(&self) -> bool {
-        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest)
+        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest | Boot::LinuxAndGuests { .. })
     }
 
     /// Whether the scenario boots the Linux guest of `cargo xtask linux`.
     pub fn needs_linux(&self) -> bool {
-        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_))
+        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_) | Boot::LinuxAndGuests { .. })
     }
 
     /// Whether the scenario needs the hypervisor build (every boot but
     /// native Linux: native guest-test comes from the same build).
     pub fn needs_build(&self) -> bool {
         !matches!(self.boot, Boot::LinuxNative)
+    }
+
+    /// Prints console lines matching `p` after a passing run.
+    pub fn report(mut self, p: Pattern) -> Self {
+        self.reports.push(p);
+        self
+    }
+
+    /// Expects the Linux heartbeat (see [`Expect::Heartbeat`]).
+    pub fn expect_heartbeat(mut self, marker: &str, min_beats: usize, max_gap_ms: u64) -> Self {
+        self.expects.push(Expect::Heartbeat { marker: marker.into(), min_beats, max_gap_ms });
+        self
     }
 
     /// After the run, a guest PC of the dump must resolve in the Linux
@@ -462,6 +540,19 @@ pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
                     failures.push(format!("forbidden {p} appeared before {marker}: {l:?}"));
                 }
             }
+            Expect::Heartbeat { marker, min_beats, max_gap_ms } => match heartbeat_stats(marker, lines) {
+                Err(e) => failures.push(e),
+                Ok((beats, gap)) => {
+                    if beats < *min_beats {
+                        failures.push(format!("{beats} heartbeats, expected at least {min_beats}"));
+                    }
+                    if gap > *max_gap_ms {
+                        failures.push(format!(
+                            "a heartbeat gap of {gap} ms of guest time, more than the bound of {max_gap_ms} ms"
+                        ));
+                    }
+                }
+            },
             Expect::InOrder(ps) => {
                 let mut from = 0;
                 for (i, p) in ps.iter().enumerate() {
@@ -788,6 +879,48 @@ fn escape_ctrl_a(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    fn lines(beats: &[(u64, u64)]) -> Vec<String> {
+        beats
+            .iter()
+            .map(|(n, c)| format!("[linux] nmv-init: heartbeat {n} {c:016x} 0000000003b9aca0"))
+            .collect()
+    }
+
+    #[test]
+    fn measures_gaps_in_guest_time() {
+        // 62.5 MHz: 6_250_000 ticks = 100 ms.
+        let l = lines(&[(0, 0), (1, 6_250_000), (2, 31_250_000)]);
+        assert_eq!(heartbeat_stats("nmv-init: heartbeat ", &l), Ok((3, 400)));
+        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 3, max_gap_ms: 300 }];
+        assert_eq!(check(&e, &l).len(), 1);
+        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 4, max_gap_ms: 500 }];
+        assert_eq!(check(&e, &l).len(), 1);
+    }
+
+    #[test]
+    fn holes_and_garbage_fail() {
+        let m = "nmv-init: heartbeat ";
+        assert!(heartbeat_stats(m, &lines(&[(0, 0), (2, 10)])).is_err());
+        assert!(heartbeat_stats(m, &lines(&[(0, 10), (1, 5)])).is_err());
+        assert!(heartbeat_stats(m, &["x nmv-init: heartbeat zz 1".to_string()]).is_err());
+        assert_eq!(heartbeat_stats(m, &["unrelated".to_string()]), Ok((0, 0)));
+    }
+
+    #[test]
+    fn a_torn_line_counts_and_widens_the_gap() {
+        let m = "nmv-init: heartbeat ";
+        let mut l = lines(&[(0, 0), (1, 6_250_000), (2, 12_500_000)]);
+        l[1] = "[linux] nmv-init: heartbeat 1 000000nmivisor: console input goes to vm b".into();
+        l.insert(2, "001dc03302 0000000003b9aca0".into());
+        // 0 -> 2 is 200 ms.
+        assert_eq!(heartbeat_stats(m, &l), Ok((3, 200)));
+    }
 }
 
 #[cfg(test)]

@@ -556,6 +556,12 @@ fn test(
                     s.flavor.stem(),
                     linux::VM_NAME
                 ),
+                Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => format!(
+                    "{} image + Linux VM {} cpus {linux_cpus} [{cmdline}] + bundle [{}]",
+                    s.flavor.stem(),
+                    linux::VM_NAME,
+                    guests.describe()
+                ),
             };
             let kernel = match s.linux_kernel {
                 harness::LinuxKernel::Stock if s.needs_linux() => " (Debian's stock kernel)",
@@ -697,6 +703,28 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
             bundle::build_bundle(std::slice::from_ref(&vm), &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built()?.hypervisor.bin, Some(&out))
+        }
+        Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => {
+            let built = built()?;
+            let mut vms = vec![VmConfig {
+                symbols: linux_symbols(s, inputs),
+                lockup: s.guest_lockup.clone(),
+                dump: false,
+                name: linux::VM_NAME.into(),
+                image: linux_image(s, inputs)?,
+                initrd: Some(initramfs()?.to_path_buf()),
+                cmdline: cmdline.clone(),
+                cpus: linux_cpus.clone(),
+                memory: linux::VM_MEMORY.into(),
+            }];
+            let symbols = match guests.wants_symbols() {
+                true => Some(guest_symbols(&built.guest()?.elf)?),
+                false => None,
+            };
+            vms.extend(guests.configs(&built.guest()?.bin, symbols.as_deref()));
+            let out = bundle::bundle_path(&s.name);
+            bundle::build_bundle(&vms, &out).context("cannot write the scenario's bundle")?;
+            s.qemu_config(&built.hypervisor.bin, Some(&out))
         }
     })
 }
@@ -878,6 +906,16 @@ fn run_scenarios(
                 s.name,
                 outcome.elapsed.as_secs_f32()
             );
+            for line in outcome.console.iter().filter(|l| s.reports.iter().any(|p| p.matches(l))) {
+                println!("    {line}");
+            }
+            for e in &s.expects {
+                if let harness::Expect::Heartbeat { marker, max_gap_ms, .. } = e {
+                    if let Ok((beats, gap)) = harness::heartbeat_stats(marker, &outcome.console) {
+                        println!("    heartbeat: {beats} beats, largest gap {gap} ms of guest time (bound {max_gap_ms} ms)");
+                    }
+                }
+            }
             passed += 1;
         } else {
             println!(

@@ -43,6 +43,7 @@ pub fn all() -> Vec<Scenario> {
     ]);
     list.extend(linux_scenarios());
     list.extend(guest_unwind_scenarios());
+    list.push(hostile_next_to_linux());
     list.extend(stock_linux_scenarios());
     list
 }
@@ -335,7 +336,7 @@ fn vgic_lock_held() -> Scenario {
         .smp(4)
         .bundle(spec)
         .timeout_secs(GUEST_TIMEOUT_SECS)
-        .append(NMI_TIMEOUT)
+        .append(&format!("nmivisor.test=vgic-lock-hold {NMI_TIMEOUT}"))
         .send_after(contains("holds vm guest-test's vGIC lock for good"), b"\x1d\x1d\x1dd")
         .expect_in_order([
             contains("test virtual-nmi ... ok"),
@@ -1067,6 +1068,95 @@ fn linux_guest_lockup() -> Scenario {
         .forbid(contains("=== nmivisor: dump of all CPUs"))
 }
 
+// ---------------------------------------------------------------------------
+// A hostile guest next to Linux.
+
+/// Operations the hostile guest runs in [`hostile_next_to_linux`].
+const HOSTILE_OPS: u64 = 1_000_000;
+
+/// The largest gap between two Linux heartbeats (100 ms apart) allowed
+/// while the hostile guest runs, in guest time (the virtual counter): 20
+/// periods. It covers a hypervisor-wide dump, which stops every CPU while
+/// it prints, and a loaded emulation host that does not run a vCPU's
+/// thread for a while; a guest that could stall Linux through the
+/// hypervisor (a lock held, an NMI path blocked) would exceed it.
+const HEARTBEAT_GAP_BOUND_MS: u64 = 2000;
+
+/// `hostile-next-to-linux`: on 5 CPUs, the suite's Linux (CPUs 0-1,
+/// `nmv.test=heartbeat`: a line every 100 ms of guest time with the
+/// virtual counter) and guest-test's hostile mode (CPUs 2-3, 1,000,000
+/// random operations); CPU 4 belongs to no VM.
+///
+/// Once Linux has beaten 20 times, the console monitor moves input to
+/// the hostile VM and types the byte that starts it. At 200,000
+/// operations the monitor asks for a dump of every CPU; at 400,000 it
+/// makes CPU 4 spin with interrupts masked until the watchdog (threshold
+/// 2 s) reports it. When the hostile VM has powered off (after its
+/// deliberate SYSTEM_RESET race), input goes back to Linux, `stop` ends
+/// its heartbeat, and it powers off.
+///
+/// Passes when: no hypervisor panic; the hostile guest reaches its count
+/// with 0 undefined answers; the dump completes with every CPU and none
+/// "not responding"; the watchdog reports CPU 4 and nothing else; the
+/// heartbeat has no hole and no gap above [`HEARTBEAT_GAP_BOUND_MS`].
+fn hostile_next_to_linux() -> Scenario {
+    let guests = BundleSpec::new()
+        .vm("hostile", "2-3", "128M")
+        .cmdline(&format!("guest-test.hostile seed=0x5eed ops={HOSTILE_OPS} wait=console"));
+    let mut s = Scenario::new("hostile-next-to-linux")
+        .test_hooks()
+        .smp(5)
+        .mem(crate::linux::HOST_MEMORY)
+        .append(&format!("nmivisor.watchdog=2 {NMI_TIMEOUT}"))
+        .timeout_secs(900);
+    s.boot = crate::harness::Boot::LinuxAndGuests {
+        cmdline: crate::linux::cmdline("nmv.test=heartbeat"),
+        linux_cpus: "0-1".into(),
+        guests,
+    };
+    let done = format!("hostile: {HOSTILE_OPS} ops, 0 undefined answers");
+    // Whole lines only: a trigger on a partial line would put the
+    // monitor's answer in the middle of Linux's line.
+    s.send_after(regex(r"nmv-init: heartbeat 20 [0-9a-f]{16} [0-9a-f]{16}$"), b"\x1d\x1d\x1dng")
+        .send_after(contains("hostile: progress 200000 ops"), b"\x1d\x1d\x1dd")
+        .send_after(contains("hostile: progress 400000 ops"), b"\x1d\x1d\x1dw")
+        .send_after(contains("nmivisor: vm hostile: powered off"), b"\x1d\x1d\x1dnstop\r")
+        .forbid(contains("Kernel panic"))
+        .forbid(contains("Unable to handle kernel"))
+        .forbid(contains("nmv-init: FAILED"))
+        .forbid(contains("not started"))
+        .forbid(contains("hostile: undefined:"))
+        .forbid(contains("made no progress"))
+        .forbid(regex(r"\bcpu \d+ not responding"))
+        .forbid(contains("did not answer"))
+        .forbid(contains("another dump is in progress"))
+        .forbid(regex(r"hard LOCKUP on cpu [0-3]\b"))
+        .expect_in_order([
+            contains("nmv-init: heartbeat: a line every 100 ms"),
+            contains("hostile: console input received, starting"),
+            contains("=== nmivisor: dump of all CPUs (console monitor)"),
+            contains("=== end of dump: 5 CPUs dumped, 0 not responding ==="),
+            contains("nmivisor: watchdog test: cpu 4 spins with interrupts masked"),
+            regex(r"^watchdog: hard LOCKUP on cpu 4 \(no heartbeat for over 2000 ms\)"),
+            contains("nmivisor: watchdog test: cpu 4 was reported"),
+            regex(r"hostile: counts value=\d+ ext-abort=\d+ s1-fault=\d+ undef=\d+ el1-trap=\d+ debug=\d+ smccc-ok=\d+ smccc-err=\d+ skipped=\d+ el0=[1-9]\d* cpu-off=[1-9]\d* cpu-on-started=[1-9]\d* time-ms=\d+"),
+            contains(done.as_str()),
+            contains("nmivisor: vm hostile: reset (SYSTEM_RESET from vCPU 0)"),
+            contains("hostile: back after SYSTEM_RESET; powering off"),
+            contains("nmivisor: vm hostile: powered off"),
+            contains("nmv-init: heartbeat: stopped"),
+            contains("nmivisor: all VMs stopped"),
+            contains("nmivisor: powering off"),
+        ])
+        .expect_count(contains(done.as_str()), 1)
+        .expect_count(contains("=== end of dump:"), 1)
+        .expect_count(contains("watchdog: hard LOCKUP"), 1)
+        .expect_heartbeat("nmv-init: heartbeat ", 100, HEARTBEAT_GAP_BOUND_MS)
+        .report(contains("hostile: counts"))
+        .report(contains("undefined answers"))
+        .exit_code(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1591,6 +1681,57 @@ mod tests {
         log
     }
 
+    /// The console of a passing `hostile-next-to-linux` run (abridged,
+    /// from a real run), with heartbeats `gap_ms` apart in guest time.
+    fn hostile_log(gap_ms: u64) -> Vec<String> {
+        let mut log: Vec<String> = [
+            "nmivisor: lockup watchdog on, threshold 2 s",
+            "[hostile] hostile: seed 0x5eed, 1000000 ops on 2 vCPUs; RAM 0x40000000-0x48000000, EL0 code at 0x44000000",
+            "[linux] nmv-init: heartbeat: a line every 100 ms; type stop to end",
+        ]
+        .map(String::from)
+        .to_vec();
+        let beat = |log: &mut Vec<String>, n: u64| {
+            let ticks = 62_500 * gap_ms * n;
+            log.push(format!("[linux] nmv-init: heartbeat {n} {ticks:016x} 0000000003b9aca0"));
+        };
+        for n in 0..60 {
+            beat(&mut log, n);
+        }
+        log.extend(
+            [
+                "nmivisor: console input goes to vm hostile",
+                "[hostile] hostile: console input received, starting",
+                "[hostile] junk-hostile: progress 200000 ops",
+                "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===",
+                "=== end of dump: 5 CPUs dumped, 0 not responding ===",
+                "nmivisor: watchdog test: cpu 4 spins with interrupts masked",
+                "watchdog: hard LOCKUP on cpu 4 (no heartbeat for over 2000 ms), detected by cpu 3",
+                "nmivisor: watchdog test: cpu 4 was reported; back to its run loop",
+                "[hostile] hostile: counts value=321379 ext-abort=224945 s1-fault=43035 undef=190671 el1-trap=36123 debug=3025 smccc-ok=13440 smccc-err=144040 skipped=23341 el0=200341 cpu-off=1735 cpu-on-started=1735 time-ms=191022",
+                "[hostile] hostile: 1000000 ops, 0 undefined answers",
+                "[hostile] hostile: SYSTEM_RESET while the other vCPUs keep going",
+                "nmivisor: vm hostile: reset (SYSTEM_RESET from vCPU 0)",
+                "[hostile] hostile: back after SYSTEM_RESET; powering off",
+                "nmivisor: vm hostile: powered off (SYSTEM_OFF from vCPU 0)",
+            ]
+            .map(String::from),
+        );
+        for n in 60..120 {
+            beat(&mut log, n);
+        }
+        log.extend(
+            [
+                "[linux] nmv-init: heartbeat: stopped",
+                "nmivisor: vm linux: powered off (SYSTEM_OFF from vCPU 0)",
+                "nmivisor: all VMs stopped",
+                "nmivisor: powering off",
+            ]
+            .map(String::from),
+        );
+        log
+    }
+
     #[test]
     fn guest_frames_of_a_masked_lockup() {
         let s = find("linux-hyp-dump-masked");
@@ -1687,6 +1828,29 @@ mod tests {
         assert_fails(&s, &busy, "no secondary in cpu_do_idle");
         let no_kaslr: Vec<String> = log.iter().map(|l| l.replace("KASLR offset 0x30685e600000 (", "KASLR offset unknown (")).collect();
         assert_fails(&s, &no_kaslr, "no offset derived");
+    }
+
+    #[test]
+    fn hostile_expectations() {
+        let s = find("hostile-next-to-linux");
+        assert!(s.needs_guest() && s.needs_linux());
+        assert_eq!(s.inputs.len(), 4);
+        assert_eq!(s.inputs[0].bytes, b"\x1d\x1d\x1dng");
+        assert_passes(&s, &hostile_log(100));
+        assert_fails(&s, &hostile_log(2100), "heartbeats 2.1 s apart");
+        let with = |from: &str, to: &str| -> Vec<String> {
+            hostile_log(100).into_iter().map(|l| if l.contains(from) { l.replace(from, to) } else { l }).collect()
+        };
+        assert_fails(&s, &with("0 undefined answers", "1 undefined answers"), "an undefined answer");
+        assert_fails(&s, &with("0 not responding", "1 not responding"), "a CPU not responding");
+        assert_fails(&s, &with("1000000 ops,", "999999 ops,"), "fewer operations");
+        assert_fails(&s, &with("on cpu 4 (no", "on cpu 2 (no"), "the watchdog reported a VM's CPU");
+        let mut hole = hostile_log(100);
+        hole.retain(|l| !l.contains("nmv-init: heartbeat 61 "));
+        assert_fails(&s, &hole, "a missing heartbeat");
+        let mut undefined = hostile_log(100);
+        undefined.push("[hostile] hostile: undefined: cpu 0 op sgi at 0x1: esr 0x2000000 value 0x0: x".into());
+        assert_fails(&s, &undefined, "an undefined answer listed");
     }
 
     /// A stock kernel's boot as QEMU 7.2 prints it natively (abridged).

@@ -117,13 +117,25 @@ impl Esr {
         Self((il as u64) << IL_SHIFT)
     }
 
+    /// What a data abort's syndrome says about the access even without a
+    /// valid instruction syndrome: (WnR [6], CM [8]). WnR and CM are valid
+    /// whatever ISV says (Arm ARM D24.2.41), so an LDP/STP or a DC by VA
+    /// that faults still says which it was.
+    pub fn abort_direction(self) -> (bool, bool) {
+        let iss = self.iss();
+        (iss & (1 << 6) != 0, iss & (1 << 8) != 0)
+    }
+
     /// The ESR_EL1 for injecting a synchronous external data abort
     /// (DFSC 0x10) without a valid instruction syndrome (ISV = 0): EC 0x25
     /// if the guest was at EL1 (`same_el`), 0x24 if at EL0; IL = 1; WnR as
-    /// given. FAR_EL1 is valid (FnV = 0): the injector sets it.
-    pub fn sync_external_data_abort(same_el: bool, write: bool) -> Self {
+    /// given; for a cache maintenance instruction (`cm`) CM = 1 and WnR = 1,
+    /// as the architecture reports one (Arm ARM D24.2.41, CM and WnR).
+    /// FAR_EL1 is valid (FnV = 0): the injector sets it.
+    pub fn sync_external_data_abort(same_el: bool, write: bool, cm: bool) -> Self {
         let ec: u64 = if same_el { 0x25 } else { 0x24 };
-        Self(ec << EC_SHIFT | 1 << IL_SHIFT | (write as u64) << 6 | 0x10)
+        let wnr = write || cm;
+        Self(ec << EC_SHIFT | 1 << IL_SHIFT | (cm as u64) << 8 | (wnr as u64) << 6 | 0x10)
     }
 }
 
@@ -375,7 +387,7 @@ mod tests {
         assert_eq!(Esr::undefined(true).0, 0x0200_0000);
         assert_eq!(Esr::undefined(false).0, 0);
         assert_eq!(Esr::undefined(true).class(), ExceptionClass::Unknown);
-        let read = Esr::sync_external_data_abort(true, false);
+        let read = Esr::sync_external_data_abort(true, false, false);
         assert_eq!(read.0, 0x9600_0010);
         assert_eq!(read.class(), ExceptionClass::DataAbortSame);
         assert_eq!(read.mmio_access(), None);
@@ -383,9 +395,30 @@ mod tests {
             format!("{read}"),
             "0x96000010 (EC 0x25: data abort from EL2, synchronous external abort)"
         );
-        let write = Esr::sync_external_data_abort(false, true);
+        let write = Esr::sync_external_data_abort(false, true, false);
         assert_eq!(write.0, 0x9200_0050);
         assert_eq!(write.class(), ExceptionClass::DataAbortLower);
+        // DC CIVAC: CM = 1 and WnR = 1.
+        assert_eq!(Esr::sync_external_data_abort(true, false, true).0, 0x9600_0150);
+    }
+
+    /// Found by guest-test's hostile mode: an STP to an IPA with nothing
+    /// behind it (ISV = 0) was injected back as a read (WnR = 0), and a
+    /// DC CIVAC without CM. WnR and CM come from the syndrome even when
+    /// ISV is 0.
+    #[test]
+    fn aborts_without_a_syndrome_keep_their_direction() {
+        // Data abort from a lower EL, ISV = 0, WnR = 1 (STP), DFSC 0x04.
+        let stp = Esr(0x24 << 26 | 1 << 25 | 1 << 6 | 0x04);
+        assert_eq!(stp.mmio_access(), None);
+        assert_eq!(stp.abort_direction(), (true, false));
+        let (w, cm) = stp.abort_direction();
+        assert_eq!(Esr::sync_external_data_abort(true, w, cm).0, 0x9600_0050);
+        // DC CIVAC: CM = 1, WnR = 1.
+        let dc = Esr(0x24 << 26 | 1 << 25 | 1 << 8 | 1 << 6 | 0x04);
+        assert_eq!(dc.abort_direction(), (true, true));
+        let ldp = Esr(0x24 << 26 | 1 << 25 | 0x04);
+        assert_eq!(ldp.abort_direction(), (false, false));
     }
 
     #[test]

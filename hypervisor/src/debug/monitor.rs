@@ -35,6 +35,10 @@ pub enum MonitorCommand {
     NextVm,
     /// Print [`HELP`].
     Help,
+    /// `w`, test images only (not in the help): the highest-numbered CPU
+    /// spins with interrupts masked until the lockup watchdog reports it,
+    /// so a scenario can make the watchdog fire while guests run.
+    WatchdogTest,
 }
 
 /// What to do with an input byte.
@@ -115,6 +119,7 @@ impl Monitor {
                 b'd' => Action::Command(MonitorCommand::DumpAll),
                 b'c' => Action::Command(MonitorCommand::DumpThis),
                 b'n' => Action::Command(MonitorCommand::NextVm),
+                b'w' => Action::Command(MonitorCommand::WatchdogTest),
                 b'h' | b'?' => Action::Command(MonitorCommand::Help),
                 _ => Action::Nothing,
             };
@@ -174,6 +179,7 @@ mod tests {
             (b'd', MonitorCommand::DumpAll),
             (b'c', MonitorCommand::DumpThis),
             (b'n', MonitorCommand::NextVm),
+            (b'w', MonitorCommand::WatchdogTest),
             (b'h', MonitorCommand::Help),
             (b'?', MonitorCommand::Help),
         ] {

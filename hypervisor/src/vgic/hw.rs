@@ -306,12 +306,7 @@ pub fn forwarded_interrupt(intid: u32) -> bool {
 
 /// The ICC_SGI*R_EL1 system register encodings (Op0, Op1, CRn, CRm, Op2).
 fn sgi_group(a: &SysRegAccess) -> Option<SgiGroup> {
-    match a.encoding() {
-        (3, 0, 12, 11, 5) => Some(SgiGroup::G1),
-        (3, 1, 12, 11, 6) => Some(SgiGroup::AltG1),
-        (3, 2, 12, 11, 7) => Some(SgiGroup::G0),
-        _ => None,
-    }
+    SgiGroup::from_encoding(a.encoding())
 }
 
 /// A trapped system-register access. Returns false if it is not an SGI

@@ -20,6 +20,19 @@ pub enum SgiGroup {
 }
 
 impl SgiGroup {
+    /// The SGI generation register an MSR encoding (Op0, Op1, CRn, CRm,
+    /// Op2) names (GICv3 spec 12.2: ICC_SGI1R_EL1 is S3_0_C12_C11_5,
+    /// ICC_ASGI1R_EL1 S3_0_C12_C11_6, ICC_SGI0R_EL1 S3_0_C12_C11_7; Op1 is
+    /// 0 for all three. The AArch32 forms differ in opc1 instead.)
+    pub const fn from_encoding(enc: (u8, u8, u8, u8, u8)) -> Option<Self> {
+        match enc {
+            (3, 0, 12, 11, 5) => Some(Self::G1),
+            (3, 0, 12, 11, 6) => Some(Self::AltG1),
+            (3, 0, 12, 11, 7) => Some(Self::G0),
+            _ => None,
+        }
+    }
+
     /// Whether an SGI configured in Group 1 (`group1`) at the target may be
     /// made pending by this register. ICC_SGI1R_EL1 reaches Group 1 SGIs
     /// only; ICC_SGI0R_EL1 and ICC_ASGI1R_EL1 reach Group 0 SGIs only.
@@ -195,6 +208,19 @@ mod tests {
     /// vCPU i: Aff0 = i % 16, Aff1 = i / 16 (as vm::guest assigns them).
     fn mpidrs(n: usize) -> Vec<u64> {
         (0..n as u64).map(|i| ((i / 16) << 8) | (i % 16)).collect()
+    }
+
+    /// Found by guest-test's hostile mode: ICC_ASGI1R_EL1 and
+    /// ICC_SGI0R_EL1 were matched with Op1 = 1 and 2 (the AArch32 opc1
+    /// values), so a guest's write to either got UNDEFINED.
+    #[test]
+    fn sgi_register_encodings() {
+        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 5)), Some(SgiGroup::G1));
+        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 6)), Some(SgiGroup::AltG1));
+        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 7)), Some(SgiGroup::G0));
+        assert_eq!(SgiGroup::from_encoding((3, 1, 12, 11, 6)), None);
+        assert_eq!(SgiGroup::from_encoding((3, 2, 12, 11, 7)), None);
+        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 12, 5)), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!
 //! Test calls: +0 makes INTID x2 pending at priority x3 on vCPU x1 of the
 //! calling VM (every image); +1 makes the calling CPU hold its VM's vGIC
-//! lock for good (test images only, for the `vgic-lock-held` scenario).
+//! lock for good (test images booted with `nmivisor.test=vgic-lock-hold`
+//! only, for the `vgic-lock-held` scenario).
 //! Any other test call returns NOT_SUPPORTED.
 
 /// SMCCC_VERSION (DEN0028).

@@ -116,10 +116,11 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
             return;
         }
     }
-    let write = esr.mmio_access().is_some_and(|a| a.write);
+    // WnR and CM hold even without a valid syndrome (LDP/STP, DC by VA).
+    let (write, cm) = esr.abort_direction();
     log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
     let same_el = frame.spsr & 0xf != 0;
-    inject_sync(frame, Esr::sync_external_data_abort(same_el, write).0);
+    inject_sync(frame, Esr::sync_external_data_abort(same_el, write, cm).0);
 }
 
 /// ESR for a synchronous external abort on instruction fetch (EC 0x21 from
@@ -271,12 +272,22 @@ fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
     }
 }
 
-/// NMV_TEST_BASE + 1, test images only: this CPU takes the VM's vGIC lock
-/// and keeps it, spinning masked by priority as every lock holder is. The
+/// Whether NMV_TEST_BASE + 1 may hold a vGIC lock: only a test image
+/// booted with `nmivisor.test=vgic-lock-hold` says yes, so that no other
+/// test (a hostile guest's random hypercalls) can stop a CPU with it.
+#[cfg(feature = "test-hooks")]
+pub static LOCK_HOLD_ALLOWED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// NMV_TEST_BASE + 1, test images with `nmivisor.test=vgic-lock-hold`
+/// only (else NOT_SUPPORTED): this CPU takes the VM's vGIC lock and keeps
+/// it, spinning masked by priority as every lock holder is. The
 /// `vgic-lock-held` scenario then checks that a hypervisor-wide dump still
 /// reaches every CPU: the NMI path never waits for that lock.
 #[cfg(feature = "test-hooks")]
 fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
+    if !LOCK_HOLD_ALLOWED.load(core::sync::atomic::Ordering::Relaxed) {
+        return hypercall::NOT_SUPPORTED;
+    }
     let _held = vgic::hw::lock(vm);
     crate::println!("nmivisor: test: vCPU {} holds vm {}'s vGIC lock for good", vcpu.index, vm.name);
     loop {

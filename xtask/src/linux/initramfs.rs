@@ -16,7 +16,7 @@ use flate2::{write::GzEncoder, Compression};
 /// Applets `/init` and its test flows use, linked in `/bin` (plus `sh`).
 pub const APPLETS: &[&str] = &[
     "sh", "mount", "cat", "echo", "grep", "sleep", "taskset", "cttyhack", "setsid", "poweroff",
-    "dmesg", "nproc", "uname", "kill", "true", "ls", "ps",
+    "dmesg", "nproc", "uname", "kill", "true", "ls", "ps", "usleep",
 ];
 
 /// Directories created empty (mount points and the like).
@@ -252,7 +252,7 @@ mod tests {
         check_init(&init).unwrap();
         let text = String::from_utf8(init).unwrap();
         // The flows the scenarios select, and the marker they wait for.
-        for flow in ["boot)", "nmi-backtrace)", "hardlockup)", "poweroff)", "hyp-dump)"] {
+        for flow in ["boot)", "nmi-backtrace)", "hardlockup)", "poweroff)", "hyp-dump)", "heartbeat)"] {
             assert!(text.contains(flow), "{flow}");
         }
         assert!(text.contains("userspace up"));
