@@ -1,5 +1,5 @@
-//! The VM bundle parser and the CPU/memory admission
-//! (hypervisor/src/boot/bundle.rs).
+//! The VM bundle parser and the CPU/memory admission (the vm-bundle
+//! crate).
 //!
 //! Input: 2 bytes [nr_cpus, memory in 2 MiB units / 4], then the cpio
 //! archive.
@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nmivisor_fuzz::Reader;
-use nmivisor_pure::boot::bundle::{self, MAX_NAME_LEN, MEMORY_GRANULE};
+use vm_bundle::{self as bundle, MAX_NAME_LEN, MEMORY_GRANULE};
 
 fuzz_target!(|data: &[u8]| {
     let mut r = Reader(data);

@@ -1,9 +1,9 @@
-//! The newc cpio reader (hypervisor/src/boot/cpio.rs) on arbitrary bytes.
+//! The newc cpio reader (the vm-bundle crate's `cpio`) on arbitrary bytes.
 //! Input: the archive.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nmivisor_pure::boot::cpio;
+use vm_bundle::cpio;
 
 /// A newc header is 110 bytes; every entry takes at least that.
 const HEADER: usize = 110;

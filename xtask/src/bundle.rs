@@ -24,7 +24,6 @@
 //! broken ones ([`Defect`], [`BundleSpec::unchecked`]) that the hypervisor
 //! must refuse without crashing.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,9 +31,6 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::util::{self, display_path};
 use crate::{image, say};
-
-/// Longest VM name (the hypervisor prefixes console lines with it).
-pub const MAX_NAME_LEN: usize = 15;
 
 /// One VM of a bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,89 +129,33 @@ fn write_out(bytes: &[u8], vms: &[VmConfig], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks names (valid, unique), CPU lists, memory sizes and that no two
-/// VMs share a CPU.
+/// Checks `vms` with the hypervisor's own bundle parser (the `vm-bundle`
+/// crate), so the two can never disagree: names, configs (CPU lists,
+/// sizes, every key) and command lines are written into an archive with a
+/// stand-in image and parsed back, and the VMs are admitted as on a
+/// machine with every CPU nmivisor supports and memory to spare, which
+/// refuses two VMs that want one CPU.
 pub fn validate(vms: &[VmConfig]) -> Result<()> {
     ensure!(!vms.is_empty(), "a bundle needs at least one VM");
-    let mut owners: Vec<(&str, BTreeSet<u32>)> = Vec::new();
+    let mut members = Vec::new();
     for vm in vms {
-        check_name(&vm.name)?;
-        ensure!(
-            !owners.iter().any(|(n, _)| *n == vm.name),
-            "VM name {:?} is used twice",
-            vm.name
-        );
-        let cpus = parse_cpus(&vm.cpus).with_context(|| format!("VM {}: bad cpus", vm.name))?;
-        parse_size(&vm.memory).with_context(|| format!("VM {}: bad memory", vm.name))?;
-        for (other, theirs) in &owners {
-            let shared: Vec<String> = cpus.intersection(theirs).map(u32::to_string).collect();
-            ensure!(
-                shared.is_empty(),
-                "VMs {other} and {} both want CPU {}",
-                vm.name,
-                shared.join(",")
-            );
+        let file = |name: &str, data: Vec<u8>| Member { path: format!("{}/{name}", vm.name), dir: false, data };
+        members.push(Member { path: vm.name.clone(), dir: true, data: Vec::new() });
+        members.push(file("config", vm.config_text().into_bytes()));
+        if !vm.cmdline.is_empty() {
+            members.push(file("cmdline", vm.cmdline.clone().into_bytes()));
         }
-        owners.push((&vm.name, cpus));
+        members.push(file("image", b"stand-in image".to_vec()));
     }
+    let bytes = archive(&members)?;
+    let entries = vm_bundle::parse(&bytes).map_err(|e| anyhow::anyhow!("bundle: {e}"))?;
+    let errors: Vec<String> = vm_bundle::admit(entries, vm_bundle::MAX_CPUS, u64::MAX)
+        .iter()
+        .filter_map(|e| e.as_ref().err())
+        .map(ToString::to_string)
+        .collect();
+    ensure!(errors.is_empty(), "{}", errors.join("; "));
     Ok(())
-}
-
-/// Checks a VM name: 1-15 characters of `[a-z0-9_-]`.
-pub fn check_name(name: &str) -> Result<()> {
-    ensure!(
-        (1..=MAX_NAME_LEN).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')),
-        "bad VM name {name:?}: use 1-{MAX_NAME_LEN} characters of a-z, 0-9, _ and -"
-    );
-    Ok(())
-}
-
-/// Parses a CPU list (`0-3`, `1,3`, `0-1, 4`) into the set of CPU numbers.
-pub fn parse_cpus(text: &str) -> Result<BTreeSet<u32>> {
-    let mut set = BTreeSet::new();
-    for item in text.split(',').map(str::trim) {
-        let num = |s: &str| -> Result<u32> {
-            let s = s.trim();
-            ensure!(
-                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
-                "{s:?} is not a CPU number"
-            );
-            Ok(s.parse()?)
-        };
-        let (first, last) = match item.split_once('-') {
-            Some((a, b)) => (num(a)?, num(b)?),
-            None => (num(item)?, num(item)?),
-        };
-        ensure!(first <= last, "range {item:?} runs backwards");
-        ensure!(last < 64, "CPU {last} is out of range");
-        set.extend(first..=last);
-    }
-    Ok(set)
-}
-
-/// Parses a size: bytes, or a number with a K, M or G suffix (binary
-/// units, either case). Zero is refused.
-pub fn parse_size(text: &str) -> Result<u64> {
-    let text = text.trim();
-    let (digits, shift) = match text.as_bytes().last() {
-        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
-        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
-        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
-        _ => (text, 0),
-    };
-    ensure!(
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
-        "{text:?} is not a size (a number of bytes, or a number with K, M or G)"
-    );
-    let value: u64 = digits.parse()?;
-    let size = value
-        .checked_mul(1 << shift)
-        .with_context(|| format!("{text:?} is too large"))?;
-    ensure!(size > 0, "the size is zero");
-    Ok(size)
 }
 
 /// One archive member: a directory (no data) or a regular file.
@@ -618,52 +558,11 @@ mod tests {
     }
 
     #[test]
-    fn names() {
-        for good in ["a", "guest-test", "vm_0", "abcdefghijklmno"] {
-            check_name(good).unwrap();
-        }
-        for bad in ["", "Guest", "a/b", "a b", "abcdefghijklmnop", "vm.1", "é"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn cpu_lists() {
-        let set = |t: &str| parse_cpus(t).unwrap().into_iter().collect::<Vec<_>>();
-        assert_eq!(set("0-3"), [0, 1, 2, 3]);
-        assert_eq!(set("1,3"), [1, 3]);
-        assert_eq!(set(" 0-1, 4 ,6-6"), [0, 1, 4, 6]);
-        for bad in ["", "3-1", "a", "1,,2", "-1", "1-", "64", "0x1"] {
-            assert!(parse_cpus(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn all_cpus_covers_the_machine() {
         assert_eq!(all_cpus(1), "0");
         assert_eq!(all_cpus(2), "0-1");
         assert_eq!(all_cpus(8), "0-7");
-        assert_eq!(parse_cpus(&all_cpus(4)).unwrap().len(), 4);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
-        assert_eq!(parse_size("128M").unwrap(), 128 << 20);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        for bad in [
-            "",
-            "0",
-            "0M",
-            "M",
-            "12T",
-            "1.5G",
-            "-1M",
-            "99999999999999999999G",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
-        }
+        assert_eq!(vm_bundle::CpuSet::parse(&all_cpus(4)).unwrap().len(), 4);
     }
 
     #[test]
@@ -671,10 +570,10 @@ mod tests {
         let img = Path::new("/nonexistent");
         let err = |vms: &[VmConfig]| format!("{:#}", validate(vms).unwrap_err());
         assert!(err(&[]).contains("at least one VM"));
-        assert!(err(&[vm("Bad", img, "0")]).contains("bad VM name"));
-        assert!(err(&[vm("a", img, "0"), vm("a", img, "1")]).contains("used twice"));
-        assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2"));
-        assert!(err(&[vm("a", img, "")]).contains("bad cpus"));
+        assert!(err(&[vm("Bad", img, "0")]).contains("VM \"Bad\": bad name"));
+        assert!(err(&[vm("a", img, "0"), vm("a", img, "1")]).contains("VM \"a\": file \"config\" appears twice"));
+        assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2 already belongs to VM \"a\""));
+        assert!(err(&[vm("a", img, "")]).contains("cpus is empty"));
         let no_mem = VmConfig {
             symbols: None,
             lockup: None,
@@ -682,7 +581,8 @@ mod tests {
             memory: "lots".into(),
             ..vm("a", img, "0")
         };
-        assert!(err(&[no_mem]).contains("bad memory"));
+        let msg = err(&[no_mem]);
+        assert!(msg.contains("memory"), "{msg}");
         validate(&[vm("a", img, "0-1"), vm("b", img, "2-3")]).unwrap();
     }
 

@@ -44,10 +44,10 @@ pub const TARGETS: &[(&str, &str)] = &[
         "vGIC: GICD/GICR reads and writes, SGIs, lines, LR flush/fold, with invariants (vgic/)",
     ),
     ("dt", "the hypervisor's device-tree reader (boot/dt.rs)"),
-    ("cpio", "the newc cpio reader (boot/cpio.rs)"),
+    ("cpio", "the newc cpio reader (vm-bundle/src/cpio.rs)"),
     (
         "bundle",
-        "the VM bundle parser and CPU/memory admission (boot/bundle.rs)",
+        "the VM bundle parser and CPU/memory admission (vm-bundle/src/lib.rs)",
     ),
     (
         "guest_dt",

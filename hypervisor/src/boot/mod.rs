@@ -1,8 +1,7 @@
-//! Boot: the device tree, the VM bundle, and (on the target) the boot and secondary-CPU
-//! paths that bring nmivisor up.
+//! Boot: the device tree and (on the target) the boot and secondary-CPU
+//! paths that bring nmivisor up. The VM bundle's format is the `vm-bundle`
+//! crate.
 
-pub mod bundle;
-pub mod cpio;
 pub mod dt;
 #[cfg(target_os = "none")]
 pub mod start;

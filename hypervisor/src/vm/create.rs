@@ -12,7 +12,7 @@ use super::run;
 use crate::arch::{cpu, ich};
 use crate::vgic::state::MAX_VCPUS;
 use crate::vgic::Vgic;
-use crate::boot::bundle::{self, VmSpec};
+use vm_bundle::{self as bundle, VmSpec};
 use crate::mm::ram::FreeRam;
 use crate::mm::stage2::Stage2Tables;
 use crate::println;

@@ -14,17 +14,35 @@
 //! VM ask for a dump of itself, `lockup = off|SECONDS|MSms` turns on the
 //! hypervisor's guest lockup detector for it.
 //!
+//! This crate is the format's one implementation: the hypervisor parses
+//! and admits bundles with it, xtask checks every bundle it writes by
+//! parsing it back, and the fuzz targets `bundle` and `cpio` run it. It is
+//! `no_std` (with `alloc`) and host-tested.
+//!
 //! Two stages, so one VM's mistake never costs the others their boot:
 //! [`parse`] turns the archive into one [`VmEntry`] per directory (only a
 //! malformed archive fails as a whole), then [`admit`] hands out CPUs and
 //! memory in archive order.
 
+#![no_std]
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod cpio;
+
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::cpio::{self, CpioError};
-use crate::arch::MAX_CPUS;
+use cpio::CpioError;
+
+/// The most physical CPUs nmivisor manages (its `arch::MAX_CPUS`, which
+/// asserts that the two agree): CPU numbers in a config stay below it.
+pub const MAX_CPUS: usize = 16;
 
 /// Longest VM name: short enough for console prefixes.
 pub const MAX_NAME_LEN: usize = 15;
@@ -159,11 +177,17 @@ impl fmt::Debug for CpuSet {
 /// One VM as described by the bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmSpec<'a> {
+    /// The VM's directory name.
     pub name: &'a str,
+    /// The guest kernel (`NAME/image`).
     pub image: &'a [u8],
+    /// The guest's initramfs (`NAME/initrd`).
     pub initrd: Option<&'a [u8]>,
+    /// The kernel command line (`NAME/cmdline`, one trailing newline trimmed).
     pub cmdline: &'a str,
+    /// `cpus`: the physical CPUs it owns.
     pub cpus: CpuSet,
+    /// `memory`: its RAM in bytes.
     pub memory: u64,
     /// `dump = on`: the VM may ask for a dump of its own vCPUs (NMV_DUMP).
     /// Off by default: a dump stops the VM's CPUs for a while.
@@ -184,6 +208,7 @@ pub type VmEntry<'a> = Result<VmSpec<'a>, VmError>;
 pub struct VmError {
     /// The VM's directory name as found in the bundle.
     pub vm: String,
+    /// What is wrong.
     pub kind: VmErrorKind,
 }
 
@@ -192,48 +217,75 @@ pub struct VmError {
 pub enum VmErrorKind {
     /// Not 1–15 characters of `[a-z0-9_-]`.
     BadName,
+    /// No `NAME/image`.
     MissingImage,
+    /// `NAME/image` is empty.
     EmptyImage,
+    /// No `NAME/config`.
     MissingConfig,
     /// A file other than image, initrd, cmdline and config (or a nested path).
     UnknownFile(String),
+    /// A file given twice.
     DuplicateFile(String),
     /// `config` or `cmdline` is not UTF-8.
     NotText(&'static str),
     /// A config line that is not `key = value`.
     ConfigSyntax {
+        /// Its line number (from 1).
         line: usize,
     },
+    /// A key the format does not have.
     UnknownKey {
+        /// Its line number (from 1).
         line: usize,
+        /// The key as written.
         key: String,
     },
+    /// A key given twice.
     DuplicateKey {
+        /// Its line number (from 1).
         line: usize,
+        /// The key.
         key: String,
     },
+    /// A value the key does not accept.
     BadValue {
+        /// Its line number (from 1).
         line: usize,
+        /// The key.
         key: &'static str,
+        /// Why the value is refused.
         why: String,
     },
+    /// A required key (`cpus`, `memory`) is missing.
     MissingKey(&'static str),
+    /// `cpus` names no CPU.
     EmptyCpus,
+    /// `memory = 0`.
     ZeroMemory,
     /// Admission: CPUs this machine does not have.
     NoSuchCpus {
+        /// The CPUs it lacks.
         cpus: CpuSet,
+        /// How many CPUs the machine has.
         nr_cpus: usize,
     },
     /// Admission: CPUs an earlier VM already owns.
     CpusTaken {
+        /// The CPUs already taken.
         cpus: CpuSet,
+        /// The VM that has them.
         owner: String,
     },
+    /// Less memory than one 2 MiB block.
     MemoryTooSmall(u64),
+    /// Memory that is not a multiple of 2 MiB.
     MemoryUnaligned(u64),
+    /// More memory than is left.
     OutOfMemory {
+        /// What the VM asks for, in bytes.
         wanted: u64,
+        /// What is left, in bytes.
         left: u64,
     },
 }
@@ -305,6 +357,7 @@ impl fmt::Display for VmErrorKind {
 /// The archive as a whole is unusable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BundleError {
+    /// The archive itself is malformed.
     Cpio(CpioError),
     /// A file outside any VM directory: the bundle was probably built from
     /// the wrong directory.
@@ -665,7 +718,10 @@ pub fn admit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::cpio::tests::{newc, DIR, FILE};
+    use crate::cpio::tests::{newc, DIR, FILE};
+    use alloc::format;
+    use alloc::vec;
+    use std::prelude::rust_2021::*;
 
     const IMAGE: &[u8] = b"MZ fake arm64 Image";
 

@@ -31,6 +31,7 @@ pub struct Entry<'a> {
     pub name: &'a str,
     /// `st_mode`: file type and permission bits.
     pub mode: u32,
+    /// The file's contents (empty for a directory).
     pub data: &'a [u8],
 }
 
@@ -61,6 +62,7 @@ pub enum CpioErrorKind {
     /// The name's last byte (per `namesize`) is not NUL, or it has an
     /// embedded NUL.
     MissingNul,
+    /// The name is not UTF-8.
     NameNotUtf8,
     /// `filesize` runs past the end of the archive.
     DataPastEnd,
@@ -72,7 +74,9 @@ pub enum CpioErrorKind {
 /// or, for [`CpioErrorKind::MissingTrailer`], of the end) and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpioError {
+    /// Where in the archive the problem is.
     pub offset: usize,
+    /// What the problem is.
     pub kind: CpioErrorKind,
 }
 
@@ -230,6 +234,8 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
+    use std::format;
 
     /// A minimal newc writer for tests (also used by the bundle tests).
     pub(crate) fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
