@@ -145,3 +145,25 @@ pub fn lock_dir(dir: &Path, what: &str) -> Result<std::fs::File> {
     }
     Ok(file)
 }
+
+/// `1m05s` / `12.3s`.
+pub fn elapsed(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f32())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(elapsed(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(elapsed(Duration::from_secs(65)), "1m05s");
+    }
+}

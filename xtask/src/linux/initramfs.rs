@@ -9,9 +9,15 @@
 //! flows rely on, so they do not depend on that step.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
 use flate2::{write::GzEncoder, Compression};
+
+use super::cache::{self, Key};
+use super::{counter, init_path, BUSYBOX_PACKAGE};
+use crate::util::{self, which};
+use crate::{deb, say};
 
 /// Applets `/init` and its test flows use, linked in `/bin` (plus `sh`).
 pub const APPLETS: &[&str] = &[
@@ -152,6 +158,85 @@ pub fn build(busybox: &[u8], init: &[u8]) -> Result<Vec<u8>> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::best());
     gz.write_all(&archive)?;
     Ok(gz.finish()?)
+}
+
+
+// ---------------------------------------------------------------------------
+// Busybox and the initramfs of the Linux guest
+
+/// The busybox binary and its package version: Debian's
+/// `busybox-static:arm64` candidate, fetched and unpacked by [`deb`]
+/// (reused from the cache when unpacked before). Without apt (offline, or
+/// another distribution), any busybox unpacked earlier will do.
+fn busybox() -> Result<(PathBuf, String)> {
+    let pkg = deb::Pkg::arch("busybox-static", "arm64");
+    let fetched = match which("apt-get") {
+        Some(_) => deb::fetch_candidates(deb::View::System, std::slice::from_ref(&pkg)),
+        None => Err(anyhow::anyhow!("this machine has no apt-get")),
+    };
+    let fetched = match fetched {
+        Ok(mut f) => f.remove(0),
+        Err(e) => {
+            let cached = deb::cached_versions(&pkg)
+                .pop()
+                .and_then(|v| deb::cached(&pkg, &v));
+            let Some(f) = cached else {
+                return Err(e).context(format!(
+                    "cannot fetch {BUSYBOX_PACKAGE}: run `dpkg --add-architecture arm64 \
+                     && apt-get update` as root (Debian)"
+                ));
+            };
+            say!("linux: {e:#}; using the cached busybox {}", f.version);
+            f
+        }
+    };
+    let binary = fetched.dir.join("bin/busybox");
+    let bytes = std::fs::read(&binary)
+        .with_context(|| format!("{BUSYBOX_PACKAGE} {} has no bin/busybox", fetched.version))?;
+    check_aarch64_elf(&bytes).context("the package's bin/busybox")?;
+    Ok((binary, fetched.version))
+}
+
+/// The arm64 static busybox of the initramfs (fetched if need be).
+pub fn busybox_binary() -> Result<PathBuf> {
+    Ok(busybox()?.0)
+}
+
+/// Builds the initramfs, or finds it in the cache. It does not wait for
+/// the cache's lock (held for the minutes of a kernel build): the archive
+/// is written to a file of this process and renamed into place, and the
+/// package fetch has its own lock.
+pub fn initramfs() -> Result<PathBuf> {
+    initramfs_locked()
+}
+
+pub fn initramfs_locked() -> Result<PathBuf> {
+    let (busybox, version) = busybox()?;
+    let init_file = init_path();
+    let init = std::fs::read(&init_file)
+        .with_context(|| format!("cannot read {}", init_file.display()))?;
+    let key = Key::new("initramfs")
+        .add("busybox", &version)
+        .add("init", &init)
+        .add("applets", APPLETS.join(" "))
+        .add("counter", counter::elf());
+    let out = cache::root().join(format!("initramfs-{}.cpio.gz", key.hex()));
+    if out.exists() {
+        say!("linux: initramfs up to date (cached, key {})", key.hex());
+        return Ok(out);
+    }
+    let bytes = std::fs::read(&busybox)
+        .with_context(|| format!("cannot read {}", busybox.display()))?;
+    let gz = build(&bytes, &init)?;
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &gz)?;
+    std::fs::rename(&tmp, &out)?;
+    say!(
+        "linux: initramfs written ({} bytes: busybox {version}, {})",
+        gz.len(),
+        util::display_path(&init_file)
+    );
+    Ok(out)
 }
 
 #[cfg(test)]
