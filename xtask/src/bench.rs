@@ -35,6 +35,7 @@ use crate::util::{self, display_path};
 /// The benchmarks guest-test runs, in its order.
 pub const BENCHMARKS: &[&str] = &[
     "mmio-gicd-read",
+    "mmio-uart-read",
     "sgi-self",
     "timer-irq",
     "hvc-psci-version",
@@ -111,6 +112,17 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 2400, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub kvm_timeout: u64,
+
+    /// Instead of the table: where the instructions of one operation of
+    /// benchmark ROW go under nmivisor, per function and exception level
+    /// (QEMU's execution log, see `xtask/src/profile.rs`).
+    #[arg(long, value_name = "ROW")]
+    pub profile: Option<String>,
+
+    /// Operations of a `--profile` run (it boots twice, with N and 2N).
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub profile_ops: u32,
 }
 
 impl Default for BenchOptions {
@@ -126,6 +138,8 @@ impl Default for BenchOptions {
             kvm: false,
             linux: false,
             kvm_timeout: 2400,
+            profile: None,
+            profile_ops: 100,
         }
     }
 }
@@ -150,6 +164,9 @@ pub struct RunResult {
 
 /// Builds, boots both configurations, prints the table (or JSON).
 pub fn run(opts: &BenchOptions) -> Result<()> {
+    if let Some(row) = &opts.profile {
+        return crate::profile::run(opts, row, opts.profile_ops);
+    }
     let tc = provision::cross_toolchain(opts.toolchain)?;
     let qemu = provision::qemu(opts.qemu.as_deref())?;
     let built = build::build(&tc, Flavor::Normal)?;
@@ -257,7 +274,7 @@ pub fn guest_cmdline(iterations: u32) -> String {
 /// last line, `bench end: ...` (QEMU is then stopped: under `-icount` the
 /// hypervisor's power-off takes half a minute of host time, see
 /// `docs/benchmarks.md`), or fails as a hang after `opts.timeout`.
-fn scenario(name: &str, opts: &BenchOptions) -> Scenario {
+pub(crate) fn scenario(name: &str, opts: &BenchOptions) -> Scenario {
     Scenario::new(name)
         .smp(opts.smp)
         .qemu_arg("-icount")
