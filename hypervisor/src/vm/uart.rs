@@ -3,7 +3,9 @@
 //! line into the vGIC.
 //!
 //! The UART lock is taken with normal interrupts masked (console input
-//! arrives in an interrupt handler), and never from the NMI path.
+//! arrives in an interrupt handler), and never from the NMI path. The vGIC
+//! lock nests inside it (a changed interrupt level is driven with the UART
+//! locked); nothing takes them in the other order.
 
 use super::guest::{self, Vm};
 use super::memmap;
@@ -18,7 +20,7 @@ static FOCUS: AtomicUsize = AtomicUsize::new(0);
 
 /// A guest access to its PL011. Returns the value for a read.
 pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64> {
-    let (read, effect, level) = {
+    let (read, effect, kick) = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();
         let (read, effect) = if access.write {
@@ -27,7 +29,8 @@ pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64
             let (v, e) = uart.read(offset, access.size);
             (Some(v), e)
         };
-        (read, effect, uart.irq_level())
+        let kick = drive_irq(vm, uart.irq_level());
+        (read, effect, kick)
     };
     if let Some(byte) = effect.tx {
         vm.console_write(&[byte]);
@@ -35,13 +38,25 @@ pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64
     if effect.unhandled {
         super::trap::log_guest(vm, "PL011 register not emulated, RAZ/WI", offset);
     }
-    drive_irq(vm, level);
+    send_kick(vm, kick);
     read
 }
 
-/// Drives the UART's SPI to `level` and kicks the vCPU it is routed to.
-fn drive_irq(vm: &Vm, level: bool) {
-    let target = crate::vgic::hw::lock(vm).vgic.set_level(0, memmap::UART_INTID, level);
+/// Drives the UART's SPI to `level` if that is not the level it was last
+/// driven to (an unchanged level changes nothing in the vGIC: a level
+/// interrupt stays as it is, an edge one needs a rising edge). Call with
+/// `vm.uart` locked, so that the changes reach the vGIC in order. Returns
+/// the vCPU to kick.
+fn drive_irq(vm: &Vm, level: bool) -> Option<usize> {
+    if vm.uart_level.load(Ordering::Acquire) == u8::from(level) {
+        return None;
+    }
+    vm.uart_level.store(u8::from(level), Ordering::Release);
+    crate::vgic::hw::lock(vm).vgic.set_level(0, memmap::UART_INTID, level)
+}
+
+/// Kicks the vCPU the UART's SPI went to (after `vm.uart` is unlocked).
+fn send_kick(vm: &Vm, target: Option<usize>) {
     if let Some(t) = target {
         let mut set = TargetSet::default();
         set.insert(t);
@@ -55,15 +70,15 @@ fn drive_irq(vm: &Vm, level: bool) {
 pub fn console_input(bytes: &[u8]) {
     let vms = guest::vms();
     let Some(vm) = vms.get(FOCUS.load(Ordering::Relaxed)) else { return };
-    let level = {
+    let kick = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();
         for &b in bytes {
             uart.receive(b);
         }
-        uart.irq_level()
+        drive_irq(vm, uart.irq_level())
     };
-    drive_irq(vm, level);
+    send_kick(vm, kick);
 }
 
 /// Moves console input to the next VM and says which one has it.
