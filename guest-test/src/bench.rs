@@ -27,6 +27,8 @@
 //! | `timer-irq` | the virtual timer armed with CVAL = 0 (fires at once), PPI 27 taken, the handler disarms it |
 //! | `hvc-psci-version` | PSCI_VERSION through the PSCI conduit |
 //! | `sgi-pingpong` | SGI 1 from CPU 0 to CPU 1, whose handler sends SGI 2 back; CPU 0 waits for it (needs 2 CPUs) |
+//! | `nmi-self` | SGI 3 at NMI priority to this CPU while its PMR masks normal interrupts, taken |
+//! | `nmi-cross` | SGI 3 at NMI priority from CPU 0 to CPU 1, which spins (with YIELD) with its PMR masking normal interrupts; CPU 0 waits until CPU 1's handler counted it (needs 2 CPUs) |
 //!
 //! The interrupts go through the usual driver ([`crate::gic`]) and
 //! handler ([`crate::irq::handle`], with [`hook`]), so they cost what an
@@ -48,7 +50,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::cases::{irq_setup, Reason};
-use crate::gic::{self, PMR_ON, PRIO_IRQ};
+use crate::gic::{self, PMR_OFF, PMR_ON, PRIO_IRQ, PRIO_NMI};
 use crate::secondary::{self, Job, Outcome as JobOutcome};
 use crate::topology::MAX_CPUS;
 use crate::{cpu, dt, irq, line, println, psci, timer};
@@ -81,6 +83,8 @@ const SELF_SGI: u32 = 0;
 const PING_SGI: u32 = 1;
 /// ... and back.
 const PONG_SGI: u32 = 2;
+/// SGI of `nmi-self` and `nmi-cross`, at [`PRIO_NMI`].
+const NMI_SGI: u32 = 3;
 /// The CPU that answers the pings.
 const PONG_CPU: usize = 1;
 /// How long CPU 1 may take to start, to get ready, and to finish its job.
@@ -144,10 +148,18 @@ static BENCHES: &[Bench] = &[
         name: "hvc-psci-version",
         run: hvc_psci_version,
     },
+    Bench {
+        name: "nmi-self",
+        run: nmi_self,
+    },
     // Last: it starts CPU 1, which the others want off.
     Bench {
         name: "sgi-pingpong",
         run: sgi_pingpong,
+    },
+    Bench {
+        name: "nmi-cross",
+        run: nmi_cross,
     },
 ];
 
@@ -399,6 +411,28 @@ fn sgi_self(n: u32) -> Measured {
     measured(r)
 }
 
+fn nmi_self(n: u32) -> Measured {
+    let used = [(NMI_SGI, PRIO_NMI)];
+    let g = match interrupts_on(&used) {
+        Ok(g) => g,
+        Err(why) => return setup_failed(why),
+    };
+    // Normal interrupts masked the pseudo-NMI way: by priority, with
+    // PSTATE.I clear.
+    gic::set_pmr(PMR_OFF);
+    let me = dt::platform().cpus.mpidr(cpu::index());
+    let taken = &TAKEN[cpu::index()][NMI_SGI as usize];
+    irq::enable();
+    let r = timed(n, |limit| {
+        let before = taken.load(Ordering::Relaxed);
+        gic::send_sgi(NMI_SGI, me);
+        wait_change(taken, before, limit, false)
+    });
+    interrupts_off(&g, &used);
+    gic::set_pmr(PMR_ON);
+    measured(r)
+}
+
 fn timer_irq(n: u32) -> Measured {
     let used = [(timer::VTIMER_INTID, timer::PRIORITY)];
     let g = match interrupts_on(&used) {
@@ -492,6 +526,78 @@ fn sgi_pingpong(n: u32) -> Measured {
         }
     });
     measured(r)
+}
+
+fn nmi_cross(n: u32) -> Measured {
+    let cpus = dt::platform().cpus;
+    if cpus.count() <= PONG_CPU {
+        return Measured::Skipped("needs 2 CPUs");
+    }
+    if secondary::checkins(PONG_CPU) == 0 {
+        if let Err(why) = crate::cases::psci::start(PONG_CPU) {
+            return Measured::Failed(why);
+        }
+    }
+    PONG_READY.store(false, Ordering::Relaxed);
+    PONG_STOP.store(false, Ordering::Relaxed);
+    let ticket = secondary::post(PONG_CPU, Job::BenchNmiSpin);
+    let ready = cpu::wait_ms(CPU_WAIT_MS, || {
+        PONG_READY.load(Ordering::Acquire) || ticket.is_done()
+    });
+    let to = cpus.mpidr(PONG_CPU);
+    let r = if !ready || !PONG_READY.load(Ordering::Acquire) {
+        Err(line::format(format_args!(
+            "cpu {PONG_CPU} did not get ready within {CPU_WAIT_MS} ms"
+        )))
+    } else {
+        let taken = &TAKEN[PONG_CPU][NMI_SGI as usize];
+        timed(n, |limit| {
+            let before = taken.load(Ordering::Relaxed);
+            gic::send_sgi(NMI_SGI, to);
+            wait_change(taken, before, limit, true)
+        })
+    };
+    PONG_STOP.store(true, Ordering::Release);
+    let out = ticket.wait(CPU_WAIT_MS);
+    let r = r.and_then(|t| match out {
+        Some(JobOutcome::OK) => Ok(t),
+        Some(o) if o.code == crate::cases::SETUP_FAILED => {
+            Err(crate::cases::explain_setup(PONG_CPU))
+        }
+        Some(o) => Err(line::format(format_args!(
+            "cpu {PONG_CPU}: job failed with code {} ({:#x})",
+            o.code, o.detail
+        ))),
+        None => {
+            ticket.cancel();
+            Err(line::format(format_args!(
+                "cpu {PONG_CPU} did not stop within {CPU_WAIT_MS} ms"
+            )))
+        }
+    });
+    measured(r)
+}
+
+/// CPU 1's part of `nmi-cross` ([`Job::BenchNmiSpin`]): spins with its
+/// PMR masking normal interrupts and PSTATE.I clear, yielding the host
+/// thread each round, until [`PONG_STOP`]; the NMI-priority SGIs are
+/// counted by [`hook`].
+pub fn nmi_spin_on_this_cpu() -> JobOutcome {
+    let used = [(NMI_SGI, PRIO_NMI)];
+    let g = match interrupts_on(&used) {
+        Ok(g) => g,
+        Err(why) => return crate::cases::setup_failed(why),
+    };
+    gic::set_pmr(PMR_OFF);
+    irq::enable();
+    PONG_READY.store(true, Ordering::Release);
+    while !PONG_STOP.load(Ordering::Acquire) {
+        cpu::relax();
+    }
+    irq::disable();
+    gic::set_pmr(PMR_ON);
+    interrupts_off(&g, &used);
+    JobOutcome::OK
 }
 
 /// CPU 1's part of `sgi-pingpong` ([`Job::BenchPong`]): answers pings

@@ -38,6 +38,8 @@ pub enum Job {
     TimerAfterOn = 13,
     /// [`crate::cases::spi_route::receiver_job`].
     SpiReroute = 14,
+    /// [`crate::bench::nmi_spin_on_this_cpu`] (bench mode).
+    BenchNmiSpin = 15,
 }
 
 impl Job {
@@ -57,6 +59,7 @@ impl Job {
             12 => Some(Job::TimerOffInHandler),
             13 => Some(Job::TimerAfterOn),
             14 => Some(Job::SpiReroute),
+            15 => Some(Job::BenchNmiSpin),
             _ => None,
         }
     }
@@ -125,6 +128,7 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::TimerOffInHandler) => crate::cases::timers::off_in_handler_job(),
             Some(Job::TimerAfterOn) => crate::cases::timers::after_on_job(),
             Some(Job::SpiReroute) => crate::cases::spi_route::receiver_job(),
+            Some(Job::BenchNmiSpin) => crate::bench::nmi_spin_on_this_cpu(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

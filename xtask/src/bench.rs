@@ -39,11 +39,13 @@ pub const BENCHMARKS: &[&str] = &[
     "sgi-self",
     "timer-irq",
     "hvc-psci-version",
+    "nmi-self",
     "sgi-pingpong",
+    "nmi-cross",
 ];
 
 /// Benchmarks that need this many CPUs (guest-test skips them with fewer).
-const NEEDS_CPUS: &[(&str, u32)] = &[("sgi-pingpong", 2)];
+const NEEDS_CPUS: &[(&str, u32)] = &[("sgi-pingpong", 2), ("nmi-cross", 2)];
 
 /// QEMU's deterministic mode: CNTVCT follows the instruction count.
 pub const ICOUNT: &str = "shift=0,sleep=off";
