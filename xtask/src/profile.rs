@@ -5,9 +5,10 @@
 //! only VM, twice: with N and with 2N timed operations. Both runs use the
 //! bench's `-icount shift=0,sleep=off` plus one instruction per translation
 //! block (`-singlestep`) and QEMU's execution log (`-d exec,nochain`), so
-//! every executed instruction is one `Trace` line. The log goes through a
-//! FIFO to a reader that counts lines per (exception level, PC); nothing is
-//! written to disk. The boots are identical to the instruction (the runs
+//! every executed instruction is one `Trace` line. The log goes to
+//! `target/nmivisor/profile-N.log` (about 80 bytes per instruction, some
+//! hundreds of MB; deleted once counted); the lines are counted per (CPU,
+//! exception level, PC). The boots are identical to the instruction (the runs
 //! are deterministic), so the difference of the two histograms is exactly
 //! N operations plus nothing else; divided by N it is instructions per
 //! operation. The PCs are named with the symbol tables of
@@ -22,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -111,8 +112,8 @@ pub fn parse_trace(line: &[u8]) -> Option<Key> {
     Some((cpu, el2, pc))
 }
 
-fn read_fifo(path: PathBuf) -> Result<Histogram> {
-    let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+fn read_log(path: &Path) -> Result<Histogram> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut r = BufReader::with_capacity(1 << 22, file);
     let mut h = Histogram::default();
     let mut line = Vec::with_capacity(256);
@@ -200,12 +201,8 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
         };
         let bundle_file = bundle::bundle_path(&format!("profile-{i}"));
         bundle::build_bundle(std::slice::from_ref(&vm), &bundle_file)?;
-        let fifo = util::workspace_root().join(format!("target/nmivisor/profile-{i}.fifo"));
-        let _ = std::fs::remove_file(&fifo);
-        let st = std::process::Command::new("mkfifo").arg(&fifo).status()?;
-        if !st.success() {
-            bail!("mkfifo {} failed", fifo.display());
-        }
+        let log = util::workspace_root().join(format!("target/nmivisor/profile-{i}.log"));
+        let _ = std::fs::remove_file(&log);
         let mut s = bench::scenario("bench-profile", opts).mem("1G");
         for a in one_insn {
             s = s.qemu_arg(a);
@@ -214,26 +211,15 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
             .qemu_arg("-d")
             .qemu_arg("exec,nochain")
             .qemu_arg("-D")
-            .qemu_arg(&fifo.display().to_string());
+            .qemu_arg(&log.display().to_string());
         let cfg = s.qemu_config(&hypervisor.bin, Some(&bundle_file));
         let mut cmd = cfg.command(&qemu);
         cmd.current_dir(util::workspace_root());
         say!("profile: {row}, {n} operations: {}", util::command_line(&cmd));
-        let reader = {
-            let f = fifo.clone();
-            std::thread::spawn(move || read_fifo(f))
-        };
         let outcome = harness::run(&s, cmd);
-        // If QEMU never opened the FIFO, the reader still waits in its
-        // open: a writer that comes and goes ends it. Non-blocking, so it
-        // fails at once instead when the reader is already gone.
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            const O_NONBLOCK: i32 = 0o4000;
-            drop(std::fs::OpenOptions::new().write(true).custom_flags(O_NONBLOCK).open(&fifo));
-        }
-        let h = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
-        let _ = std::fs::remove_file(&fifo);
+        let h = read_log(&log);
+        let _ = std::fs::remove_file(&log);
+        let h = h?;
         if !outcome.passed() {
             bail!("the profile run failed: {}", outcome.failures.join("; "));
         }
