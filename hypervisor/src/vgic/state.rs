@@ -497,16 +497,25 @@ impl Vgic {
         best
     }
 
-    /// Calls `f` for every interrupt routed to `vcpu`: its private ones and
-    /// the SPIs it holds or that target it.
+    /// Calls `f` for every interrupt routed to `vcpu` (its private ones and
+    /// the SPIs it holds or that target it) that is active or may be
+    /// pending (its latch or its line is set): every caller looks for
+    /// active or pending interrupts only, and most interrupts are idle, so
+    /// those are passed over with three loads.
     fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) {
         let Some(v) = self.vcpus.get(vcpu) else {
             return;
         };
+        let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
         for (i, irq) in v.private.iter().enumerate() {
-            f(i as u32, irq);
+            if busy(irq) {
+                f(i as u32, irq);
+            }
         }
         for (i, irq) in self.spis.iter().enumerate() {
+            if !busy(irq) {
+                continue;
+            }
             let here = match irq.owner {
                 Some(o) => o == vcpu,
                 None => irq.target == vcpu,
