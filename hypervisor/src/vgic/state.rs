@@ -553,9 +553,10 @@ impl Vgic {
             return;
         }
         v.live = false;
-        let records = v.lrs;
-        for (i, rec) in records.iter().enumerate() {
-            let Some(rec) = rec else { continue };
+        // One record at a time (copying the whole array cost more than
+        // the fold itself).
+        for i in 0..MAX_LRS {
+            let Some(rec) = self.vcpus.get(vcpu).and_then(|v| v.lrs[i]) else { continue };
             let Some(&raw) = lrs.get(i) else { continue };
             let lr = Lr(raw);
             if lr.vintid() != rec.intid {
@@ -685,9 +686,9 @@ impl Vgic {
             return HCR_EN;
         };
         // Anything never folded: its LR content is lost; keep our state.
-        let old = core::mem::replace(&mut v.lrs, [None; MAX_LRS]);
         v.live = false;
-        for rec in old.iter().flatten() {
+        for i in 0..MAX_LRS {
+            let Some(rec) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs[i].take()) else { continue };
             if rec.intid >= SPI_BASE {
                 self.settle_owner(rec.intid);
             }
@@ -722,7 +723,8 @@ impl Vgic {
         let chosen = active.best[..active_slots]
             .iter()
             .chain(pending.best[..pending_slots].iter());
-        let mut records = [None; MAX_LRS];
+        // The records go straight into the vCPU's (all None after the
+        // loop above).
         for (slot, c) in chosen.enumerate() {
             let Some(irq) = self.irq(vcpu, c.intid) else {
                 continue;
@@ -751,19 +753,21 @@ impl Vgic {
             if let Some(out) = lrs.get_mut(slot) {
                 *out = lr.0;
             }
-            records[slot] = Some(LrRecord {
+            let record = Some(LrRecord {
                 intid: c.intid,
                 pending: pend,
                 active: irq.active,
                 hw: hw.is_some(),
                 generation: irq.generation,
             });
+            if let Some(r) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs.get_mut(slot)) {
+                *r = record;
+            }
             if let Some(irq) = self.irq_mut(vcpu, c.intid) {
                 irq.owner = Some(vcpu);
             }
         }
         if let Some(v) = self.vcpus.get_mut(vcpu) {
-            v.lrs = records;
             v.live = true;
         }
         hcr
