@@ -168,6 +168,11 @@ pub struct Vgic {
     /// them by its route: the glue sends these after a fold or flush
     /// ([`Vgic::take_handoff_kicks`]).
     pub(crate) handoffs: TargetSet,
+    /// False only when no SPI is active, latched pending or has its line
+    /// high: the scans then skip the SPIs. Every mutable access to an SPI
+    /// goes through [`Vgic::irq_mut`], which sets it; a flush whose scan
+    /// finds no busy SPI clears it.
+    pub(crate) spis_maybe_busy: bool,
 }
 
 impl Vgic {
@@ -205,6 +210,7 @@ impl Vgic {
             mpidrs,
             ctlr: 0,
             handoffs: TargetSet::EMPTY,
+            spis_maybe_busy: true,
         }
     }
 
@@ -255,6 +261,7 @@ impl Vgic {
         if intid < SPI_BASE {
             self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
         } else {
+            self.spis_maybe_busy = true;
             self.spis.get_mut((intid - SPI_BASE) as usize)
         }
     }
@@ -502,9 +509,11 @@ impl Vgic {
     /// pending (its latch or its line is set): every caller looks for
     /// active or pending interrupts only, and most interrupts are idle, so
     /// those are passed over with three loads.
-    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) {
+    ///
+    /// Returns whether any SPI (routed here or not) is busy in that sense.
+    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) -> bool {
         let Some(v) = self.vcpus.get(vcpu) else {
-            return;
+            return self.spis_maybe_busy;
         };
         let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
         for (i, irq) in v.private.iter().enumerate() {
@@ -512,10 +521,15 @@ impl Vgic {
                 f(i as u32, irq);
             }
         }
+        if !self.spis_maybe_busy {
+            return false;
+        }
+        let mut any = false;
         for (i, irq) in self.spis.iter().enumerate() {
             if !busy(irq) {
                 continue;
             }
+            any = true;
             let here = match irq.owner {
                 Some(o) => o == vcpu,
                 None => irq.target == vcpu,
@@ -524,6 +538,7 @@ impl Vgic {
                 f(SPI_BASE + i as u32, irq);
             }
         }
+        any
     }
 
     // ----- List registers ----------------------------------------------------
@@ -696,7 +711,7 @@ impl Vgic {
 
         let mut active = TopK::new(nr);
         let mut pending = TopK::new(nr);
-        self.for_each_routed(vcpu, |intid, irq| {
+        let spis_busy = self.for_each_routed(vcpu, |intid, irq| {
             let c = Candidate {
                 priority: irq.priority,
                 intid,
@@ -707,6 +722,9 @@ impl Vgic {
                 pending.offer(c);
             }
         });
+        if !spis_busy {
+            self.spis_maybe_busy = false;
+        }
         let reserve = usize::from(pending.total > 0 && nr > 0);
         let active_slots = active.best.len().min(nr - reserve);
         let pending_slots = pending.best.len().min(nr - active_slots);
