@@ -141,7 +141,13 @@ impl Symbols {
         let file = object::File::parse(&*data)?;
         let mut v: Vec<(u64, u64, String)> = file
             .symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
+            // Functions, and the assembly labels (the vectors) that have no
+            // type.
+            .filter(|s| {
+                matches!(s.kind(), object::SymbolKind::Text | object::SymbolKind::Label | object::SymbolKind::Unknown)
+                    && s.is_definition()
+                    && s.address() != 0
+            })
             .filter_map(|s| {
                 let name = s.name().ok()?;
                 Some((s.address(), s.address() + s.size(), format!("{:#}", rustc_demangle::demangle(name))))
