@@ -57,7 +57,10 @@ impl Histogram {
     fn add(&mut self, (cpu, el2, pc): Key) {
         let i = pc.wrapping_sub(TEXT_BASE) / 4;
         if (i as usize) < TEXT_WORDS {
-            let v = self.flat.entry((cpu, el2)).or_insert_with(|| vec![0; TEXT_WORDS]);
+            let v = self
+                .flat
+                .entry((cpu, el2))
+                .or_insert_with(|| vec![0; TEXT_WORDS]);
             v[i as usize] += 1;
         } else {
             *self.other.entry((cpu, el2, pc)).or_insert(0) += 1;
@@ -100,7 +103,11 @@ fn hex(b: &[u8]) -> Option<u64> {
 pub fn parse_trace(line: &[u8]) -> Option<Key> {
     let rest = line.strip_prefix(b"Trace ")?;
     let colon = rest.iter().position(|&c| c == b':')?;
-    let cpu = std::str::from_utf8(&rest[..colon]).ok()?.trim().parse().ok()?;
+    let cpu = std::str::from_utf8(&rest[..colon])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let open = rest.iter().position(|&c| c == b'[')?;
     let inner = &rest[open + 1..];
     let close = inner.iter().position(|&c| c == b']')?;
@@ -144,13 +151,21 @@ impl Symbols {
             // Functions, and the assembly labels (the vectors) that have no
             // type.
             .filter(|s| {
-                matches!(s.kind(), object::SymbolKind::Text | object::SymbolKind::Label | object::SymbolKind::Unknown)
-                    && s.is_definition()
+                matches!(
+                    s.kind(),
+                    object::SymbolKind::Text
+                        | object::SymbolKind::Label
+                        | object::SymbolKind::Unknown
+                ) && s.is_definition()
                     && s.address() != 0
             })
             .filter_map(|s| {
                 let name = s.name().ok()?;
-                Some((s.address(), s.address() + s.size(), format!("{:#}", rustc_demangle::demangle(name))))
+                Some((
+                    s.address(),
+                    s.address() + s.size(),
+                    format!("{:#}", rustc_demangle::demangle(name)),
+                ))
             })
             .collect();
         v.sort();
@@ -179,7 +194,10 @@ const PROFILE_MEM: &str = "32M";
 /// Runs the profile of `row` and prints the per-function table.
 pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
     if !bench::BENCHMARKS.contains(&row) {
-        bail!("unknown benchmark {row:?}; one of: {}", bench::BENCHMARKS.join(", "));
+        bail!(
+            "unknown benchmark {row:?}; one of: {}",
+            bench::BENCHMARKS.join(", ")
+        );
     }
     let tc = provision::cross_toolchain(opts.toolchain)?;
     let qemu = provision::qemu(opts.qemu.as_deref())?;
@@ -195,7 +213,11 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
 
     let mut hists = Vec::new();
     for (i, n) in [ops, 2 * ops].into_iter().enumerate() {
-        let cmdline = format!("{} {}{row}", bench::guest_cmdline(n), "guest-test.bench-only=");
+        let cmdline = format!(
+            "{} {}{row}",
+            bench::guest_cmdline(n),
+            "guest-test.bench-only="
+        );
         let vm = VmConfig {
             dump: false,
             name: build::GUEST.into(),
@@ -221,7 +243,10 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
         let cfg = s.qemu_config(&hypervisor.bin, Some(&bundle_file));
         let mut cmd = cfg.command(&qemu);
         cmd.current_dir(util::workspace_root());
-        say!("profile: {row}, {n} operations: {}", util::command_line(&cmd));
+        say!(
+            "profile: {row}, {n} operations: {}",
+            util::command_line(&cmd)
+        );
         let outcome = harness::run(&s, cmd);
         let h = read_log(&log);
         let _ = std::fs::remove_file(&log);
@@ -230,7 +255,9 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
             bail!("the profile run failed: {}", outcome.failures.join("; "));
         }
         let r = bench::parse(&outcome.console)?;
-        let Some(&(_, ticks)) = r.counts.get(row) else { bail!("no `bench {row}` line") };
+        let Some(&(_, ticks)) = r.counts.get(row) else {
+            bail!("no `bench {row}` line")
+        };
         say!(
             "profile: {} instructions logged ({} unparsed), bench {row}: {:.0} instructions/op",
             h.total(),
@@ -260,7 +287,11 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
         if per_op(*d).abs() < 0.5 {
             continue;
         }
-        println!("{:>9.1}  {cpu:>3}  {}  {name}", per_op(*d), if *is2 { "2" } else { "1" });
+        println!(
+            "{:>9.1}  {cpu:>3}  {}  {name}",
+            per_op(*d),
+            if *is2 { "2" } else { "1" }
+        );
     }
     println!(
         "{:>9.1}  total ({:.1} at EL2, {:.1} at EL1)",
