@@ -22,10 +22,13 @@
 //! | benchmark | one operation |
 //! |---|---|
 //! | `mmio-gicd-read` | a 32-bit read of GICD_TYPER |
+//! | `mmio-uart-read` | a 32-bit read of the PL011's UARTFR |
 //! | `sgi-self` | SGI 0 to this CPU through ICC_SGI1R_EL1, taken (IAR, handler, EOI) |
 //! | `timer-irq` | the virtual timer armed with CVAL = 0 (fires at once), PPI 27 taken, the handler disarms it |
 //! | `hvc-psci-version` | PSCI_VERSION through the PSCI conduit |
 //! | `sgi-pingpong` | SGI 1 from CPU 0 to CPU 1, whose handler sends SGI 2 back; CPU 0 waits for it (needs 2 CPUs) |
+//! | `nmi-self` | SGI 3 at NMI priority to this CPU while its PMR masks normal interrupts, taken |
+//! | `nmi-cross` | SGI 3 at NMI priority from CPU 0 to CPU 1, which spins (with YIELD) with its PMR masking normal interrupts; CPU 0 waits until CPU 1's handler counted it (needs 2 CPUs) |
 //!
 //! The interrupts go through the usual driver ([`crate::gic`]) and
 //! handler ([`crate::irq::handle`], with [`hook`]), so they cost what an
@@ -47,7 +50,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::cases::{irq_setup, Reason};
-use crate::gic::{self, PMR_ON, PRIO_IRQ};
+use crate::gic::{self, PMR_OFF, PMR_ON, PRIO_IRQ, PRIO_NMI};
 use crate::secondary::{self, Job, Outcome as JobOutcome};
 use crate::topology::MAX_CPUS;
 use crate::{cpu, dt, irq, line, println, psci, timer};
@@ -57,6 +60,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 pub const BENCH_ARG: &str = "guest-test.bench";
 /// The boot argument that sets the iterations: `PREFIX` + a decimal count.
 pub const ITERATIONS_PREFIX: &str = "guest-test.bench-iterations=";
+/// The boot argument that restricts the run to some benchmarks:
+/// `PREFIX` + comma-separated names (`cargo xtask bench --profile`).
+pub const ONLY_PREFIX: &str = "guest-test.bench-only=";
 /// Iterations when the boot arguments do not say.
 pub const DEFAULT_ITERATIONS: u32 = 1000;
 /// Most iterations: [`irq::handle`] disables an interrupt after 100 000
@@ -77,6 +83,8 @@ const SELF_SGI: u32 = 0;
 const PING_SGI: u32 = 1;
 /// ... and back.
 const PONG_SGI: u32 = 2;
+/// SGI of `nmi-self` and `nmi-cross`, at [`PRIO_NMI`].
+const NMI_SGI: u32 = 3;
 /// The CPU that answers the pings.
 const PONG_CPU: usize = 1;
 /// How long CPU 1 may take to start, to get ready, and to finish its job.
@@ -125,6 +133,10 @@ static BENCHES: &[Bench] = &[
         run: mmio_gicd_read,
     },
     Bench {
+        name: "mmio-uart-read",
+        run: mmio_uart_read,
+    },
+    Bench {
         name: "sgi-self",
         run: sgi_self,
     },
@@ -136,10 +148,18 @@ static BENCHES: &[Bench] = &[
         name: "hvc-psci-version",
         run: hvc_psci_version,
     },
+    Bench {
+        name: "nmi-self",
+        run: nmi_self,
+    },
     // Last: it starts CPU 1, which the others want off.
     Bench {
         name: "sgi-pingpong",
         run: sgi_pingpong,
+    },
+    Bench {
+        name: "nmi-cross",
+        run: nmi_cross,
     },
 ];
 
@@ -154,6 +174,21 @@ fn iterations(p: &dt::Platform) -> u32 {
     asked.unwrap_or(DEFAULT_ITERATIONS).clamp(1, MAX_ITERATIONS)
 }
 
+/// Whether the boot arguments select benchmark `name` (all of them
+/// without [`ONLY_PREFIX`]).
+fn selected(p: &dt::Platform, name: &str) -> bool {
+    let mut only = p
+        .bootargs
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix(ONLY_PREFIX))
+        .peekable();
+    if only.peek().is_none() {
+        return true;
+    }
+    only.any(|list| list.split(',').any(|n| n == name))
+}
+
 /// Runs every benchmark, prints the lines and powers off.
 pub fn run() -> ! {
     let p = dt::platform();
@@ -166,6 +201,9 @@ pub fn run() -> ! {
     irq::set_hook(Some(hook));
     let (mut ok, mut skipped, mut failed) = (0, 0, 0);
     for b in BENCHES {
+        if !selected(p, b.name) {
+            continue;
+        }
         match (b.run)(n) {
             Measured::Ticks(t) => {
                 ok += 1;
@@ -312,6 +350,19 @@ fn mmio_gicd_read(n: u32) -> Measured {
     measured(r)
 }
 
+fn mmio_uart_read(n: u32) -> Measured {
+    let crate::console::Backend::Pl011(base) = crate::console::backend() else {
+        return Measured::Skipped("no PL011 console");
+    };
+    let fr = base + crate::console::UARTFR;
+    let r = timed(n, |_| {
+        // The flags change with the FIFOs; only the access is timed.
+        let _ = gic::rd32(fr);
+        true
+    });
+    measured(r)
+}
+
 /// The GIC set up on this CPU with `intids` enabled at their priorities
 /// (INTID, priority), PMR "on", and this CPU's counts cleared. PSTATE.I
 /// stays set.
@@ -357,6 +408,28 @@ fn sgi_self(n: u32) -> Measured {
         wait_change(taken, before, limit, false)
     });
     interrupts_off(&g, &used);
+    measured(r)
+}
+
+fn nmi_self(n: u32) -> Measured {
+    let used = [(NMI_SGI, PRIO_NMI)];
+    let g = match interrupts_on(&used) {
+        Ok(g) => g,
+        Err(why) => return setup_failed(why),
+    };
+    // Normal interrupts masked the pseudo-NMI way: by priority, with
+    // PSTATE.I clear.
+    gic::set_pmr(PMR_OFF);
+    let me = dt::platform().cpus.mpidr(cpu::index());
+    let taken = &TAKEN[cpu::index()][NMI_SGI as usize];
+    irq::enable();
+    let r = timed(n, |limit| {
+        let before = taken.load(Ordering::Relaxed);
+        gic::send_sgi(NMI_SGI, me);
+        wait_change(taken, before, limit, false)
+    });
+    interrupts_off(&g, &used);
+    gic::set_pmr(PMR_ON);
     measured(r)
 }
 
@@ -453,6 +526,78 @@ fn sgi_pingpong(n: u32) -> Measured {
         }
     });
     measured(r)
+}
+
+fn nmi_cross(n: u32) -> Measured {
+    let cpus = dt::platform().cpus;
+    if cpus.count() <= PONG_CPU {
+        return Measured::Skipped("needs 2 CPUs");
+    }
+    if secondary::checkins(PONG_CPU) == 0 {
+        if let Err(why) = crate::cases::psci::start(PONG_CPU) {
+            return Measured::Failed(why);
+        }
+    }
+    PONG_READY.store(false, Ordering::Relaxed);
+    PONG_STOP.store(false, Ordering::Relaxed);
+    let ticket = secondary::post(PONG_CPU, Job::BenchNmiSpin);
+    let ready = cpu::wait_ms(CPU_WAIT_MS, || {
+        PONG_READY.load(Ordering::Acquire) || ticket.is_done()
+    });
+    let to = cpus.mpidr(PONG_CPU);
+    let r = if !ready || !PONG_READY.load(Ordering::Acquire) {
+        Err(line::format(format_args!(
+            "cpu {PONG_CPU} did not get ready within {CPU_WAIT_MS} ms"
+        )))
+    } else {
+        let taken = &TAKEN[PONG_CPU][NMI_SGI as usize];
+        timed(n, |limit| {
+            let before = taken.load(Ordering::Relaxed);
+            gic::send_sgi(NMI_SGI, to);
+            wait_change(taken, before, limit, true)
+        })
+    };
+    PONG_STOP.store(true, Ordering::Release);
+    let out = ticket.wait(CPU_WAIT_MS);
+    let r = r.and_then(|t| match out {
+        Some(JobOutcome::OK) => Ok(t),
+        Some(o) if o.code == crate::cases::SETUP_FAILED => {
+            Err(crate::cases::explain_setup(PONG_CPU))
+        }
+        Some(o) => Err(line::format(format_args!(
+            "cpu {PONG_CPU}: job failed with code {} ({:#x})",
+            o.code, o.detail
+        ))),
+        None => {
+            ticket.cancel();
+            Err(line::format(format_args!(
+                "cpu {PONG_CPU} did not stop within {CPU_WAIT_MS} ms"
+            )))
+        }
+    });
+    measured(r)
+}
+
+/// CPU 1's part of `nmi-cross` ([`Job::BenchNmiSpin`]): spins with its
+/// PMR masking normal interrupts and PSTATE.I clear, yielding the host
+/// thread each round, until [`PONG_STOP`]; the NMI-priority SGIs are
+/// counted by [`hook`].
+pub fn nmi_spin_on_this_cpu() -> JobOutcome {
+    let used = [(NMI_SGI, PRIO_NMI)];
+    let g = match interrupts_on(&used) {
+        Ok(g) => g,
+        Err(why) => return crate::cases::setup_failed(why),
+    };
+    gic::set_pmr(PMR_OFF);
+    irq::enable();
+    PONG_READY.store(true, Ordering::Release);
+    while !PONG_STOP.load(Ordering::Acquire) {
+        cpu::relax();
+    }
+    irq::disable();
+    gic::set_pmr(PMR_ON);
+    interrupts_off(&g, &used);
+    JobOutcome::OK
 }
 
 /// CPU 1's part of `sgi-pingpong` ([`Job::BenchPong`]): answers pings

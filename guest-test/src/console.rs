@@ -33,7 +33,7 @@ const LOCK_TIMEOUT_MS: u64 = 1000;
 
 /// PL011 registers: data, flags; FR.TXFF (transmit FIFO full).
 const UARTDR: u64 = 0x000;
-const UARTFR: u64 = 0x018;
+pub const UARTFR: u64 = 0x018;
 const FR_TXFF: u32 = 1 << 5;
 
 /// Base of the PL011 in use; 0 = none, use the hypercall.

@@ -42,6 +42,8 @@ pub enum Job {
     UnwindChain = 15,
     /// [`crate::modes::hold_in_handler_job`] (vgic-lock-holder mode).
     HoldInHandler = 20,
+    /// [`crate::bench::nmi_spin_on_this_cpu`] (bench mode).
+    BenchNmiSpin = 16,
 }
 
 impl Job {
@@ -63,6 +65,7 @@ impl Job {
             14 => Some(Job::SpiReroute),
             15 => Some(Job::UnwindChain),
             20 => Some(Job::HoldInHandler),
+            16 => Some(Job::BenchNmiSpin),
             _ => None,
         }
     }
@@ -136,6 +139,7 @@ extern "C" fn secondary_main(me: usize) -> ! {
             Some(Job::SpiReroute) => crate::cases::spi_route::receiver_job(),
             Some(Job::UnwindChain) => crate::unwind_chain::chain_job(),
             Some(Job::HoldInHandler) => crate::modes::hold_in_handler_job(),
+            Some(Job::BenchNmiSpin) => crate::bench::nmi_spin_on_this_cpu(),
             Some(Job::CpuOff) => {
                 let ret = crate::psci::cpu_off();
                 Outcome {

@@ -35,14 +35,17 @@ use crate::util::{self, display_path};
 /// The benchmarks guest-test runs, in its order.
 pub const BENCHMARKS: &[&str] = &[
     "mmio-gicd-read",
+    "mmio-uart-read",
     "sgi-self",
     "timer-irq",
     "hvc-psci-version",
+    "nmi-self",
     "sgi-pingpong",
+    "nmi-cross",
 ];
 
 /// Benchmarks that need this many CPUs (guest-test skips them with fewer).
-const NEEDS_CPUS: &[(&str, u32)] = &[("sgi-pingpong", 2)];
+const NEEDS_CPUS: &[(&str, u32)] = &[("sgi-pingpong", 2), ("nmi-cross", 2)];
 
 /// QEMU's deterministic mode: CNTVCT follows the instruction count.
 pub const ICOUNT: &str = "shift=0,sleep=off";
@@ -111,6 +114,17 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 2400, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub kvm_timeout: u64,
+
+    /// Instead of the table: where the instructions of one operation of
+    /// benchmark ROW go under nmivisor, per function and exception level
+    /// (QEMU's execution log, see `xtask/src/profile.rs`).
+    #[arg(long, value_name = "ROW")]
+    pub profile: Option<String>,
+
+    /// Operations of a `--profile` run (it boots twice, with N and 2N).
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub profile_ops: u32,
 }
 
 impl Default for BenchOptions {
@@ -126,6 +140,8 @@ impl Default for BenchOptions {
             kvm: false,
             linux: false,
             kvm_timeout: 2400,
+            profile: None,
+            profile_ops: 100,
         }
     }
 }
@@ -150,6 +166,9 @@ pub struct RunResult {
 
 /// Builds, boots both configurations, prints the table (or JSON).
 pub fn run(opts: &BenchOptions) -> Result<()> {
+    if let Some(row) = &opts.profile {
+        return crate::profile::run(opts, row, opts.profile_ops);
+    }
     let tc = provision::cross_toolchain(opts.toolchain)?;
     let qemu = provision::qemu(opts.qemu.as_deref())?;
     let built = build::build(&tc, Flavor::Normal)?;
@@ -231,6 +250,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
         kvm_result = Some(r);
     }
+    let dumps = hyp_dumps(opts, &tc, &qemu)?;
     let (native, hosted) = (&results[0], &results[1]);
     let mut rows = rows(native, hosted)?;
     if let Some(k) = &kvm_result {
@@ -240,14 +260,119 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let boot = LinuxBoot::from_pairs(&boots);
     if opts.json {
         let mut j = json(opts, &rows, native, hosted, &info);
+        if let Some(b) = j["benchmarks"].as_array_mut() {
+            b.extend(dumps.iter().map(|d| d.json(opts.kvm)));
+        }
         j["linux_boot"] = boot.json();
         j["kvm"] = serde_json::json!(opts.kvm);
         println!("{j}");
     } else {
-        print!("{}", table(opts, &rows, native, hosted, &info));
+        let t = table(opts, &rows, native, hosted, &info);
+        // The hyp-dump rows go right after the guest benchmarks' rows.
+        let mut lines: Vec<&str> = t.lines().collect();
+        let at = 3 + rows.len();
+        let dump_lines: Vec<String> = dumps.iter().map(|d| d.table_line(opts.kvm)).collect();
+        for (i, l) in dump_lines.iter().enumerate() {
+            lines.insert((at + i).min(lines.len()), l);
+        }
+        for l in lines {
+            println!("{l}");
+        }
         print!("{}", boot.table());
     }
     Ok(())
+}
+
+/// CPUs of the `hyp-dump-N` rows.
+pub const HYP_DUMP_CPUS: [u32; 2] = [4, 8];
+
+/// One `hyp-dump-N` row: a hypervisor-wide dump (the test-hooks image's
+/// `nmivisor.test=bench-dump`: CPU 2 spins with interrupts masked by PMR,
+/// CPU 0 dumps every CPU) from its trigger to its last line, on N CPUs,
+/// as the hypervisor's counter says. No guest runs; there is no native or
+/// KVM equivalent.
+pub struct DumpRow {
+    pub cpus: u32,
+    pub ticks: u64,
+}
+
+impl DumpRow {
+    pub fn name(&self) -> String {
+        format!("hyp-dump-{}", self.cpus)
+    }
+
+    fn table_line(&self, kvm: bool) -> String {
+        let kvm_cols = if kvm { format!(" {:>12} {:>9}", "n/a", "n/a") } else { String::new() };
+        format!(
+            "{:<18} {:>12} {:>12} {:>9} {:>12} {:>12.0}{kvm_cols}",
+            self.name(),
+            "n/a",
+            self.ticks,
+            "n/a",
+            "n/a",
+            self.ticks as f64 * INSTRUCTIONS_PER_TICK,
+        )
+    }
+
+    fn json(&self, kvm: bool) -> serde_json::Value {
+        let _ = kvm;
+        serde_json::json!({
+            "name": self.name(),
+            "iterations": 1,
+            "cpus": self.cpus,
+            "native_ticks": null,
+            "nmivisor_ticks": self.ticks,
+            "native_ticks_per_op": null,
+            "nmivisor_ticks_per_op": self.ticks as f64,
+            "ratio": null,
+            "native_instructions_per_op": null,
+            "nmivisor_instructions_per_op": self.ticks as f64 * INSTRUCTIONS_PER_TICK,
+            "kvm_ticks": null,
+            "kvm_ticks_per_op": null,
+            "kvm_instructions_per_op": null,
+            "nmivisor_over_kvm": null,
+        })
+    }
+}
+
+/// Parses `nmivisor: bench hyp-dump N CPUs: T ticks`.
+pub fn parse_dump(lines: &[String], cpus: u32) -> Result<u64> {
+    let prefix = format!("nmivisor: bench hyp-dump {cpus} CPUs: ");
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(&prefix)?.strip_suffix(" ticks")?.parse().ok())
+        .with_context(|| format!("no `{prefix}T ticks` line"))
+}
+
+/// Boots the test-hooks image alone on each of [`HYP_DUMP_CPUS`] and
+/// measures its `bench-dump` hook.
+fn hyp_dumps(
+    opts: &BenchOptions,
+    tc: &provision::CrossToolchain,
+    qemu: &crate::qemu::Qemu,
+) -> Result<Vec<DumpRow>> {
+    let built = build::build(tc, Flavor::TestHooks)?;
+    let mut out = Vec::new();
+    for cpus in HYP_DUMP_CPUS {
+        let label = format!("hyp-dump-{cpus}");
+        let s = Scenario::new(format!("bench-{label}"))
+            .test_hooks()
+            .smp(cpus)
+            .mem(HOST_MEM)
+            .append("nmivisor.test=bench-dump")
+            .qemu_arg("-icount")
+            .qemu_arg(ICOUNT)
+            .timeout_secs(opts.timeout)
+            .until(contains("nmivisor: bench hyp-dump "))
+            .forbid(contains("not responding to the NMI"));
+        let cfg = s.qemu_config(&built.hypervisor.bin, None);
+        let mut o = opts.clone();
+        o.smp = cpus;
+        let ticks = measure(&label, true, &s, &cfg, qemu, &o, |out| parse_dump(&out.console, cpus))?;
+        say!("bench: {label}: {ticks} ticks");
+        out.push(DumpRow { cpus, ticks });
+    }
+    Ok(out)
 }
 
 /// The guest's command line in both runs.
@@ -259,7 +384,7 @@ pub fn guest_cmdline(iterations: u32) -> String {
 /// last line, `bench end: ...` (QEMU is then stopped: under `-icount` the
 /// hypervisor's power-off takes half a minute of host time, see
 /// `docs/benchmarks.md`), or fails as a hang after `opts.timeout`.
-fn scenario(name: &str, opts: &BenchOptions) -> Scenario {
+pub(crate) fn scenario(name: &str, opts: &BenchOptions) -> Scenario {
     Scenario::new(name)
         .smp(opts.smp)
         .qemu_arg("-icount")
@@ -937,17 +1062,27 @@ guest-test: bootargs \"guest-test.bench guest-test.bench-iterations=100\"
 guest-test: bench mode, 100 iterations (+16 warm-up), counter 62500000 Hz, PSCI over hvc
 bench mmio-gicd-read 100 31
 bench-batches mmio-gicd-read 8 4 4 4 4 4 4 4 3
+bench mmio-uart-read 100 25
 bench sgi-self 100 1200
 bench-batches sgi-self 8 156 156 156 156 144 144 144 144
 bench timer-irq 100 1300
 bench hvc-psci-version 100 400
+bench nmi-self 100 1200
 bench sgi-pingpong 100 5000
-bench end: 5 ok, 0 skipped, 0 failed";
+bench nmi-cross 100 1300
+bench end: 8 ok, 0 skipped, 0 failed";
+
+    #[test]
+    fn parses_hyp_dump_lines() {
+        let l = lines("=== end of dump: 4 CPUs dumped, 0 not responding ===\nnmivisor: bench hyp-dump 4 CPUs: 49957 ticks\n");
+        assert_eq!(parse_dump(&l, 4).unwrap(), 49957);
+        assert!(parse_dump(&l, 8).is_err());
+    }
 
     #[test]
     fn parses_bench_lines() {
         let r = parse(&lines(NATIVE)).unwrap();
-        assert_eq!(r.counts.len(), 5);
+        assert_eq!(r.counts.len(), 8);
         assert_eq!(r.counts["sgi-self"], (100, 1200));
         assert_eq!(r.guest_ram.as_deref(), Some("0x40000000-0x50000000"));
         check_complete(&r, 2, 100).unwrap();
@@ -987,10 +1122,9 @@ bench end: 5 ok, 0 skipped, 0 failed";
         let e = parse(&lines(&text)).unwrap_err().to_string();
         assert!(e.contains("sgi-self: operation 3"), "{e}");
 
-        let text = NATIVE.replace(
-            "bench sgi-pingpong 100 5000",
-            "bench sgi-pingpong skipped: needs 2 CPUs",
-        );
+        let text = NATIVE
+            .replace("bench sgi-pingpong 100 5000", "bench sgi-pingpong skipped: needs 2 CPUs")
+            .replace("bench nmi-cross 100 1300", "bench nmi-cross skipped: needs 2 CPUs");
         let r = parse(&lines(&text)).unwrap();
         check_complete(&r, 1, 100).unwrap();
         assert!(check_complete(&r, 2, 100).is_err());
@@ -1005,7 +1139,7 @@ bench end: 5 ok, 0 skipped, 0 failed";
         let mut hosted = native.clone();
         hosted.counts.insert("sgi-self".into(), (100, 12_000));
         let rows = rows(&native, &hosted).unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 8);
         let sgi = rows.iter().find(|r| r.name == "sgi-self").unwrap();
         assert_eq!(sgi.ratio(), Some(10.0));
         assert_eq!(sgi.native_per_op(), 12.0);
@@ -1029,8 +1163,13 @@ bench end: 5 ok, 0 skipped, 0 failed";
         assert!(t.contains("10.0x"), "{t}");
         assert!(t.contains("192"), "12 ticks/op = 192 instructions: {t}");
         let j = json(&opts, &rows, &native, &hosted, &info);
-        assert_eq!(j["benchmarks"][1]["name"], "sgi-self");
-        assert_eq!(j["benchmarks"][1]["ratio"], 10.0);
+        assert_eq!(j["benchmarks"][2]["name"], "sgi-self");
+        assert_eq!(j["benchmarks"][2]["ratio"], 10.0);
+        let d = DumpRow { cpus: 4, ticks: 100 };
+        assert!(d.table_line(true).starts_with("hyp-dump-4"));
+        assert!(d.table_line(true).contains("n/a"));
+        assert_eq!(d.json(true)["nmivisor_instructions_per_op"], 1600.0);
+        assert!(d.json(true)["native_ticks"].is_null());
 
         hosted.counts.remove("timer-irq");
         assert!(super::rows(&native, &hosted).is_err());

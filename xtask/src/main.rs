@@ -3,6 +3,7 @@
 //! log symbolization. Invoked as `cargo xtask ...`.
 
 mod bench;
+mod profile;
 mod build;
 mod bundle;
 mod deb;

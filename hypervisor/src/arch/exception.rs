@@ -17,23 +17,25 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     match (kind.source(), kind.exception_type()) {
         (FROM_EL2_SPX, IRQ) => crate::gic::irq::handle_irq(frame, None),
         (FROM_LOWER_A64 | FROM_LOWER_A32, ty) => {
+            // Looked up once per exit: a vCPU stays pinned to its CPU.
+            let current = crate::vm::guest::current();
             match ty {
                 // The NMI SGI is handled before the guest exit folds the
                 // list registers under the vGIC lock (see handle_irq).
                 IRQ => crate::gic::irq::handle_irq(frame, Some(crate::vm::run::guest_exited)),
                 SYNC => {
                     crate::debug::guest_dump::note_trap();
-                    crate::vm::run::guest_exited();
-                    crate::vm::trap::handle_sync(frame)
+                    crate::vm::run::guest_exited_on(current);
+                    crate::vm::trap::handle_sync(frame, current)
                 }
                 // A guest's SError or FIQ is the guest's problem, never a
                 // reason to stop the hypervisor: note it and resume.
                 _ => {
-                    crate::vm::run::guest_exited();
+                    crate::vm::run::guest_exited_on(current);
                     crate::vm::trap::log_async(kind, frame)
                 }
             }
-            crate::vm::run::resume_guest();
+            crate::vm::run::resume_guest(current);
         }
         _ => unexpected(kind, frame),
     }

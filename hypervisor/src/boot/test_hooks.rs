@@ -27,6 +27,17 @@ pub fn run(bootargs: &str) {
                 roundup::dump_all_cpus("test hook");
             }
         }
+        "bench-dump" => {
+            if start_spinner(2, spin_with_irqs_masked_by_pmr) {
+                // `cargo xtask bench`'s hyp-dump rows: the counter from the
+                // trigger to the dump's last line (under -icount it counts
+                // the instructions of every CPU).
+                let start = cpu::counter();
+                roundup::dump_all_cpus("bench");
+                let ticks = cpu::counter() - start;
+                println!("nmivisor: bench hyp-dump {} CPUs: {ticks} ticks", nr_cpus());
+            }
+        }
         "dump-hardmasked" => {
             if start_spinner(3, spin_with_pstate_i_set) {
                 roundup::dump_all_cpus("test hook");

@@ -184,7 +184,9 @@ impl TargetSet {
         }
     }
 
-    /// Whether `vcpu` is in the set.
+    /// Whether `vcpu` is in the set. Used by the tests and the SGI fuzz
+    /// target.
+    #[allow(dead_code)]
     pub const fn contains(self, vcpu: usize) -> bool {
         vcpu < Self::CAPACITY && self.0 & (1 << vcpu) != 0
     }
@@ -196,7 +198,17 @@ impl TargetSet {
 
     /// The members, lowest first.
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..Self::CAPACITY).filter(move |&i| self.contains(i))
+        // Set bits only, lowest first: a kick to one vCPU should not cost
+        // 64 tests.
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
     }
 }
 

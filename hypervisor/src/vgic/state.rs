@@ -168,6 +168,11 @@ pub struct Vgic {
     /// them by its route: the glue sends these after a fold or flush
     /// ([`Vgic::take_handoff_kicks`]).
     pub(crate) handoffs: TargetSet,
+    /// False only when no SPI is active, latched pending or has its line
+    /// high: the scans then skip the SPIs. Every mutable access to an SPI
+    /// goes through [`Vgic::irq_mut`], which sets it; a flush whose scan
+    /// finds no busy SPI clears it.
+    pub(crate) spis_maybe_busy: bool,
 }
 
 impl Vgic {
@@ -205,6 +210,7 @@ impl Vgic {
             mpidrs,
             ctlr: 0,
             handoffs: TargetSet::EMPTY,
+            spis_maybe_busy: true,
         }
     }
 
@@ -256,6 +262,7 @@ impl Vgic {
         if intid < SPI_BASE {
             self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
         } else {
+            self.spis_maybe_busy = true;
             self.spis.get_mut((intid - SPI_BASE) as usize)
         }
     }
@@ -498,16 +505,32 @@ impl Vgic {
         best
     }
 
-    /// Calls `f` for every interrupt routed to `vcpu`: its private ones and
-    /// the SPIs it holds or that target it.
-    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) {
+    /// Calls `f` for every interrupt routed to `vcpu` (its private ones and
+    /// the SPIs it holds or that target it) that is active or may be
+    /// pending (its latch or its line is set): every caller looks for
+    /// active or pending interrupts only, and most interrupts are idle, so
+    /// those are passed over with three loads.
+    ///
+    /// Returns whether any SPI (routed here or not) is busy in that sense.
+    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) -> bool {
         let Some(v) = self.vcpus.get(vcpu) else {
-            return;
+            return self.spis_maybe_busy;
         };
+        let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
         for (i, irq) in v.private.iter().enumerate() {
-            f(i as u32, irq);
+            if busy(irq) {
+                f(i as u32, irq);
+            }
         }
+        if !self.spis_maybe_busy {
+            return false;
+        }
+        let mut any = false;
         for (i, irq) in self.spis.iter().enumerate() {
+            if !busy(irq) {
+                continue;
+            }
+            any = true;
             let here = match irq.owner {
                 Some(o) => o == vcpu,
                 None => irq.target == vcpu,
@@ -516,6 +539,7 @@ impl Vgic {
                 f(SPI_BASE + i as u32, irq);
             }
         }
+        any
     }
 
     // ----- List registers ----------------------------------------------------
@@ -545,9 +569,10 @@ impl Vgic {
             return;
         }
         v.live = false;
-        let records = v.lrs;
-        for (i, rec) in records.iter().enumerate() {
-            let Some(rec) = rec else { continue };
+        // One record at a time (copying the whole array cost more than
+        // the fold itself).
+        for i in 0..MAX_LRS {
+            let Some(rec) = self.vcpus.get(vcpu).and_then(|v| v.lrs[i]) else { continue };
             let Some(&raw) = lrs.get(i) else { continue };
             let lr = Lr(raw);
             if lr.vintid() != rec.intid {
@@ -677,9 +702,9 @@ impl Vgic {
             return HCR_EN;
         };
         // Anything never folded: its LR content is lost; keep our state.
-        let old = core::mem::replace(&mut v.lrs, [None; MAX_LRS]);
         v.live = false;
-        for rec in old.iter().flatten() {
+        for i in 0..MAX_LRS {
+            let Some(rec) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs[i].take()) else { continue };
             if rec.intid >= SPI_BASE {
                 self.settle_owner(rec.intid);
             }
@@ -687,7 +712,7 @@ impl Vgic {
 
         let mut active = TopK::new(nr);
         let mut pending = TopK::new(nr);
-        self.for_each_routed(vcpu, |intid, irq| {
+        let spis_busy = self.for_each_routed(vcpu, |intid, irq| {
             let c = Candidate {
                 priority: irq.priority,
                 intid,
@@ -698,6 +723,9 @@ impl Vgic {
                 pending.offer(c);
             }
         });
+        if !spis_busy {
+            self.spis_maybe_busy = false;
+        }
         let reserve = usize::from(pending.total > 0 && nr > 0);
         let active_slots = active.best.len().min(nr - reserve);
         let pending_slots = pending.best.len().min(nr - active_slots);
@@ -714,7 +742,8 @@ impl Vgic {
         let chosen = active.best[..active_slots]
             .iter()
             .chain(pending.best[..pending_slots].iter());
-        let mut records = [None; MAX_LRS];
+        // The records go straight into the vCPU's (all None after the
+        // loop above).
         for (slot, c) in chosen.enumerate() {
             let Some(irq) = self.irq(vcpu, c.intid) else {
                 continue;
@@ -743,19 +772,21 @@ impl Vgic {
             if let Some(out) = lrs.get_mut(slot) {
                 *out = lr.0;
             }
-            records[slot] = Some(LrRecord {
+            let record = Some(LrRecord {
                 intid: c.intid,
                 pending: pend,
                 active: irq.active,
                 hw: hw.is_some(),
                 generation: irq.generation,
             });
+            if let Some(r) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs.get_mut(slot)) {
+                *r = record;
+            }
             if let Some(irq) = self.irq_mut(vcpu, c.intid) {
                 irq.owner = Some(vcpu);
             }
         }
         if let Some(v) = self.vcpus.get_mut(vcpu) {
-            v.lrs = records;
             v.live = true;
         }
         hcr

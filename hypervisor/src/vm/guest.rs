@@ -125,6 +125,9 @@ pub enum VmState {
     Stopped = 2,
 }
 
+/// [`Vm::uart_level`] before the line was first driven.
+pub const UART_LEVEL_UNKNOWN: u8 = 2;
+
 /// One virtual machine.
 pub struct Vm {
     pub name: String,
@@ -147,6 +150,11 @@ pub struct Vm {
     pub vgic_generation: AtomicU64,
     /// The emulated PL011; see `vm::uart`.
     pub uart: Mutex<Pl011>,
+    /// The level the UART's interrupt line was last driven to in the vGIC
+    /// ([`UART_LEVEL_UNKNOWN`] after a vGIC reset); read and written with
+    /// `uart` locked, so that the vGIC sees every change in order and an
+    /// access that leaves the level as it was costs no vGIC lock.
+    pub uart_level: AtomicU8,
     /// The bundle's `dump = on`: NMV_DUMP is allowed.
     pub dump_allowed: bool,
     /// The guest kernel's symbols (the bundle's `symbols` file), for the
@@ -184,6 +192,7 @@ impl Vm {
             vgic: Mutex::new(vgic),
             vgic_generation: AtomicU64::new(0),
             uart: Mutex::new(Pl011::new()),
+            uart_level: AtomicU8::new(UART_LEVEL_UNKNOWN),
             name,
             ram,
             ram_pa,

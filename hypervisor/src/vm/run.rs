@@ -122,7 +122,13 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
 /// exit (`gic::irq::handle_irq`) keeps its running priority meanwhile, so
 /// only an NMI can preempt the fold.
 pub fn guest_exited() {
-    if let Some((vm, vcpu)) = guest::current() {
+    guest_exited_on(guest::current());
+}
+
+/// [`guest_exited`] for the vCPU `current` (this CPU's, looked up by the
+/// caller).
+pub fn guest_exited_on(current: Option<(&'static Vm, &'static Vcpu)>) {
+    if let Some((vm, vcpu)) = current {
         let _masked = IrqGuard::new();
         gicv3::local_irq_unmask();
         vgic::hw::fold(vm, vcpu);
@@ -133,9 +139,9 @@ pub fn guest_exited() {
 /// Last thing before returning to the guest after a trap. A vCPU that was
 /// turned off, or whose VM stopped or is resetting, is abandoned here and
 /// the CPU goes back to its run loop; otherwise the list registers are
-/// refilled for it.
-pub fn resume_guest() {
-    let Some((vm, vcpu)) = guest::current() else { return };
+/// refilled for it. `current` is this CPU's vCPU ([`guest::current`]).
+pub fn resume_guest(current: Option<(&'static Vm, &'static Vcpu)>) {
+    let Some((vm, vcpu)) = current else { return };
     if vcpu.power() != Power::On || vm.state() != VmState::Running {
         vcpu.set_power(Power::Off);
         restart_loop();

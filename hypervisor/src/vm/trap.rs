@@ -15,9 +15,10 @@ use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
 use crate::{println, vgic};
 
-/// Handles a synchronous exception from the guest running on this CPU.
-pub fn handle_sync(frame: &mut TrapFrame) {
-    let Some((vm, vcpu)) = guest::current() else {
+/// Handles a synchronous exception from the guest running on this CPU,
+/// `current` ([`guest::current`]).
+pub fn handle_sync(frame: &mut TrapFrame, current: Option<(&'static Vm, &'static Vcpu)>) {
+    let Some((vm, vcpu)) = current else {
         // A lower-EL trap with no vCPU here cannot happen; say so and stop
         // this CPU rather than return into an unknown EL1.
         crate::debug::dump::unexpected_exception(crate::arch::vectors::VectorKind(8), frame);
@@ -295,6 +296,9 @@ fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
     }
 }
 
+// Out of line: its 256-byte buffer would otherwise be zeroed on every
+// hypercall.
+#[inline(never)]
 fn console_write(vm: &Vm, addr: u64, len: usize) -> i64 {
     let mut buf = [0u8; CONSOLE_WRITE_MAX];
     let Some(bytes) = buf.get_mut(..len) else { return hypercall::INVALID_PARAMETERS };

@@ -10,7 +10,9 @@
 //! hypervisor's own lines wait for at most one turn.
 //!
 //! The UART lock is taken with normal interrupts masked (console input
-//! arrives in an interrupt handler), and never from the NMI path.
+//! arrives in an interrupt handler), and never from the NMI path. The vGIC
+//! lock nests inside it (a changed interrupt level is driven with the UART
+//! locked); nothing takes them in the other order.
 
 use super::console::{escape_into, Discipline, MAX_LINE};
 use super::guest::{self, Vm};
@@ -26,7 +28,7 @@ static FOCUS: AtomicUsize = AtomicUsize::new(0);
 
 /// A guest access to its PL011. Returns the value for a read.
 pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64> {
-    let (read, effect, level, queued) = {
+    let (read, effect, kick, queued) = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();
         let (read, effect) = if access.write {
@@ -35,12 +37,13 @@ pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64
             let (v, e) = uart.read(offset, access.size);
             (Some(v), e)
         };
-        (read, effect, uart.irq_level(), uart.tx_pending() > 0)
+        let kick = drive_irq(vm, uart.irq_level());
+        (read, effect, kick, uart.tx_pending() > 0)
     };
     if effect.unhandled {
         super::trap::log_guest(vm, "PL011 register not emulated, RAZ/WI", offset);
     }
-    drive_irq(vm, level);
+    send_kick(vm, kick);
     // A write queued a byte, or a guest polls UARTFR while its queue is not
     // empty: move what the console can take now.
     if queued {
@@ -52,13 +55,13 @@ pub fn mmio(vm: &Vm, access: &MmioAccess, offset: u64, value: u64) -> Option<u64
 /// Queues hypercall console output (NMV_CONSOLE_WRITE) behind the VM's
 /// UART output; returns how many bytes fit.
 pub fn queue(vm: &Vm, bytes: &[u8]) -> usize {
-    let (n, level) = {
+    let (n, kick) = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();
         let n = uart.queue_tx(bytes);
-        (n, uart.irq_level())
+        (n, drive_irq(vm, uart.irq_level()))
     };
-    drive_irq(vm, level);
+    send_kick(vm, kick);
     drain();
     n
 }
@@ -93,12 +96,9 @@ pub fn drain() {
         for vm in vms {
             let Some(console) = crate::console::try_lock() else { break 'rounds };
             let mut chunk = [0u8; TURN_BYTES];
-            let (n, before, after) = {
+            let n = {
                 let _masked = IrqGuard::new();
-                let mut uart = vm.uart.lock();
-                let before = uart.irq_level();
-                let n = uart.take_tx(&mut chunk);
-                (n, before, uart.irq_level())
+                vm.uart.lock().take_tx(&mut chunk)
             };
             if several {
                 print_lines(vm, &chunk[..n]);
@@ -107,9 +107,15 @@ pub fn drain() {
             }
             drop(console);
             // Draining below half raises the TX interrupt the guest's
-            // driver waits for.
-            if before != after {
-                drive_irq(vm, after);
+            // driver waits for. Driven after the console is released: the
+            // console lock is never held while the vGIC lock is awaited.
+            if n > 0 {
+                let kick = {
+                    let _masked = IrqGuard::new();
+                    let uart = vm.uart.lock();
+                    drive_irq(vm, uart.irq_level())
+                };
+                send_kick(vm, kick);
             }
             moved += n;
             any |= n > 0;
@@ -158,9 +164,21 @@ pub fn flush(vm: &Vm) {
         crate::arch::relax();
     }
 }
-/// Drives the UART's SPI to `level` and kicks the vCPU it is routed to.
-fn drive_irq(vm: &Vm, level: bool) {
-    let target = crate::vgic::hw::lock(vm).vgic.set_level(0, memmap::UART_INTID, level);
+/// Drives the UART's SPI to `level` if that is not the level it was last
+/// driven to (an unchanged level changes nothing in the vGIC: a level
+/// interrupt stays as it is, an edge one needs a rising edge). Call with
+/// `vm.uart` locked, so that the changes reach the vGIC in order. Returns
+/// the vCPU to kick.
+fn drive_irq(vm: &Vm, level: bool) -> Option<usize> {
+    if vm.uart_level.load(Ordering::Acquire) == u8::from(level) {
+        return None;
+    }
+    vm.uart_level.store(u8::from(level), Ordering::Release);
+    crate::vgic::hw::lock(vm).vgic.set_level(0, memmap::UART_INTID, level)
+}
+
+/// Kicks the vCPU the UART's SPI went to (after `vm.uart` is unlocked).
+fn send_kick(vm: &Vm, target: Option<usize>) {
     if let Some(t) = target {
         let mut set = TargetSet::default();
         set.insert(t);
@@ -174,15 +192,15 @@ fn drive_irq(vm: &Vm, level: bool) {
 pub fn console_input(bytes: &[u8]) {
     let vms = guest::vms();
     let Some(vm) = vms.get(FOCUS.load(Ordering::Relaxed)) else { return };
-    let level = {
+    let kick = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();
         for &b in bytes {
             uart.receive(b);
         }
-        uart.irq_level()
+        drive_irq(vm, uart.irq_level())
     };
-    drive_irq(vm, level);
+    send_kick(vm, kick);
 }
 
 /// Moves console input to the next VM and says which one has it.
