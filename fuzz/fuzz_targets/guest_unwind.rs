@@ -33,11 +33,19 @@ impl GuestPhys for Ram<'_> {
 
 fuzz_target!(|data: &[u8]| {
     let mut r = Reader(data);
-    let regime = Regime { sctlr: r.u64(), tcr: r.u64(), ttbr0: r.u64(), ttbr1: r.u64() };
+    let regime = Regime {
+        sctlr: r.u64(),
+        tcr: r.u64(),
+        ttbr0: r.u64(),
+        ttbr1: r.u64(),
+    };
     let (fp, vbar, va) = (r.u64(), r.u64(), r.u64());
     let map_len = usize::from(r.u16());
     let map = r.bytes(map_len);
-    let ram = Ram { bytes: r.rest(), reads: Cell::new(0) };
+    let ram = Ram {
+        bytes: r.rest(),
+        reads: Cell::new(0),
+    };
 
     // A translation reads at most one descriptor per level (five levels
     // at most, with 52-bit tables); with the MMU off, VA = IPA.
@@ -48,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(ipa, Ok(va));
     }
     let stripped = regime.strip_pac(va);
-    assert_eq!(regime.strip_pac(stripped), stripped, "stripping is idempotent");
+    assert_eq!(
+        regime.strip_pac(stripped),
+        stripped,
+        "stripping is idempotent"
+    );
 
     // The unwinder: bounded frames, bounded reads, a reason at the end.
     let before = ram.reads.get();
@@ -66,7 +78,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some((name, off)) = m.lookup(addr) {
                 assert!(!name.is_empty());
                 assert!(m.text_range().contains(&addr));
-                assert!(off <= addr - m.text.0, "the symbol starts inside the text range");
+                assert!(
+                    off <= addr - m.text.0,
+                    "the symbol starts inside the text range"
+                );
             }
         }
     }

@@ -92,21 +92,27 @@ pub fn rd32(addr: u64) -> u32 {
     let v: u32;
     // SAFETY: addresses are GIC registers from the device tree, mapped as
     // Device memory by the identity map.
-    unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags))
+    };
     v
 }
 
 /// A 32-bit MMIO write of a GIC register.
 pub fn wr32(addr: u64, v: u32) {
     // SAFETY: as in `rd32`.
-    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v, options(nostack, preserves_flags))
+    };
 }
 
 /// A 64-bit MMIO read (GICR_TYPER, as Linux reads it).
 pub fn rd64(addr: u64) -> u64 {
     let v: u64;
     // SAFETY: as in `rd32`.
-    unsafe { asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags))
+    };
     v
 }
 
@@ -114,14 +120,18 @@ pub fn rd64(addr: u64) -> u64 {
 pub fn rd8(addr: u64) -> u8 {
     let v: u32;
     // SAFETY: as in `rd32`; IPRIORITYR is byte-accessible.
-    unsafe { asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, preserves_flags))
+    };
     v as u8
 }
 
 /// A byte MMIO write (IPRIORITYR).
 pub fn wr8(addr: u64, v: u8) {
     // SAFETY: as in `rd8`.
-    unsafe { asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v as u32, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) v as u32, options(nostack, preserves_flags))
+    };
 }
 
 /// The affinity of an MPIDR in GICR_TYPER's layout (Aff3.Aff2.Aff1.Aff0).

@@ -39,7 +39,9 @@
 //! byte on its PL011 before it starts, so a test can start the storm when
 //! the machine's other VMs are up.
 
-use crate::hostile_rules::{self as rules, enc, slots, Access, Answer, Class, Rng, Target, CLASSES};
+use crate::hostile_rules::{
+    self as rules, enc, slots, Access, Answer, Class, Rng, Target, CLASSES,
+};
 use crate::topology::MAX_CPUS;
 use crate::{cpu, dt, gic, println, psci};
 use core::arch::{asm, global_asm};
@@ -265,7 +267,15 @@ fn sync_icache(start: u64, len: u64) {
         a += 64;
     }
     // SAFETY: barriers and an instruction cache invalidation.
-    unsafe { asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ish",
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Writes both code tables (boot vCPU, before any other vCPU runs one).
@@ -275,7 +285,12 @@ fn write_code_tables(el0_pa: u64) {
         EL1_CODE.0[i].store(insn | (enc::RET as u64) << 32, Ordering::Relaxed);
         // SAFETY: slot i of the EL0 table, in the EL0 code block of guest
         // RAM that nothing else uses, written through the identity map.
-        unsafe { core::ptr::write_volatile((el0_pa + 8 * i as u64) as *mut u64, insn | (enc::SVC0 as u64) << 32) };
+        unsafe {
+            core::ptr::write_volatile(
+                (el0_pa + 8 * i as u64) as *mut u64,
+                insn | (enc::SVC0 as u64) << 32,
+            )
+        };
     }
     let len = 8 * slots::COUNT as u64;
     sync_icache(EL1_CODE.0.as_ptr() as u64, len);
@@ -287,7 +302,14 @@ fn write_code_tables(el0_pa: u64) {
 fn slot_of(me: usize, insn: u32) -> Option<usize> {
     let s = slots::of(insn);
     if s.is_none() {
-        record_bad(Bad { cpu: me, op: Op::Idle, what: insn as u64, esr: 0, value: 0, reason: "guest-test bug: an instruction without a slot" });
+        record_bad(Bad {
+            cpu: me,
+            op: Op::Idle,
+            what: insn as u64,
+            esr: 0,
+            value: 0,
+            reason: "guest-test bug: an instruction without a slot",
+        });
     }
     s
 }
@@ -296,7 +318,9 @@ fn answer(me: usize, completed_el0: bool) -> Answer {
     match TAKEN[me].load(Ordering::Relaxed) {
         0 => Answer::Done,
         2 if completed_el0 => Answer::Done,
-        3 => Answer::Async { vector: T_VEC[me].load(Ordering::Relaxed) },
+        3 => Answer::Async {
+            vector: T_VEC[me].load(Ordering::Relaxed),
+        },
         _ => Answer::Exception {
             esr: T_ESR[me].load(Ordering::Relaxed),
             far: T_FAR[me].load(Ordering::Relaxed),
@@ -307,7 +331,9 @@ fn answer(me: usize, completed_el0: bool) -> Answer {
 /// Runs `insn` at EL1 with x0..x3 = `regs`; returns the answer and x0..x3
 /// afterwards.
 fn run_el1(me: usize, insn: u32, regs: [u64; 4]) -> (Answer, [u64; 4]) {
-    let Some(i) = slot_of(me, insn) else { return (Answer::Done, regs) };
+    let Some(i) = slot_of(me, insn) else {
+        return (Answer::Done, regs);
+    };
     let addr = EL1_CODE.0[i].as_ptr() as u64;
     TAKEN[me].store(0, Ordering::Relaxed);
     ARMED[me].store(true, Ordering::Relaxed);
@@ -338,7 +364,9 @@ fn run_el1(me: usize, insn: u32, regs: [u64; 4]) -> (Answer, [u64; 4]) {
 /// Runs `insn` at EL0 with x0..x2 = `regs`; returns the answer and the
 /// stub's x1.
 fn run_el0(me: usize, insn: u32, regs: [u64; 3]) -> (Answer, u64) {
-    let Some(i) = slot_of(me, insn) else { return (Answer::Done, 0) };
+    let Some(i) = slot_of(me, insn) else {
+        return (Answer::Done, 0);
+    };
     let daif: u64;
     // SAFETY: reads PSTATE.DAIF.
     unsafe { asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
@@ -497,7 +525,14 @@ fn settle(me: usize, op: Op, what: u64, value: u64, answer: Answer, verdict: rul
                 Answer::Async { vector } => 0xa5a5_0000 | vector,
                 Answer::Done => 0,
             };
-            record_bad(Bad { cpu: me, op, what, esr, value, reason });
+            record_bad(Bad {
+                cpu: me,
+                op,
+                what,
+                esr,
+                value,
+                reason,
+            });
         }
     }
 }
@@ -526,7 +561,10 @@ fn map() -> Map {
         ram: p.ram,
         gicd: p.gicd.unwrap_or(none),
         gicr: p.gicr.unwrap_or(none),
-        uart: p.pl011.map_or(none, |b| dt::Range { base: b, size: PAGE }),
+        uart: p.pl011.map_or(none, |b| dt::Range {
+            base: b,
+            size: PAGE,
+        }),
         cpus: p.cpus.count(),
         junk: JUNK.as_ptr() as u64,
     }
@@ -595,13 +633,17 @@ fn size_of(rng: &mut Rng) -> u8 {
 fn op_mmio(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
     let size = size_of(rng);
     let a = m.address(rng, size as u64);
-    let Some(target) = m.target(a, el0) else { return };
+    let Some(target) = m.target(a, el0) else {
+        return;
+    };
     let (insn, access) = match rng.below(8) {
         0..=2 => (enc::load(size), Access::Load),
         3 if size < 8 => (enc::load_signed(size), Access::Load),
         3 => (enc::load(size), Access::Load),
         // Writes to the PL011's data register print: keep them rare.
-        _ if m.uart.contains(a) && a & 0xfff < 4 && !rng.chance(1, 8) => (enc::load(size), Access::Load),
+        _ if m.uart.contains(a) && a & 0xfff < 4 && !rng.chance(1, 8) => {
+            (enc::load(size), Access::Load)
+        }
         _ => (enc::store(size), Access::Store),
     };
     let v = random_value(rng);
@@ -621,9 +663,15 @@ fn op_mmio(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
 fn op_pair(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
     let wide = rng.chance(1, 2);
     let a = m.address(rng, if wide { 16 } else { 8 });
-    let Some(target) = m.target(a, el0) else { return };
+    let Some(target) = m.target(a, el0) else {
+        return;
+    };
     let store = rng.chance(1, 2);
-    let (insn, access) = if store { (enc::stp(wide), Access::StorePair) } else { (enc::ldp(wide), Access::LoadPair) };
+    let (insn, access) = if store {
+        (enc::stp(wide), Access::StorePair)
+    } else {
+        (enc::ldp(wide), Access::LoadPair)
+    };
     let (v1, v2) = (random_value(rng), random_value(rng));
     let ans = if el0 {
         EL0_OPS.fetch_add(1, Ordering::Relaxed);
@@ -638,8 +686,14 @@ fn op_pair(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
 /// DC CIVAC / CVAC on MMIO or on nothing.
 fn op_cache(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
     let a = m.address(rng, 64);
-    let Some(target) = m.target(a, el0) else { return };
-    let insn = if rng.chance(3, 4) { enc::DC_CIVAC } else { enc::DC_CVAC };
+    let Some(target) = m.target(a, el0) else {
+        return;
+    };
+    let insn = if rng.chance(3, 4) {
+        enc::DC_CIVAC
+    } else {
+        enc::DC_CVAC
+    };
     let ans = if el0 {
         EL0_OPS.fetch_add(1, Ordering::Relaxed);
         run_el0(me, insn, [a, 0, 0]).0
@@ -647,7 +701,14 @@ fn op_cache(me: usize, rng: &mut Rng, m: &Map, el0: bool) {
         run_el1(me, insn, [a, 0, 0, 0]).0
     };
     let op = if el0 { Op::CacheEl0 } else { Op::CacheEl1 };
-    settle(me, op, a, 0, ans, rules::memory(target, Access::CacheMaintenance, el0, ans));
+    settle(
+        me,
+        op,
+        a,
+        0,
+        ans,
+        rules::memory(target, Access::CacheMaintenance, el0, ans),
+    );
 }
 
 /// An 8-byte load at an IPA in the host RAM that other VMs and the
@@ -660,9 +721,18 @@ fn op_foreign_ram(me: usize, rng: &mut Rng, m: &Map) {
         1 => m.ram.end() + rng.below(GIB),
         _ => 2 * GIB + rng.below(GIB),
     } & !7;
-    let Some(target) = m.target(a, false) else { return };
+    let Some(target) = m.target(a, false) else {
+        return;
+    };
     let (ans, r) = run_el1(me, enc::load(8), [a, 0, 0, 0]);
-    settle(me, Op::ForeignRam, a, r[1], ans, rules::memory(target, Access::Load, false, ans));
+    settle(
+        me,
+        Op::ForeignRam,
+        a,
+        r[1],
+        ans,
+        rules::memory(target, Access::Load, false, ans),
+    );
 }
 
 use enc::SysReg;
@@ -681,7 +751,17 @@ fn trapping_sysreg(rng: &mut Rng) -> (SysReg, bool, Option<u64>) {
         // Feature ID space (TID3); read-only.
         0 | 1 => ((3, 0, 0, b(rng.below(8)), b(rng.below(8))), true, None),
         // IMPLEMENTATION DEFINED (TIDCP): CRn 11 and 15.
-        2 | 3 => ((3, b(rng.below(8)), rng.pick(&[11u8, 15]), b(rng.below(16)), b(rng.below(8))), true, None),
+        2 | 3 => (
+            (
+                3,
+                b(rng.below(8)),
+                rng.pick(&[11u8, 15]),
+                b(rng.below(16)),
+                b(rng.below(8)),
+            ),
+            true,
+            None,
+        ),
         // RAS error records (TERR): RAZ/WI where nmivisor answers them.
         4 => {
             let r = match rng.below(4) {
@@ -712,9 +792,26 @@ fn trapping_sysreg(rng: &mut Rng) -> (SysReg, bool, Option<u64>) {
         8 | 9 => {
             let r = match rng.below(6) {
                 0 | 1 => (2, 0, 0, b(rng.below(16)), b(4 + rng.below(4))),
-                2 => rng.pick(&[(2u8, 0u8, 0u8, 2u8, 2u8), (2, 0, 1, 0, 4), (2, 0, 1, 1, 4), (2, 0, 1, 3, 4), (2, 0, 1, 4, 4)]),
-                3 => rng.pick(&[(2u8, 0u8, 7u8, 8u8, 6u8), (2, 0, 7, 9, 6), (2, 0, 7, 14, 6), (2, 0, 0, 2, 0)]),
-                4 => rng.pick(&[(2u8, 0u8, 0u8, 0u8, 2u8), (2, 0, 0, 3, 2), (2, 0, 0, 6, 2), (2, 3, 0, 1, 0), (2, 3, 0, 4, 0)]),
+                2 => rng.pick(&[
+                    (2u8, 0u8, 0u8, 2u8, 2u8),
+                    (2, 0, 1, 0, 4),
+                    (2, 0, 1, 1, 4),
+                    (2, 0, 1, 3, 4),
+                    (2, 0, 1, 4, 4),
+                ]),
+                3 => rng.pick(&[
+                    (2u8, 0u8, 7u8, 8u8, 6u8),
+                    (2, 0, 7, 9, 6),
+                    (2, 0, 7, 14, 6),
+                    (2, 0, 0, 2, 0),
+                ]),
+                4 => rng.pick(&[
+                    (2u8, 0u8, 0u8, 0u8, 2u8),
+                    (2, 0, 0, 3, 2),
+                    (2, 0, 0, 6, 2),
+                    (2, 3, 0, 1, 0),
+                    (2, 3, 0, 4, 0),
+                ]),
                 _ => (2, 0, 1, 0, 0),
             };
             let expect = (r == (2, 0, 1, 0, 0)).then_some(0);
@@ -722,7 +819,13 @@ fn trapping_sysreg(rng: &mut Rng) -> (SysReg, bool, Option<u64>) {
         }
         // Anywhere in the op0 = 2/3 space: read only.
         _ => {
-            let r = (2 + b(rng.below(2)), b(rng.below(8)), b(rng.below(16)), b(rng.below(16)), b(rng.below(8)));
+            let r = (
+                2 + b(rng.below(2)),
+                b(rng.below(8)),
+                b(rng.below(16)),
+                b(rng.below(16)),
+                b(rng.below(8)),
+            );
             (r, false, None)
         }
     }
@@ -737,8 +840,19 @@ fn op_sysreg_el1(me: usize, rng: &mut Rng) {
     let v = random_value(rng);
     let insn = if read { enc::mrs_x1(r) } else { enc::msr_x1(r) };
     let (ans, regs) = run_el1(me, insn, [0, v, 0, 0]);
-    let enc_word = (r.0 as u64) << 32 | (r.1 as u64) << 24 | (r.2 as u64) << 16 | (r.3 as u64) << 8 | r.4 as u64;
-    settle(me, Op::SysregEl1, enc_word | (read as u64) << 40, regs[1], ans, rules::sysreg_el1(r, read, regs[1], expect, ans));
+    let enc_word = (r.0 as u64) << 32
+        | (r.1 as u64) << 24
+        | (r.2 as u64) << 16
+        | (r.3 as u64) << 8
+        | r.4 as u64;
+    settle(
+        me,
+        Op::SysregEl1,
+        enc_word | (read as u64) << 40,
+        regs[1],
+        ans,
+        rules::sysreg_el1(r, read, regs[1], expect, ans),
+    );
 }
 
 /// A random SMCCC function ID; PSCI IDs are limited to the safe numbers.
@@ -749,10 +863,19 @@ fn random_fid(rng: &mut Rng) -> u32 {
             let any = rng.next() as u32 & 0xffff;
             0x8000_0000 | rng.pick(&[0u32, 1, 2, 3, 0x3fff, 0x7fff, 0x8000, any])
         }
-        2 => rng.pick(&[0xc600_0000u32, 0xc600_0001, 0xc600_0002, 0x8600_0001, 0x4600_0002]),
+        2 => rng.pick(&[
+            0xc600_0000u32,
+            0xc600_0001,
+            0xc600_0002,
+            0x8600_0001,
+            0x4600_0002,
+        ]),
         3 => 0xc600_0100 + rng.below(0x100) as u32,
         4 => rng.pick(&[0x8400_0000u32, 0xc400_0000]) | rng.pick(&rules::SAFE_PSCI_NUMBERS),
-        5 => (rng.pick(&[0x80u32, 0xc0, 0x00, 0x40]) | rng.below(64) as u32) << 24 | (rng.next() as u32 & 0xffff),
+        5 => {
+            (rng.pick(&[0x80u32, 0xc0, 0x00, 0x40]) | rng.below(64) as u32) << 24
+                | (rng.next() as u32 & 0xffff)
+        }
         _ => 0xc500_0000 | (rng.next() as u32 & 0xffff),
     };
     if rules::is_psci(fid) && !rules::SAFE_PSCI_NUMBERS.contains(&(fid & 0x1f)) {
@@ -772,30 +895,59 @@ fn op_hypercall(me: usize, rng: &mut Rng, m: &Map) {
                 [m.junk + 8 * rng.below(64), 8, 0]
             } else {
                 let any = rng.next();
-                [rng.pick(&[0, m.ram.end() - 8, any, m.junk]), 257 + rng.below(1 << 20), 0]
+                [
+                    rng.pick(&[0, m.ram.end() - 8, any, m.junk]),
+                    257 + rng.below(1 << 20),
+                    0,
+                ]
             };
         }
-        0xc600_0100 => args = [rng.below(m.cpus as u64 + 2), rng.below(1100), rng.below(256)],
+        0xc600_0100 => {
+            args = [
+                rng.below(m.cpus as u64 + 2),
+                rng.below(1100),
+                rng.below(256),
+            ]
+        }
         _ => {
             if rng.chance(1, 4) {
                 args[0] = m.ram.base + rng.below(m.ram.size);
             }
         }
     }
-    let imm = if rng.chance(1, 4) { rng.below(256) as u16 } else { 0 };
-    let insn = if rng.chance(1, 2) { enc::hvc(imm) } else { enc::smc(imm) };
+    let imm = if rng.chance(1, 4) {
+        rng.below(256) as u16
+    } else {
+        0
+    };
+    let insn = if rng.chance(1, 2) {
+        enc::hvc(imm)
+    } else {
+        enc::smc(imm)
+    };
     let (ans, r) = run_el1(me, insn, [fid as u64, args[0], args[1], args[2]]);
     let verdict = match ans {
         Answer::Done => rules::smccc(fid, args, r[0], (m.ram.base, m.ram.size)),
         _ => Err("an exception for a hypercall from EL1"),
     };
-    settle(me, Op::Hypercall, fid as u64 | (imm as u64) << 32, r[0], ans, verdict);
+    settle(
+        me,
+        Op::Hypercall,
+        fid as u64 | (imm as u64) << 32,
+        r[0],
+        ans,
+        verdict,
+    );
 }
 
 /// A write to ICC_SGI1R/ASGI1R/SGI0R_EL1: to listed vCPUs or (IRM=1) to
 /// all others, mostly at the SGIs that are NMIs.
 fn op_sgi(me: usize, rng: &mut Rng) {
-    let intid = if rng.chance(2, 3) { 8 + rng.below(8) } else { rng.below(16) };
+    let intid = if rng.chance(2, 3) {
+        8 + rng.below(8)
+    } else {
+        rng.below(16)
+    };
     let mut v = (intid << 24) | (rng.next() & 0xffff);
     if rng.chance(1, 3) {
         v |= 1 << 40;
@@ -820,7 +972,11 @@ fn op_psci(me: usize, rng: &mut Rng, m: &Map) {
         0..=3 => {
             let t = rng.below(m.cpus as u64) as usize;
             let mpidr_valid = !rng.chance(1, 8);
-            let mpidr = if mpidr_valid { p.cpus.mpidr(t) } else { (1 + rng.below(200)) << 8 | rng.below(256) };
+            let mpidr = if mpidr_valid {
+                p.cpus.mpidr(t)
+            } else {
+                (1 + rng.below(200)) << 8 | rng.below(256)
+            };
             let good_entry = crate::entry::secondary_entry_address();
             let entry_valid = !rng.chance(1, 8);
             let entry = if entry_valid {
@@ -834,14 +990,32 @@ fn op_psci(me: usize, rng: &mut Rng, m: &Map) {
             if x0 == 0 {
                 CPU_ON_STARTS.fetch_add(1, Ordering::Relaxed);
             }
-            settle(me, Op::CpuOn, mpidr, x0, Answer::Done, rules::cpu_on(mpidr_valid, entry_valid, x0));
+            settle(
+                me,
+                Op::CpuOn,
+                mpidr,
+                x0,
+                Answer::Done,
+                rules::cpu_on(mpidr_valid, entry_valid, x0),
+            );
         }
         4..=6 => {
-            let mpidr = if rng.chance(3, 4) { p.cpus.mpidr(rng.below(m.cpus as u64) as usize) } else { rng.next() };
+            let mpidr = if rng.chance(3, 4) {
+                p.cpus.mpidr(rng.below(m.cpus as u64) as usize)
+            } else {
+                rng.next()
+            };
             let level = rng.below(4);
             let fid = psci::AFFINITY_INFO_64;
             let x0 = psci::call(fid, mpidr, level, 0);
-            settle(me, Op::AffinityInfo, mpidr, x0, Answer::Done, rules::smccc(fid, [mpidr, level, 0], x0, (m.ram.base, m.ram.size)));
+            settle(
+                me,
+                Op::AffinityInfo,
+                mpidr,
+                x0,
+                Answer::Done,
+                rules::smccc(fid, [mpidr, level, 0], x0, (m.ram.base, m.ram.size)),
+            );
         }
         _ if me != 0 => {
             // Counted before the call: a successful CPU_OFF does not return.
@@ -855,7 +1029,14 @@ fn op_psci(me: usize, rng: &mut Rng, m: &Map) {
             ONLINE[me].store(true, Ordering::Release);
             COUNTS[Class::SmcccOk as usize].fetch_sub(1, Ordering::Relaxed);
             COMPLETED.fetch_sub(1, Ordering::Relaxed);
-            settle(me, Op::CpuOff, 0, ret as u64, Answer::Done, Err("CPU_OFF returned"));
+            settle(
+                me,
+                Op::CpuOff,
+                0,
+                ret as u64,
+                Answer::Done,
+                Err("CPU_OFF returned"),
+            );
         }
         _ => {}
     }
@@ -866,7 +1047,13 @@ fn op_psci(me: usize, rng: &mut Rng, m: &Map) {
 fn op_other_el0(me: usize, rng: &mut Rng) {
     let insn = match rng.below(8) {
         0..=3 => {
-            let r: SysReg = (2 + rng.below(2) as u8, rng.below(8) as u8, rng.below(16) as u8, rng.below(16) as u8, rng.below(8) as u8);
+            let r: SysReg = (
+                2 + rng.below(2) as u8,
+                rng.below(8) as u8,
+                rng.below(16) as u8,
+                rng.below(16) as u8,
+                rng.below(8) as u8,
+            );
             let writes_pstate_or_fp = r.0 == 3 && r.1 == 3 && r.2 == 4;
             if has_read_side_effect(r) {
                 return;
@@ -884,7 +1071,14 @@ fn op_other_el0(me: usize, rng: &mut Rng) {
     };
     EL0_OPS.fetch_add(1, Ordering::Relaxed);
     let (ans, x1) = run_el0(me, insn, [0, random_value(rng), 0]);
-    settle(me, Op::OtherEl0, insn as u64, x1, ans, rules::el0_other(ans));
+    settle(
+        me,
+        Op::OtherEl0,
+        insn as u64,
+        x1,
+        ans,
+        rules::el0_other(ans),
+    );
 }
 
 fn one_op(me: usize, rng: &mut Rng, m: &Map) {
@@ -943,7 +1137,11 @@ fn gic_setup(me: usize) {
     }
     for intid in 0..16 {
         let irq = g.irq(intid);
-        irq.set_priority(if SGI_NMI_MASK & (1 << intid) != 0 { gic::PRIO_NMI } else { gic::PRIO_IRQ });
+        irq.set_priority(if SGI_NMI_MASK & (1 << intid) != 0 {
+            gic::PRIO_NMI
+        } else {
+            gic::PRIO_IRQ
+        });
         irq.enable();
     }
     gic::set_pmr(gic::PMR_OFF);
@@ -977,7 +1175,13 @@ fn upkeep(me: usize, m: &Map) {
     }
     // SAFETY: the guest's own debug controls back to off: no breakpoint,
     // watchpoint or step from EL0 outlives a few hundred operations.
-    unsafe { asm!("msr mdscr_el1, xzr", "isb", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "msr mdscr_el1, xzr",
+            "isb",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
     crate::irq::reset_log(me);
     crate::irq::enable();
 }
@@ -988,7 +1192,11 @@ const HANG_MS: u64 = 10_000;
 fn check_hangs(me: usize) {
     let now = cpu::counter();
     let limit = cpu::ticks_from_ms(HANG_MS);
-    let watched: &[usize] = if me == 0 { &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] } else { &[0] };
+    let watched: &[usize] = if me == 0 {
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    } else {
+        &[0]
+    };
     for &c in watched {
         if c >= dt::platform().cpus.count() || !ONLINE[c].load(Ordering::Acquire) {
             continue;
@@ -996,8 +1204,18 @@ fn check_hangs(me: usize) {
         let beat = BEAT[c].load(Ordering::Acquire);
         if now.saturating_sub(beat) > limit && !HANG_REPORTED[c].swap(true, Ordering::Relaxed) {
             let op = Op::from_usize(CURRENT_OP[c].load(Ordering::Relaxed));
-            println!("hostile: cpu {c} made no progress for {HANG_MS} ms (in op {})", op.name());
-            record_bad(Bad { cpu: c, op, what: 0, esr: 0, value: 0, reason: "the vCPU hangs" });
+            println!(
+                "hostile: cpu {c} made no progress for {HANG_MS} ms (in op {})",
+                op.name()
+            );
+            record_bad(Bad {
+                cpu: c,
+                op,
+                what: 0,
+                esr: 0,
+                value: 0,
+                reason: "the vCPU hangs",
+            });
         }
     }
 }
@@ -1010,7 +1228,8 @@ fn storm(me: usize) {
     gic_setup(me);
     let starts = STARTS[me].fetch_add(1, Ordering::Relaxed);
     let seed = SEED.load(Ordering::Relaxed);
-    let mut rng = Rng::new(seed ^ (me as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ starts << 48);
+    let mut rng =
+        Rng::new(seed ^ (me as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ starts << 48);
     let target = TARGET.load(Ordering::Relaxed);
     BEAT[me].store(cpu::counter(), Ordering::Release);
     HANG_REPORTED[me].store(false, Ordering::Relaxed);
@@ -1069,7 +1288,9 @@ pub fn secondary(me: usize) -> ! {
 // The boot vCPU.
 
 fn wait_for_console_key() {
-    let Some(base) = dt::platform().pl011 else { return };
+    let Some(base) = dt::platform().pl011 else {
+        return;
+    };
     println!("hostile: waiting for a byte on the console (up to 600 s)");
     // UARTFR.RXFE: receive FIFO empty.
     let got = cpu::wait_ms(600_000, || gic::rd32(base + 0x18) & (1 << 4) == 0);
@@ -1103,7 +1324,10 @@ pub fn run() -> ! {
     SEED.store(seed, Ordering::Relaxed);
     TARGET.store(target, Ordering::Relaxed);
     for (i, w) in JUNK.iter().enumerate() {
-        w.store(u64::from_le_bytes(*b"junk-ab\n") + (i as u64 % 26) * 0x100_0000_0000, Ordering::Relaxed);
+        w.store(
+            u64::from_le_bytes(*b"junk-ab\n") + (i as u64 % 26) * 0x100_0000_0000,
+            Ordering::Relaxed,
+        );
     }
     // The EL0 code block: a 2 MiB block in the middle of RAM, clear of the
     // image (RAM base + 2 MiB), the DTB and the reset marker (the last
@@ -1141,7 +1365,12 @@ pub fn run() -> ! {
         use core::fmt::Write;
         let _ = write!(line, "hostile: counts");
         for c in Class::ALL {
-            let _ = write!(line, " {}={}", c.name(), COUNTS[c as usize].load(Ordering::Relaxed));
+            let _ = write!(
+                line,
+                " {}={}",
+                c.name(),
+                COUNTS[c as usize].load(Ordering::Relaxed)
+            );
         }
         let _ = write!(
             line,
@@ -1154,7 +1383,14 @@ pub fn run() -> ! {
     }
     crate::console::write_line(line.as_bytes());
     if !finished {
-        record_bad(Bad { cpu: 0, op: Op::Idle, what: 0, esr: 0, value: COMPLETED.load(Ordering::Relaxed), reason: "operations never finished" });
+        record_bad(Bad {
+            cpu: 0,
+            op: Op::Idle,
+            what: 0,
+            esr: 0,
+            value: COMPLETED.load(Ordering::Relaxed),
+            reason: "operations never finished",
+        });
     }
     let undefined = UNDEFINED.load(Ordering::Relaxed);
     let done = COMPLETED.load(Ordering::Relaxed).min(target);

@@ -149,10 +149,21 @@ pub mod slots {
     pub const SYSREG: usize = 1 << 16;
     /// The fixed memory, cache and WFI instructions.
     pub const FIXED: [u32; 18] = [
-        0x3940_0001, 0x7940_0001, 0xb940_0001, 0xf940_0001, // LDR 1/2/4/8
-        0x3980_0001, 0x7980_0001, 0xb980_0001, // LDRS 1/2/4
-        0x3900_0001, 0x7900_0001, 0xb900_0001, 0xf900_0001, // STR 1/2/4/8
-        0xa940_0801, 0x2940_0801, 0xa900_0801, 0x2900_0801, // LDP/STP x, w
+        0x3940_0001,
+        0x7940_0001,
+        0xb940_0001,
+        0xf940_0001, // LDR 1/2/4/8
+        0x3980_0001,
+        0x7980_0001,
+        0xb980_0001, // LDRS 1/2/4
+        0x3900_0001,
+        0x7900_0001,
+        0xb900_0001,
+        0xf900_0001, // STR 1/2/4/8
+        0xa940_0801,
+        0x2940_0801,
+        0xa900_0801,
+        0x2900_0801, // LDP/STP x, w
         enc::DC_CIVAC,
         enc::DC_CVAC,
         enc::WFI,
@@ -355,7 +366,12 @@ pub fn memory(target: Target, access: Access, el0: bool, answer: Answer) -> Verd
                 return Ok(Class::TrappedToEl1);
             }
             let want = if el0 { ec::DABT_LOWER } else { ec::DABT_SAME };
-            if el0 && matches!(ec, ec::BREAKPOINT_LOWER | ec::STEP_LOWER | ec::WATCHPOINT_LOWER) {
+            if el0
+                && matches!(
+                    ec,
+                    ec::BREAKPOINT_LOWER | ec::STEP_LOWER | ec::WATCHPOINT_LOWER
+                )
+            {
                 return Ok(Class::Debug);
             }
             if ec != want {
@@ -402,10 +418,18 @@ pub fn is_id_space(r: enc::SysReg) -> bool {
 /// EL1 that takes priority over any EL2 trap), or in the ID space the FEAT_IDST trap (EC 0x18). `expect` is the
 /// value nmivisor documents for the register, if any (ICC_SRE_EL1 reads
 /// 0x7, RAS error records read 0).
-pub fn sysreg_el1(r: enc::SysReg, read: bool, value: u64, expect: Option<u64>, answer: Answer) -> Verdict {
+pub fn sysreg_el1(
+    r: enc::SysReg,
+    read: bool,
+    value: u64,
+    expect: Option<u64>,
+    answer: Answer,
+) -> Verdict {
     match answer {
         Answer::Done => match expect {
-            Some(want) if read && value != want => Err("read a value other than the documented one"),
+            Some(want) if read && value != want => {
+                Err("read a value other than the documented one")
+            }
             _ => Ok(Class::Value),
         },
         Answer::Async { .. } => Err("asynchronous exception"),
@@ -458,7 +482,9 @@ fn smccc_error(v: i64) -> bool {
 /// power off, reset, suspend or start anything (VERSION, AFFINITY_INFO,
 /// MIGRATE, MIGRATE_INFO_TYPE, MIGRATE_INFO_UP_CPU, PSCI_FEATURES) and
 /// numbers no PSCI version defines.
-pub const SAFE_PSCI_NUMBERS: [u32; 12] = [0x0, 0x4, 0x5, 0x6, 0x7, 0xa, 0x18, 0x19, 0x1a, 0x1c, 0x1d, 0x1f];
+pub const SAFE_PSCI_NUMBERS: [u32; 12] = [
+    0x0, 0x4, 0x5, 0x6, 0x7, 0xa, 0x18, 0x19, 0x1a, 0x1c, 0x1d, 0x1f,
+];
 
 /// Whether `fid` is in PSCI's range (fast calls 0-0x1F of the standard
 /// secure service, SMC32 and SMC64).
@@ -474,10 +500,18 @@ pub fn smccc(fid: u32, args: [u64; 3], x0: u64, ram: (u64, u64)) -> Verdict {
     let smc32 = fid & (1 << 30) == 0;
     // SMC32 results are in w0 (DEN0028, Register use in AArch64 SMC and
     // HVC calls).
-    let v = if smc32 { x0 as u32 as i32 as i64 } else { x0 as i64 };
+    let v = if smc32 {
+        x0 as u32 as i32 as i64
+    } else {
+        x0 as i64
+    };
     let ok = |good: bool| {
         if good {
-            Ok(if v < 0 { Class::SmcccError } else { Class::SmcccOk })
+            Ok(if v < 0 {
+                Class::SmcccError
+            } else {
+                Class::SmcccOk
+            })
         } else {
             Err("hypercall result not in the documented set")
         }
@@ -488,7 +522,10 @@ pub fn smccc(fid: u32, args: [u64; 3], x0: u64, ram: (u64, u64)) -> Verdict {
         0xc600_0000 => ok(v == 0x1_0000),
         0xc600_0001 => {
             let (addr, len) = (args[0], args[1]);
-            let inside = addr >= ram.0 && addr.checked_add(len).is_some_and(|end| end <= ram.0 + ram.1);
+            let inside = addr >= ram.0
+                && addr
+                    .checked_add(len)
+                    .is_some_and(|end| end <= ram.0 + ram.1);
             if len == 0 {
                 // Nothing to read: either answer is sensible.
                 ok(v == 0 || v == -2)
@@ -514,7 +551,13 @@ pub fn smccc(fid: u32, args: [u64; 3], x0: u64, ram: (u64, u64)) -> Verdict {
         }
         _ => ok(v == -1),
     }
-    .and_then(|c| if c == Class::SmcccError && !smccc_error(v) { Err("not an SMCCC error code") } else { Ok(c) })
+    .and_then(|c| {
+        if c == Class::SmcccError && !smccc_error(v) {
+            Err("not an SMCCC error code")
+        } else {
+            Ok(c)
+        }
+    })
 }
 
 /// The rule for PSCI CPU_ON: `entry_valid` says whether the entry point
@@ -596,8 +639,14 @@ mod tests {
             }
         }
         for r in [(3, 0, 12, 11, 5), (2, 0, 0, 15, 7), (3, 7, 15, 15, 7)] {
-            assert_eq!(slots::insn(slots::of(enc::mrs_x1(r)).unwrap()), enc::mrs_x1(r));
-            assert_eq!(slots::insn(slots::of(enc::msr_x1(r)).unwrap()), enc::msr_x1(r));
+            assert_eq!(
+                slots::insn(slots::of(enc::mrs_x1(r)).unwrap()),
+                enc::mrs_x1(r)
+            );
+            assert_eq!(
+                slots::insn(slots::of(enc::msr_x1(r)).unwrap()),
+                enc::msr_x1(r)
+            );
         }
         for size in [1, 2, 4, 8] {
             assert!(slots::of(enc::load(size)).is_some() && slots::of(enc::store(size)).is_some());
@@ -610,64 +659,189 @@ mod tests {
     #[test]
     fn nothing_behind_an_ipa_must_abort() {
         assert!(memory(Target::Nothing, Access::Load, false, Answer::Done).is_err());
-        assert_eq!(memory(Target::Nothing, Access::Load, false, abort(0x25, 0x10, false, false)), Ok(Class::ExternalAbort));
-        assert_eq!(memory(Target::Device, Access::Store, false, Answer::Done), Ok(Class::Value));
+        assert_eq!(
+            memory(
+                Target::Nothing,
+                Access::Load,
+                false,
+                abort(0x25, 0x10, false, false)
+            ),
+            Ok(Class::ExternalAbort)
+        );
+        assert_eq!(
+            memory(Target::Device, Access::Store, false, Answer::Done),
+            Ok(Class::Value)
+        );
         // From EL0 the abort is a lower-EL one.
-        assert!(memory(Target::Nothing, Access::Load, true, abort(0x25, 0x10, false, false)).is_err());
-        assert_eq!(memory(Target::Nothing, Access::Load, true, abort(0x24, 0x10, false, false)), Ok(Class::ExternalAbort));
+        assert!(memory(
+            Target::Nothing,
+            Access::Load,
+            true,
+            abort(0x25, 0x10, false, false)
+        )
+        .is_err());
+        assert_eq!(
+            memory(
+                Target::Nothing,
+                Access::Load,
+                true,
+                abort(0x24, 0x10, false, false)
+            ),
+            Ok(Class::ExternalAbort)
+        );
     }
 
     #[test]
     fn injected_aborts_must_carry_wnr_and_cm() {
         // A store pair reported as a read.
-        assert!(memory(Target::Nothing, Access::StorePair, false, abort(0x25, 0x10, false, false)).is_err());
-        assert!(memory(Target::Nothing, Access::StorePair, false, abort(0x25, 0x10, false, true)).is_ok());
+        assert!(memory(
+            Target::Nothing,
+            Access::StorePair,
+            false,
+            abort(0x25, 0x10, false, false)
+        )
+        .is_err());
+        assert!(memory(
+            Target::Nothing,
+            Access::StorePair,
+            false,
+            abort(0x25, 0x10, false, true)
+        )
+        .is_ok());
         // DC CIVAC: CM=1, WnR=1, or no exception at all.
-        assert!(memory(Target::Device, Access::CacheMaintenance, false, abort(0x25, 0x10, false, false)).is_err());
-        assert!(memory(Target::Device, Access::CacheMaintenance, false, abort(0x25, 0x10, true, true)).is_ok());
-        assert!(memory(Target::Nothing, Access::CacheMaintenance, false, Answer::Done).is_ok());
-        assert_eq!(memory(Target::Nothing, Access::CacheMaintenance, true, abort(0x18, 0, false, false)), Ok(Class::TrappedToEl1));
+        assert!(memory(
+            Target::Device,
+            Access::CacheMaintenance,
+            false,
+            abort(0x25, 0x10, false, false)
+        )
+        .is_err());
+        assert!(memory(
+            Target::Device,
+            Access::CacheMaintenance,
+            false,
+            abort(0x25, 0x10, true, true)
+        )
+        .is_ok());
+        assert!(memory(
+            Target::Nothing,
+            Access::CacheMaintenance,
+            false,
+            Answer::Done
+        )
+        .is_ok());
+        assert_eq!(
+            memory(
+                Target::Nothing,
+                Access::CacheMaintenance,
+                true,
+                abort(0x18, 0, false, false)
+            ),
+            Ok(Class::TrappedToEl1)
+        );
     }
 
     #[test]
     fn stage1_faults_are_the_guests_own() {
-        assert_eq!(memory(Target::El0Forbidden, Access::Load, true, abort(0x24, 0x0d, false, false)), Ok(Class::Stage1Fault));
-        assert!(memory(Target::El0Forbidden, Access::Load, true, abort(0x24, 0x10, false, false)).is_err());
-        assert!(memory(Target::Nothing, Access::Load, false, abort(0x25, 0x18, false, false)).is_err());
-        assert!(memory(Target::Nothing, Access::Load, false, Answer::Async { vector: 7 }).is_err());
+        assert_eq!(
+            memory(
+                Target::El0Forbidden,
+                Access::Load,
+                true,
+                abort(0x24, 0x0d, false, false)
+            ),
+            Ok(Class::Stage1Fault)
+        );
+        assert!(memory(
+            Target::El0Forbidden,
+            Access::Load,
+            true,
+            abort(0x24, 0x10, false, false)
+        )
+        .is_err());
+        assert!(memory(
+            Target::Nothing,
+            Access::Load,
+            false,
+            abort(0x25, 0x18, false, false)
+        )
+        .is_err());
+        assert!(memory(
+            Target::Nothing,
+            Access::Load,
+            false,
+            Answer::Async { vector: 7 }
+        )
+        .is_err());
     }
 
     #[test]
     fn sysregs() {
         let sre = (3, 0, 12, 12, 5);
-        assert_eq!(sysreg_el1(sre, true, 7, Some(7), Answer::Done), Ok(Class::Value));
+        assert_eq!(
+            sysreg_el1(sre, true, 7, Some(7), Answer::Done),
+            Ok(Class::Value)
+        );
         assert!(sysreg_el1(sre, true, 0, Some(7), Answer::Done).is_err());
-        assert_eq!(sysreg_el1(sre, false, 0, Some(7), Answer::Done), Ok(Class::Value));
-        assert_eq!(sysreg_el1(sre, true, 0, None, abort(0, 0, false, false)), Ok(Class::Undefined));
+        assert_eq!(
+            sysreg_el1(sre, false, 0, Some(7), Answer::Done),
+            Ok(Class::Value)
+        );
+        assert_eq!(
+            sysreg_el1(sre, true, 0, None, abort(0, 0, false, false)),
+            Ok(Class::Undefined)
+        );
         assert!(sysreg_el1(sre, true, 0, None, abort(0x25, 0x10, false, false)).is_err());
         // FEAT_IDST: an unallocated ID register traps to EL1.
-        assert_eq!(sysreg_el1((3, 0, 0, 0, 1), true, 0, None, abort(0x18, 0, false, false)), Ok(Class::TrappedToEl1));
-        assert_eq!(sysreg_el1((3, 3, 0, 4, 0), true, 0, None, abort(0x18, 0, false, false)), Ok(Class::TrappedToEl1));
+        assert_eq!(
+            sysreg_el1((3, 0, 0, 0, 1), true, 0, None, abort(0x18, 0, false, false)),
+            Ok(Class::TrappedToEl1)
+        );
+        assert_eq!(
+            sysreg_el1((3, 3, 0, 4, 0), true, 0, None, abort(0x18, 0, false, false)),
+            Ok(Class::TrappedToEl1)
+        );
         assert!(sysreg_el1((3, 2, 0, 4, 0), true, 0, None, abort(0x18, 0, false, false)).is_err());
         assert!(sysreg_el1(sre, true, 0, None, abort(0x18, 0, false, false)).is_err());
-        assert_eq!(el0_other(abort(0x18, 0, false, false)), Ok(Class::TrappedToEl1));
+        assert_eq!(
+            el0_other(abort(0x18, 0, false, false)),
+            Ok(Class::TrappedToEl1)
+        );
         assert!(el0_other(abort(0x16, 0, false, false)).is_err());
         // SVCR with CPACR_EL1.SMEN off: the guest's own SME trap.
-        assert_eq!(sysreg_el1((3, 3, 4, 2, 2), true, 0, None, abort(0x1d, 0, false, false)), Ok(Class::TrappedToEl1));
+        assert_eq!(
+            sysreg_el1((3, 3, 4, 2, 2), true, 0, None, abort(0x1d, 0, false, false)),
+            Ok(Class::TrappedToEl1)
+        );
     }
 
     #[test]
     fn hypercall_results() {
         let ram = (0x4000_0000, 0x800_0000);
         assert_eq!(smccc(0x8000_0000, [0; 3], 0x10001, ram), Ok(Class::SmcccOk));
-        assert_eq!(smccc(0xdead_beef, [0; 3], u64::MAX, ram), Ok(Class::SmcccError));
+        assert_eq!(
+            smccc(0xdead_beef, [0; 3], u64::MAX, ram),
+            Ok(Class::SmcccError)
+        );
         assert!(smccc(0xdead_beef, [0; 3], 0, ram).is_err());
         // SMC32: only w0 counts.
-        assert_eq!(smccc(0x8200_0001, [0; 3], 0xffff_ffff, ram), Ok(Class::SmcccError));
-        assert_eq!(smccc(0xc600_0001, [0x4000_1000, 10, 0], 10, ram), Ok(Class::SmcccOk));
-        assert_eq!(smccc(0xc600_0001, [0x4000_1000, 300, 0], (-2i64) as u64, ram), Ok(Class::SmcccError));
+        assert_eq!(
+            smccc(0x8200_0001, [0; 3], 0xffff_ffff, ram),
+            Ok(Class::SmcccError)
+        );
+        assert_eq!(
+            smccc(0xc600_0001, [0x4000_1000, 10, 0], 10, ram),
+            Ok(Class::SmcccOk)
+        );
+        assert_eq!(
+            smccc(0xc600_0001, [0x4000_1000, 300, 0], (-2i64) as u64, ram),
+            Ok(Class::SmcccError)
+        );
         assert!(smccc(0xc600_0001, [0x1000, 10, 0], 10, ram).is_err());
-        assert_eq!(smccc(0x8400_0004, [0, 1, 0], (-2i64) as u64, ram), Ok(Class::SmcccError));
+        assert_eq!(
+            smccc(0x8400_0004, [0, 1, 0], (-2i64) as u64, ram),
+            Ok(Class::SmcccError)
+        );
         assert!(is_psci(0xc400_0003) && is_psci(0x8400_001f) && !is_psci(0x8400_0020));
         for n in SAFE_PSCI_NUMBERS {
             assert!(![1, 2, 3, 8, 9, 0xe, 0xf, 0x12, 0x15].contains(&n));
@@ -677,7 +851,10 @@ mod tests {
     #[test]
     fn cpu_on_results() {
         assert!(cpu_on(true, true, 0).is_ok());
-        assert!(cpu_on(true, false, 0).is_err(), "started at a bad entry point");
+        assert!(
+            cpu_on(true, false, 0).is_err(),
+            "started at a bad entry point"
+        );
         assert!(cpu_on(true, false, (-9i64) as u64).is_ok());
         assert!(cpu_on(false, true, (-2i64) as u64).is_ok());
         assert!(cpu_on(false, true, 0).is_err());

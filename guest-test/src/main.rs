@@ -98,9 +98,9 @@ mod fault;
 #[cfg(target_os = "none")]
 mod gic;
 #[cfg(target_os = "none")]
-mod hyp;
-#[cfg(target_os = "none")]
 mod hostile;
+#[cfg(target_os = "none")]
+mod hyp;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]

@@ -99,12 +99,20 @@ pub fn vgic_lock_holder() -> Result<(), Reason> {
         let _ = secondary::post(c, Job::HoldInHandler);
     }
     if !cpu::wait_ms(2000, || SPINNING.load(Ordering::Acquire) == n - 1) {
-        fail!("only {} of {} secondaries ready", SPINNING.load(Ordering::Acquire), n - 1);
+        fail!(
+            "only {} of {} secondaries ready",
+            SPINNING.load(Ordering::Acquire),
+            n - 1
+        );
     }
     irq::set_hook(Some(stay_in_handler));
     gic::send_sgi_to_others(HOLD_SGI);
     if !cpu::wait_ms(2000, || IN_HANDLER.load(Ordering::Acquire) == n - 1) {
-        fail!("only {} of {} secondaries took SGI {HOLD_SGI}", IN_HANDLER.load(Ordering::Acquire), n - 1);
+        fail!(
+            "only {} of {} secondaries took SGI {HOLD_SGI}",
+            IN_HANDLER.load(Ordering::Acquire),
+            n - 1
+        );
     }
     println!(
         "guest-test: vgic-lock-holder: {} secondaries stay in SGI {HOLD_SGI}'s handler; the hypervisor keeps the vGIC lock from now on",

@@ -92,8 +92,12 @@ impl Which {
         // SAFETY: reads a counter.
         unsafe {
             match self {
-                Which::Virtual => asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags)),
-                Which::Physical => asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack, preserves_flags)),
+                Which::Virtual => {
+                    asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+                }
+                Which::Physical => {
+                    asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+                }
             }
         }
         v
@@ -105,8 +109,12 @@ impl Which {
         // SAFETY: reads a system register.
         unsafe {
             match self {
-                Which::Virtual => asm!("mrs {}, cntv_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)),
-                Which::Physical => asm!("mrs {}, cntp_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)),
+                Which::Virtual => {
+                    asm!("mrs {}, cntv_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+                }
+                Which::Physical => {
+                    asm!("mrs {}, cntp_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+                }
             }
         }
         v
@@ -117,8 +125,12 @@ impl Which {
         // SAFETY: programs this CPU's timer, which only the running case uses.
         unsafe {
             match self {
-                Which::Virtual => asm!("msr cntv_ctl_el0, {}", "isb", in(reg) ctl, options(nomem, nostack, preserves_flags)),
-                Which::Physical => asm!("msr cntp_ctl_el0, {}", "isb", in(reg) ctl, options(nomem, nostack, preserves_flags)),
+                Which::Virtual => {
+                    asm!("msr cntv_ctl_el0, {}", "isb", in(reg) ctl, options(nomem, nostack, preserves_flags))
+                }
+                Which::Physical => {
+                    asm!("msr cntp_ctl_el0, {}", "isb", in(reg) ctl, options(nomem, nostack, preserves_flags))
+                }
             }
         }
     }
@@ -128,8 +140,12 @@ impl Which {
         // SAFETY: as in `set_ctl`.
         unsafe {
             match self {
-                Which::Virtual => asm!("msr cntv_cval_el0, {}", in(reg) cval, options(nomem, nostack, preserves_flags)),
-                Which::Physical => asm!("msr cntp_cval_el0, {}", in(reg) cval, options(nomem, nostack, preserves_flags)),
+                Which::Virtual => {
+                    asm!("msr cntv_cval_el0, {}", in(reg) cval, options(nomem, nostack, preserves_flags))
+                }
+                Which::Physical => {
+                    asm!("msr cntp_cval_el0, {}", in(reg) cval, options(nomem, nostack, preserves_flags))
+                }
             }
         }
         self.set_ctl(ENABLE);

@@ -71,7 +71,10 @@ pub fn chain_job() -> JobOutcome {
     if r == 7 && DEPTH.load(Ordering::Relaxed) == 3 {
         JobOutcome::OK
     } else {
-        JobOutcome { code: 0x7e00 | r as u64, detail: 0 }
+        JobOutcome {
+            code: 0x7e00 | r as u64,
+            detail: 0,
+        }
     }
 }
 

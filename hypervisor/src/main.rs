@@ -36,12 +36,12 @@ mod gic;
 mod ipi;
 #[cfg(any(test, target_os = "none"))]
 mod mm;
+#[cfg(test)]
+mod source_rules;
 #[cfg(any(test, target_os = "none"))]
 mod vgic;
 #[cfg(any(test, target_os = "none"))]
 mod vm;
-#[cfg(test)]
-mod source_rules;
 
 /// Reports a Rust panic and halts this CPU.
 #[cfg(target_os = "none")]

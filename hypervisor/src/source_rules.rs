@@ -38,10 +38,22 @@ fn src_dir() -> PathBuf {
 /// The kind of public item `line` declares (`fn`, `const`, ...), if any.
 fn public_item(line: &str) -> Option<&'static str> {
     let t = line.trim_start();
-    let rest = t.strip_prefix("pub(crate) ").or_else(|| t.strip_prefix("pub "))?;
-    ["const fn ", "unsafe fn ", "fn ", "struct ", "enum ", "const ", "static ", "trait ", "type "]
-        .into_iter()
-        .find(|k| rest.starts_with(k))
+    let rest = t
+        .strip_prefix("pub(crate) ")
+        .or_else(|| t.strip_prefix("pub "))?;
+    [
+        "const fn ",
+        "unsafe fn ",
+        "fn ",
+        "struct ",
+        "enum ",
+        "const ",
+        "static ",
+        "trait ",
+        "type ",
+    ]
+    .into_iter()
+    .find(|k| rest.starts_with(k))
 }
 
 /// The undocumented public items of one file's text, as `line: text`.
@@ -50,10 +62,16 @@ fn undocumented(text: &str) -> Vec<String> {
     let mut missing = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         // The unit tests at the end of a file are not API.
-        if line.trim() == "#[cfg(test)]" && lines.get(i + 1).is_some_and(|l| l.trim_start().starts_with("mod tests")) {
+        if line.trim() == "#[cfg(test)]"
+            && lines
+                .get(i + 1)
+                .is_some_and(|l| l.trim_start().starts_with("mod tests"))
+        {
             break;
         }
-        let Some(kind) = public_item(line) else { continue };
+        let Some(kind) = public_item(line) else {
+            continue;
+        };
         // Skip the item's attributes.
         let mut j = i;
         while j > 0 && lines[j - 1].trim_start().starts_with("#[") {
@@ -100,13 +118,20 @@ fn inline_assembly_only_in_arch() {
             report.push(format!("{}:{m}", rel.display()));
         }
     }
-    assert!(report.is_empty(), "inline assembly outside arch/:\n{}", report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "inline assembly outside arch/:\n{}",
+        report.join("\n")
+    );
 }
 
 #[test]
 fn the_asm_rule_sees_what_it_should() {
     let text = "// asm!(\"nop\") in a comment\nunsafe { core::arch::asm!(\"isb\") };\nlet x = 1; // asm!(\"x\")\n";
-    assert_eq!(inline_asm(text), ["2: unsafe { core::arch::asm!(\"isb\") };"]);
+    assert_eq!(
+        inline_asm(text),
+        ["2: unsafe { core::arch::asm!(\"isb\") };"]
+    );
 }
 
 #[test]
@@ -115,10 +140,18 @@ fn every_public_item_has_a_doc_comment() {
     for path in sources(&src_dir()) {
         let text = fs::read_to_string(&path).expect("readable source");
         for m in undocumented(&text) {
-            report.push(format!("{}:{m}", path.strip_prefix(src_dir()).unwrap_or(&path).display()));
+            report.push(format!(
+                "{}:{m}",
+                path.strip_prefix(src_dir()).unwrap_or(&path).display()
+            ));
         }
     }
-    assert!(report.is_empty(), "{} public items without a doc comment:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} public items without a doc comment:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }
 
 #[test]

@@ -234,8 +234,8 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::prelude::rust_2021::*;
     use std::format;
+    use std::prelude::rust_2021::*;
 
     /// A minimal newc writer for tests (also used by the bundle tests).
     pub(crate) fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {

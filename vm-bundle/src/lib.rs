@@ -380,10 +380,7 @@ impl fmt::Display for BundleError {
         match self {
             Self::Cpio(e) => write!(f, "{e}"),
             Self::StrayFile(name) => {
-                write!(
-                    f,
-                    "\"{name}\" is not inside a VM directory (NAME/{name}?)"
-                )
+                write!(f, "\"{name}\" is not inside a VM directory (NAME/{name}?)")
             }
             Self::Empty => write!(f, "no VM directories"),
             Self::TooManyVms => write!(f, "more than {MAX_VM_DIRS} VM directories"),
@@ -487,7 +484,12 @@ fn vm_entry<'a>(name: &'a str, files: Files<'a>) -> VmEntry<'a> {
         .config
         .ok_or_else(|| err(VmErrorKind::MissingConfig))?;
     let config = core::str::from_utf8(config).map_err(|_| err(VmErrorKind::NotText("config")))?;
-    let Config { cpus, memory, dump, lockup_ms } = parse_config(config).map_err(err)?;
+    let Config {
+        cpus,
+        memory,
+        dump,
+        lockup_ms,
+    } = parse_config(config).map_err(err)?;
     let cmdline = match files.cmdline {
         Some(bytes) => {
             core::str::from_utf8(bytes).map_err(|_| err(VmErrorKind::NotText("cmdline")))?
@@ -972,7 +974,10 @@ mod tests {
         let config = "cpus = 0\nmemory = 2M";
         let mut files = Vec::new();
         for i in 0..=MAX_VM_DIRS {
-            files.extend(vm_files(Box::leak(format!("vm{i}").into_boxed_str()), config));
+            files.extend(vm_files(
+                Box::leak(format!("vm{i}").into_boxed_str()),
+                config,
+            ));
         }
         let data = archive(&files);
         assert_eq!(parse(&data).err(), Some(BundleError::TooManyVms));
@@ -1006,13 +1011,32 @@ mod tests {
     fn lockup_detector_is_off_unless_set() {
         let cfg = |text: &str| parse_config(text);
         assert_eq!(cfg("cpus = 1\nmemory = 2M").unwrap().lockup_ms, 0);
-        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = off").unwrap().lockup_ms, 0);
-        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 2").unwrap().lockup_ms, 2000);
-        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 3s").unwrap().lockup_ms, 3000);
-        assert_eq!(cfg("cpus = 1\nmemory = 2M\nlockup = 500ms").unwrap().lockup_ms, 500);
+        assert_eq!(
+            cfg("cpus = 1\nmemory = 2M\nlockup = off")
+                .unwrap()
+                .lockup_ms,
+            0
+        );
+        assert_eq!(
+            cfg("cpus = 1\nmemory = 2M\nlockup = 2").unwrap().lockup_ms,
+            2000
+        );
+        assert_eq!(
+            cfg("cpus = 1\nmemory = 2M\nlockup = 3s").unwrap().lockup_ms,
+            3000
+        );
+        assert_eq!(
+            cfg("cpus = 1\nmemory = 2M\nlockup = 500ms")
+                .unwrap()
+                .lockup_ms,
+            500
+        );
         for bad in ["on", "100ms", "2h", "-1", "", "99999999999"] {
             let err = cfg(&alloc::format!("cpus = 1\nmemory = 2M\nlockup = {bad}")).unwrap_err();
-            assert!(err.to_string().starts_with("config line 3: bad lockup: "), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("config line 3: bad lockup: "),
+                "{bad}: {err}"
+            );
         }
         assert!(matches!(
             cfg("lockup = 1\nlockup = 2\ncpus = 1\nmemory = 2M"),
@@ -1023,7 +1047,11 @@ mod tests {
     #[test]
     fn a_vm_may_carry_its_symbols() {
         let mut files = vm_files("linux", "cpus = 0\nmemory = 2M\n");
-        files.push(("linux/symbols".to_string(), FILE, b"ffff800080000000 T _text\n".as_slice()));
+        files.push((
+            "linux/symbols".to_string(),
+            FILE,
+            b"ffff800080000000 T _text\n".as_slice(),
+        ));
         let bytes = archive(&files);
         let entries = parse(&bytes).unwrap();
         let spec = entries[0].clone().unwrap();

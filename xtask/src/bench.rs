@@ -226,13 +226,19 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             // No host time in the result: runs are compared.
             let r = parse(&o.console)?;
             check_complete(&r, opts.smp, u64::from(opts.iterations))?;
-            say!("bench: {label}: {} benchmarks in {:.1}s", r.counts.len(), o.elapsed.as_secs_f32());
+            say!(
+                "bench: {label}: {} benchmarks in {:.1}s",
+                r.counts.len(),
+                o.elapsed.as_secs_f32()
+            );
             Ok(r)
         })?);
     }
     let mut boots: Vec<(&str, f64)> = Vec::new();
     for (label, s, cfg) in &linux_configs {
-        let secs = measure(label, true, s, cfg, &qemu, opts, |o| linux_seconds(&o.console))?;
+        let secs = measure(label, true, s, cfg, &qemu, opts, |o| {
+            linux_seconds(&o.console)
+        })?;
         say!("bench: {label}: userspace after {secs:.4} s of guest time");
         boots.push((label, secs));
     }
@@ -241,8 +247,15 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let (r, secs) = measure("kvm", false, s, cfg, &qemu, opts, |o| {
             let r = parse(&o.console)?;
             check_complete(&r, opts.smp, u64::from(opts.iterations))?;
-            say!("bench: kvm: whole nested run {:.1}s", o.elapsed.as_secs_f32());
-            let secs = if opts.linux { Some(linux_seconds(&o.console)?) } else { None };
+            say!(
+                "bench: kvm: whole nested run {:.1}s",
+                o.elapsed.as_secs_f32()
+            );
+            let secs = if opts.linux {
+                Some(linux_seconds(&o.console)?)
+            } else {
+                None
+            };
             Ok((r, secs))
         })?;
         if let Some(secs) = secs {
@@ -302,7 +315,11 @@ impl DumpRow {
     }
 
     fn table_line(&self, kvm: bool) -> String {
-        let kvm_cols = if kvm { format!(" {:>12} {:>9}", "n/a", "n/a") } else { String::new() };
+        let kvm_cols = if kvm {
+            format!(" {:>12} {:>9}", "n/a", "n/a")
+        } else {
+            String::new()
+        };
         format!(
             "{:<18} {:>12} {:>12} {:>9} {:>12} {:>12.0}{kvm_cols}",
             self.name(),
@@ -340,7 +357,13 @@ pub fn parse_dump(lines: &[String], cpus: u32) -> Result<u64> {
     let prefix = format!("nmivisor: bench hyp-dump {cpus} CPUs: ");
     lines
         .iter()
-        .find_map(|l| l.trim().strip_prefix(&prefix)?.strip_suffix(" ticks")?.parse().ok())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&prefix)?
+                .strip_suffix(" ticks")?
+                .parse()
+                .ok()
+        })
         .with_context(|| format!("no `{prefix}T ticks` line"))
 }
 
@@ -368,7 +391,9 @@ fn hyp_dumps(
         let cfg = s.qemu_config(&built.hypervisor.bin, None);
         let mut o = opts.clone();
         o.smp = cpus;
-        let ticks = measure(&label, true, &s, &cfg, qemu, &o, |out| parse_dump(&out.console, cpus))?;
+        let ticks = measure(&label, true, &s, &cfg, qemu, &o, |out| {
+            parse_dump(&out.console, cpus)
+        })?;
         say!("bench: {label}: {ticks} ticks");
         out.push(DumpRow { cpus, ticks });
     }
@@ -412,7 +437,11 @@ fn measure<T: PartialEq + std::fmt::Debug + 'static>(
     for i in 1..=opts.runs {
         let mut cmd = cfg.command(qemu);
         cmd.current_dir(util::workspace_root());
-        say!("bench: {label} run {i}/{}: {}", opts.runs, util::command_line(&cmd));
+        say!(
+            "bench: {label} run {i}/{}: {}",
+            opts.runs,
+            util::command_line(&cmd)
+        );
         let outcome = harness::run(s, cmd);
         if !outcome.passed() {
             let tail: Vec<&String> = outcome.log.iter().rev().take(40).collect();
@@ -435,7 +464,10 @@ fn measure<T: PartialEq + std::fmt::Debug + 'static>(
                     describe_difference(f, &r)
                 );
             }
-            Some(f) => bail!("{label} run {i} differs from run 1: {}", describe_difference(f, &r)),
+            Some(f) => bail!(
+                "{label} run {i} differs from run 1: {}",
+                describe_difference(f, &r)
+            ),
         }
     }
     if opts.runs > 1 && !differed {
@@ -673,7 +705,12 @@ pub fn add_kvm(rows: &mut [Row], kvm: &RunResult) -> Result<()> {
             .counts
             .get(&r.name)
             .with_context(|| format!("{} did not run under KVM", r.name))?;
-        ensure!(n == r.iterations, "{}: {n} iterations under KVM, {} elsewhere", r.name, r.iterations);
+        ensure!(
+            n == r.iterations,
+            "{}: {n} iterations under KVM, {} elsewhere",
+            r.name,
+            r.iterations
+        );
         r.kvm_ticks = Some(t);
     }
     Ok(())
@@ -685,7 +722,11 @@ pub const COUNTER_LINE: &str = "nmv-init: counter at userspace: ";
 /// The guest's time to userspace from its `/init`'s counter line.
 pub fn linux_seconds(lines: &[String]) -> Result<f64> {
     let found: Vec<&String> = lines.iter().filter(|l| l.contains(COUNTER_LINE)).collect();
-    ensure!(found.len() == 1, "{} lines {COUNTER_LINE:?}, expected one", found.len());
+    ensure!(
+        found.len() == 1,
+        "{} lines {COUNTER_LINE:?}, expected one",
+        found.len()
+    );
     let rest = &found[0][found[0].find(COUNTER_LINE).expect("found") + COUNTER_LINE.len()..];
     crate::linux::counter::seconds(rest).with_context(|| format!("malformed line {:?}", found[0]))
 }
@@ -722,9 +763,17 @@ impl LinuxBoot {
             s,
             "linux boot to userspace (guest counter read by /init, -icount {ICOUNT}):"
         );
-        for (label, v) in [("native", self.native), ("nmivisor", self.nmivisor), ("KVM", self.kvm)] {
+        for (label, v) in [
+            ("native", self.native),
+            ("nmivisor", self.nmivisor),
+            ("KVM", self.kvm),
+        ] {
             if let Some(v) = v {
-                let _ = writeln!(s, "  {label:<9} {v:>8.4} s  {:>6} of native", fmt_ratio2(self.ratio(Some(v))));
+                let _ = writeln!(
+                    s,
+                    "  {label:<9} {v:>8.4} s  {:>6} of native",
+                    fmt_ratio2(self.ratio(Some(v)))
+                );
             }
         }
         s
@@ -819,10 +868,19 @@ fn kvm_peer(
     crate::kvm::describe(&vmm);
     let busybox = std::fs::read(crate::linux::busybox_binary()?)?;
     let mut files = vec![("guest-test.bin".to_string(), std::fs::read(guest)?)];
-    let mut inner = vec![crate::kvm::inner_config("/guest-test.bin", None, cmdline, opts.smp, GUEST_MEM)];
+    let mut inner = vec![crate::kvm::inner_config(
+        "/guest-test.bin",
+        None,
+        cmdline,
+        opts.smp,
+        GUEST_MEM,
+    )];
     if let Some(l) = linux {
         files.push(("linux-Image".into(), std::fs::read(&l.kernel.image)?));
-        files.push(("linux-initramfs.cpio.gz".into(), std::fs::read(&l.initramfs)?));
+        files.push((
+            "linux-initramfs.cpio.gz".into(),
+            std::fs::read(&l.initramfs)?,
+        ));
         inner.push(crate::kvm::inner_config(
             "/linux-Image",
             Some("/linux-initramfs.cpio.gz"),
@@ -902,7 +960,10 @@ pub fn table(
     );
     let kvm = rows.iter().any(|r| r.kvm_ticks.is_some());
     let (kvm_h1, kvm_h2) = if kvm {
-        (format!(" {:>12} {:>9}", "KVM", "ratio"), format!(" {:>12} {:>9}", "instr/op", "nmv/KVM"))
+        (
+            format!(" {:>12} {:>9}", "KVM", "ratio"),
+            format!(" {:>12} {:>9}", "instr/op", "nmv/KVM"),
+        )
     } else {
         (String::new(), String::new())
     };
@@ -1123,8 +1184,14 @@ bench end: 8 ok, 0 skipped, 0 failed";
         assert!(e.contains("sgi-self: operation 3"), "{e}");
 
         let text = NATIVE
-            .replace("bench sgi-pingpong 100 5000", "bench sgi-pingpong skipped: needs 2 CPUs")
-            .replace("bench nmi-cross 100 1300", "bench nmi-cross skipped: needs 2 CPUs");
+            .replace(
+                "bench sgi-pingpong 100 5000",
+                "bench sgi-pingpong skipped: needs 2 CPUs",
+            )
+            .replace(
+                "bench nmi-cross 100 1300",
+                "bench nmi-cross skipped: needs 2 CPUs",
+            );
         let r = parse(&lines(&text)).unwrap();
         check_complete(&r, 1, 100).unwrap();
         assert!(check_complete(&r, 2, 100).is_err());
@@ -1165,7 +1232,10 @@ bench end: 8 ok, 0 skipped, 0 failed";
         let j = json(&opts, &rows, &native, &hosted, &info);
         assert_eq!(j["benchmarks"][2]["name"], "sgi-self");
         assert_eq!(j["benchmarks"][2]["ratio"], 10.0);
-        let d = DumpRow { cpus: 4, ticks: 100 };
+        let d = DumpRow {
+            cpus: 4,
+            ticks: 100,
+        };
         assert!(d.table_line(true).starts_with("hyp-dump-4"));
         assert!(d.table_line(true).contains("n/a"));
         assert_eq!(d.json(true)["nmivisor_instructions_per_op"], 1600.0);

@@ -139,8 +139,16 @@ pub fn validate(vms: &[VmConfig]) -> Result<()> {
     ensure!(!vms.is_empty(), "a bundle needs at least one VM");
     let mut members = Vec::new();
     for vm in vms {
-        let file = |name: &str, data: Vec<u8>| Member { path: format!("{}/{name}", vm.name), dir: false, data };
-        members.push(Member { path: vm.name.clone(), dir: true, data: Vec::new() });
+        let file = |name: &str, data: Vec<u8>| Member {
+            path: format!("{}/{name}", vm.name),
+            dir: false,
+            data,
+        };
+        members.push(Member {
+            path: vm.name.clone(),
+            dir: true,
+            data: Vec::new(),
+        });
         members.push(file("config", vm.config_text().into_bytes()));
         if !vm.cmdline.is_empty() {
             members.push(file("cmdline", vm.cmdline.clone().into_bytes()));
@@ -375,7 +383,11 @@ impl BundleSpec {
             .vms
             .iter()
             .map(|v| {
-                let cmdline = if v.cmdline.is_empty() { String::new() } else { format!(" cmdline \"{}\"", v.cmdline) };
+                let cmdline = if v.cmdline.is_empty() {
+                    String::new()
+                } else {
+                    format!(" cmdline \"{}\"", v.cmdline)
+                };
                 format!("{} cpus {} mem {}{cmdline}", v.name, v.cpus, v.memory)
             })
             .collect();
@@ -571,8 +583,10 @@ mod tests {
         let err = |vms: &[VmConfig]| format!("{:#}", validate(vms).unwrap_err());
         assert!(err(&[]).contains("at least one VM"));
         assert!(err(&[vm("Bad", img, "0")]).contains("VM \"Bad\": bad name"));
-        assert!(err(&[vm("a", img, "0"), vm("a", img, "1")]).contains("VM \"a\": file \"config\" appears twice"));
-        assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")]).contains("CPU 2 already belongs to VM \"a\""));
+        assert!(err(&[vm("a", img, "0"), vm("a", img, "1")])
+            .contains("VM \"a\": file \"config\" appears twice"));
+        assert!(err(&[vm("a", img, "0-2"), vm("b", img, "2-3")])
+            .contains("CPU 2 already belongs to VM \"a\""));
         assert!(err(&[vm("a", img, "")]).contains("cpus is empty"));
         let no_mem = VmConfig {
             symbols: None,

@@ -339,8 +339,10 @@ impl Scenario {
         self.boot = Boot::LinuxVm(crate::linux::cmdline(extra));
         self.smp = crate::linux::CPUS;
         self.mem = crate::linux::HOST_MEMORY.into();
-        self.linux_forbids()
-            .forbid(contains(format!("vm {}: not started", crate::linux::VM_NAME)))
+        self.linux_forbids().forbid(contains(format!(
+            "vm {}: not started",
+            crate::linux::VM_NAME
+        )))
     }
 
     fn linux_forbids(self) -> Self {
@@ -352,12 +354,18 @@ impl Scenario {
     /// Whether the scenario boots guest-test (natively or in a bundle).
     #[cfg(test)]
     pub fn needs_guest(&self) -> bool {
-        matches!(self.boot, Boot::Bundle(_) | Boot::NativeGuest | Boot::LinuxAndGuests { .. })
+        matches!(
+            self.boot,
+            Boot::Bundle(_) | Boot::NativeGuest | Boot::LinuxAndGuests { .. }
+        )
     }
 
     /// Whether the scenario boots the Linux guest of `cargo xtask linux`.
     pub fn needs_linux(&self) -> bool {
-        matches!(self.boot, Boot::LinuxNative | Boot::LinuxVm(_) | Boot::LinuxAndGuests { .. })
+        matches!(
+            self.boot,
+            Boot::LinuxNative | Boot::LinuxVm(_) | Boot::LinuxAndGuests { .. }
+        )
     }
 
     /// Whether the scenario needs the hypervisor build (every boot but
@@ -374,7 +382,11 @@ impl Scenario {
 
     /// Expects the Linux heartbeat (see [`Expect::Heartbeat`]).
     pub fn expect_heartbeat(mut self, marker: &str, min_beats: usize, max_gap_ms: u64) -> Self {
-        self.expects.push(Expect::Heartbeat { marker: marker.into(), min_beats, max_gap_ms });
+        self.expects.push(Expect::Heartbeat {
+            marker: marker.into(),
+            min_beats,
+            max_gap_ms,
+        });
         self
     }
 
@@ -535,12 +547,19 @@ pub fn check(expects: &[Expect], lines: &[String]) -> Vec<String> {
                 }
             }
             Expect::ForbidBefore(p, marker) => {
-                let end = lines.iter().position(|l| marker.matches(l)).unwrap_or(lines.len());
+                let end = lines
+                    .iter()
+                    .position(|l| marker.matches(l))
+                    .unwrap_or(lines.len());
                 if let Some(l) = lines[..end].iter().find(|l| p.matches(l)) {
                     failures.push(format!("forbidden {p} appeared before {marker}: {l:?}"));
                 }
             }
-            Expect::Heartbeat { marker, min_beats, max_gap_ms } => match heartbeat_stats(marker, lines) {
+            Expect::Heartbeat {
+                marker,
+                min_beats,
+                max_gap_ms,
+            } => match heartbeat_stats(marker, lines) {
                 Err(e) => failures.push(e),
                 Ok((beats, gap)) => {
                     if beats < *min_beats {
@@ -897,9 +916,17 @@ mod heartbeat_tests {
         // 62.5 MHz: 6_250_000 ticks = 100 ms.
         let l = lines(&[(0, 0), (1, 6_250_000), (2, 31_250_000)]);
         assert_eq!(heartbeat_stats("nmv-init: heartbeat ", &l), Ok((3, 400)));
-        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 3, max_gap_ms: 300 }];
+        let e = vec![Expect::Heartbeat {
+            marker: "nmv-init: heartbeat ".into(),
+            min_beats: 3,
+            max_gap_ms: 300,
+        }];
         assert_eq!(check(&e, &l).len(), 1);
-        let e = vec![Expect::Heartbeat { marker: "nmv-init: heartbeat ".into(), min_beats: 4, max_gap_ms: 500 }];
+        let e = vec![Expect::Heartbeat {
+            marker: "nmv-init: heartbeat ".into(),
+            min_beats: 4,
+            max_gap_ms: 500,
+        }];
         assert_eq!(check(&e, &l).len(), 1);
     }
 

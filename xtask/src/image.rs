@@ -160,7 +160,10 @@ pub fn system_map(elf: &[u8]) -> Result<String> {
         .filter(|s| s.kind() == SectionKind::Text && s.size() > 0)
         .map(|s| (s.address(), s.address() + s.size()))
         .collect();
-    let (Some(start), Some(end)) = (code.iter().map(|c| c.0).min(), code.iter().map(|c| c.1).max()) else {
+    let (Some(start), Some(end)) = (
+        code.iter().map(|c| c.0).min(),
+        code.iter().map(|c| c.1).max(),
+    ) else {
         bail!("no code sections");
     };
     let mut out = format!("{start:016x} T _text\n");

@@ -22,16 +22,34 @@ struct Check {
 }
 
 const CHECKS: &[Check] = &[
-    Check { name: "fmt", args: &["fmt", "--all", "--check"], target: false },
+    Check {
+        name: "fmt",
+        args: &["fmt", "--all", "--check"],
+        target: false,
+    },
     Check {
         name: "clippy-host",
-        args: &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         target: false,
     },
     Check {
         name: "clippy-hypervisor",
         args: &[
-            "clippy", "--release", "-p", "hypervisor", "--target", "aarch64-unknown-none-softfloat", "--", "-D",
+            "clippy",
+            "--release",
+            "-p",
+            "hypervisor",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+            "--",
+            "-D",
             "warnings",
         ],
         target: true,
@@ -39,14 +57,33 @@ const CHECKS: &[Check] = &[
     Check {
         name: "clippy-hypervisor-test-hooks",
         args: &[
-            "clippy", "--release", "-p", "hypervisor", "--features", "test-hooks", "--target",
-            "aarch64-unknown-none-softfloat", "--", "-D", "warnings",
+            "clippy",
+            "--release",
+            "-p",
+            "hypervisor",
+            "--features",
+            "test-hooks",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+            "--",
+            "-D",
+            "warnings",
         ],
         target: true,
     },
     Check {
         name: "clippy-guest-test",
-        args: &["clippy", "--release", "-p", "guest-test", "--target", "aarch64-unknown-none", "--", "-D", "warnings"],
+        args: &[
+            "clippy",
+            "--release",
+            "-p",
+            "guest-test",
+            "--target",
+            "aarch64-unknown-none",
+            "--",
+            "-D",
+            "warnings",
+        ],
         target: true,
     },
 ];
@@ -59,7 +96,11 @@ pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
     let (mut passed, mut failed) = (0, 0);
     for check in CHECKS {
         if check.target && tc.kind != ToolchainKind::Rustup {
-            say!("lint {}: not run: the {:?} toolchain has no clippy for the bare-metal targets", check.name, tc.kind);
+            say!(
+                "lint {}: not run: the {:?} toolchain has no clippy for the bare-metal targets",
+                check.name,
+                tc.kind
+            );
             continue;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -73,7 +114,11 @@ pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
                 false
             }
         };
-        println!("lint {} ... {}", check.name, if ok { "ok" } else { "FAILED" });
+        println!(
+            "lint {} ... {}",
+            check.name,
+            if ok { "ok" } else { "FAILED" }
+        );
         if ok {
             passed += 1;
         } else {

@@ -3,7 +3,6 @@
 //! log symbolization. Invoked as `cargo xtask ...`.
 
 mod bench;
-mod profile;
 mod build;
 mod bundle;
 mod deb;
@@ -12,8 +11,9 @@ mod harness;
 mod hosttest;
 mod image;
 mod kvm;
-mod linux;
 mod lint;
+mod linux;
+mod profile;
 mod provision;
 mod qemu;
 mod runner;
@@ -634,14 +634,8 @@ mod tests {
 
     #[test]
     fn symbolize_and_linux_arguments() {
-        let cli = Cli::try_parse_from([
-            "cargo xtask",
-            "symbolize",
-            "--system-map",
-            "S.map",
-            "log",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["cargo xtask", "symbolize", "--system-map", "S.map", "log"])
+            .unwrap();
         match cli.command {
             Cmd::Symbolize(a) => {
                 assert_eq!(a.system_map, Some(PathBuf::from("S.map")));
@@ -649,9 +643,15 @@ mod tests {
             }
             _ => unreachable!(),
         }
-        let cli =
-            Cli::try_parse_from(["cargo xtask", "linux", "--kernel-src", "/src", "--jobs", "3"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "cargo xtask",
+            "linux",
+            "--kernel-src",
+            "/src",
+            "--jobs",
+            "3",
+        ])
+        .unwrap();
         match cli.command {
             Cmd::Linux(a) => {
                 let o = a.linux.options();

@@ -166,7 +166,10 @@ pub fn cross_toolchain(choice: ToolchainChoice) -> Result<CrossToolchain> {
     if let Some(tc) = load_cache(choice) {
         return Ok(tc);
     }
-    say!("provisioning the toolchain for {} (--toolchain {choice})", TARGETS.join(" and "));
+    say!(
+        "provisioning the toolchain for {} (--toolchain {choice})",
+        TARGETS.join(" and ")
+    );
     let tc = match choice {
         ToolchainChoice::Rustup => rustup_toolchain()?
             .context("the rustup toolchain cannot provide the target; try --toolchain debian")?,
@@ -206,7 +209,10 @@ fn rustup_toolchain() -> Result<Option<CrossToolchain>> {
     };
     let wanted = missing(&rustup);
     if wanted.is_empty() {
-        say!("(a) the active rustup toolchain already has {}", TARGETS.join(" and "));
+        say!(
+            "(a) the active rustup toolchain already has {}",
+            TARGETS.join(" and ")
+        );
     } else {
         let list = wanted.join(" ");
         say!("(b) running `rustup target add {list}`");
@@ -219,7 +225,10 @@ fn rustup_toolchain() -> Result<Option<CrossToolchain>> {
             .unwrap_or(false);
         let still = missing(&rustup);
         if !ok || !still.is_empty() {
-            say!("(b) `rustup target add {list}` did not work; still missing: {}", still.join(" "));
+            say!(
+                "(b) `rustup target add {list}` did not work; still missing: {}",
+                still.join(" ")
+            );
             return Ok(None);
         }
         say!("(b) added {list} to the rustup toolchain");

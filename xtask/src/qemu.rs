@@ -171,16 +171,22 @@ impl Qemu {
             binary: root.join("usr/bin/qemu-system-aarch64"),
             env: vec![(
                 "QEMU_MODULE_DIR".into(),
-                root.join("usr/lib/x86_64-linux-gnu/qemu").display().to_string(),
+                root.join("usr/lib/x86_64-linux-gnu/qemu")
+                    .display()
+                    .to_string(),
             )],
-            args: vec!["-L".into(), root.join("usr/share/qemu").display().to_string()],
+            args: vec![
+                "-L".into(),
+                root.join("usr/share/qemu").display().to_string(),
+            ],
         }
     }
 
     /// The first line of `qemu-system-aarch64 --version`.
     pub fn version(&self) -> Option<String> {
         let mut cmd = Command::new(&self.binary);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--version");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--version");
         output_of(&mut cmd).and_then(|o| o.lines().next().map(str::to_owned))
     }
 }
@@ -217,7 +223,10 @@ pub fn qemu10() -> Result<Qemu> {
         let wanted: Vec<(deb::Pkg, String)> =
             pkgs.iter().map(|p| (p.clone(), version.clone())).collect();
         let fetched = deb::fetch(view, &wanted)?;
-        let staging = root.with_file_name(format!("{}.partial", crate::linux::cache::path_component(&version)));
+        let staging = root.with_file_name(format!(
+            "{}.partial",
+            crate::linux::cache::path_component(&version)
+        ));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
         for f in &fetched {
@@ -227,7 +236,13 @@ pub fn qemu10() -> Result<Qemu> {
                     .arg(f.dir.join("usr"))
                     .arg(&staging),
             )
-            .with_context(|| format!("cannot merge {} into {}", f.dir.display(), staging.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot merge {} into {}",
+                    f.dir.display(),
+                    staging.display()
+                )
+            })?;
         }
         let total: u64 = fetched.iter().map(|f| f.deb_bytes).sum();
         std::fs::write(
@@ -249,7 +264,10 @@ pub fn qemu10() -> Result<Qemu> {
             qemu.binary.display()
         )
     })?;
-    say!("QEMU 10: {} ({reported}, qemu-system-arm {version})", qemu.binary.display());
+    say!(
+        "QEMU 10: {} ({reported}, qemu-system-arm {version})",
+        qemu.binary.display()
+    );
     Ok(qemu)
 }
 
@@ -335,20 +353,31 @@ mod tests {
         assert_eq!(cmd.get_envs().count(), 0);
 
         let q = Qemu::unpacked(QEMU10_LABEL, Path::new("/c/qemu10/v"));
-        assert_eq!(q.binary, Path::new("/c/qemu10/v/usr/bin/qemu-system-aarch64"));
+        assert_eq!(
+            q.binary,
+            Path::new("/c/qemu10/v/usr/bin/qemu-system-aarch64")
+        );
         let cmd = cfg.command(&q);
         let envs: Vec<_> = cmd.get_envs().collect();
         assert_eq!(
             envs,
             [(
                 std::ffi::OsStr::new("QEMU_MODULE_DIR"),
-                Some(std::ffi::OsStr::new("/c/qemu10/v/usr/lib/x86_64-linux-gnu/qemu"))
+                Some(std::ffi::OsStr::new(
+                    "/c/qemu10/v/usr/lib/x86_64-linux-gnu/qemu"
+                ))
             )]
         );
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         // The device arguments still come first, and -L names its data.
         assert_eq!(args[0], "-nodefaults");
-        assert!(args.ends_with(&["-L".into(), "/c/qemu10/v/usr/share/qemu".into()]), "{args:?}");
+        assert!(
+            args.ends_with(&["-L".into(), "/c/qemu10/v/usr/share/qemu".into()]),
+            "{args:?}"
+        );
     }
 
     #[test]

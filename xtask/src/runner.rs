@@ -14,7 +14,7 @@ use crate::bundle::{self, VmConfig};
 use crate::harness::{self, Boot};
 use crate::provision::{self, ToolchainChoice};
 use crate::qemu::{self, QemuConfig};
-use crate::{fuzz, hosttest, image, linux, lint, say, scenarios, symbolize, util, TestArgs};
+use crate::{fuzz, hosttest, image, lint, linux, say, scenarios, symbolize, util, TestArgs};
 
 pub fn test(
     choice: ToolchainChoice,
@@ -57,7 +57,11 @@ pub fn test(
                     s.flavor.stem(),
                     linux::VM_NAME
                 ),
-                Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => format!(
+                Boot::LinuxAndGuests {
+                    cmdline,
+                    linux_cpus,
+                    guests,
+                } => format!(
                     "{} image + Linux VM {} cpus {linux_cpus} [{cmdline}] + bundle [{}]",
                     s.flavor.stem(),
                     linux::VM_NAME,
@@ -205,7 +209,11 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built()?.hypervisor.bin, Some(&out))
         }
-        Boot::LinuxAndGuests { cmdline, linux_cpus, guests } => {
+        Boot::LinuxAndGuests {
+            cmdline,
+            linux_cpus,
+            guests,
+        } => {
             let built = built()?;
             let mut vms = vec![VmConfig {
                 symbols: linux_symbols(s, inputs),
@@ -233,12 +241,11 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
 /// The check of [`harness::Scenario::guest_pc_symbol`]: some guest PC of
 /// the dump names a symbol of the Linux guest's System.map. Adds the
 /// resolved PCs to the log.
-fn check_guest_pc_symbol(
-    outcome: &mut harness::Outcome,
-    linux: Option<&linux::Artifacts>,
-) {
+fn check_guest_pc_symbol(outcome: &mut harness::Outcome, linux: Option<&linux::Artifacts>) {
     let Some(linux) = linux else {
-        outcome.failures.push("no Linux guest to symbolize with".into());
+        outcome
+            .failures
+            .push("no Linux guest to symbolize with".into());
         return;
     };
     let map = &linux.kernel.system_map;
@@ -286,9 +293,8 @@ fn run_scenarios(
     } else {
         None
     };
-    let suite_kernel = |s: &&harness::Scenario| {
-        s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Suite
-    };
+    let suite_kernel =
+        |s: &&harness::Scenario| s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Suite;
     let linux = if scenarios.iter().any(|s| suite_kernel(&s)) {
         say!("the selected scenarios boot Linux: building (or reusing) the Linux guest");
         match linux::build(linux_opts) {
@@ -301,9 +307,8 @@ fn run_scenarios(
     } else {
         Err("not needed".into())
     };
-    let stock_kernel = |s: &&harness::Scenario| {
-        s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Stock
-    };
+    let stock_kernel =
+        |s: &&harness::Scenario| s.needs_linux() && s.linux_kernel == harness::LinuxKernel::Stock;
     let stock = if scenarios.iter().any(|s| stock_kernel(&s)) {
         say!("the selected scenarios boot Debian's stock kernel: fetching (or reusing) it");
         linux::stock::fetch().map_err(|e| {
@@ -322,7 +327,10 @@ fn run_scenarios(
         }),
         Err(e) => Err(e.clone()),
     };
-    let flavors = scenarios.iter().filter(|s| s.needs_build()).map(|s| s.flavor);
+    let flavors = scenarios
+        .iter()
+        .filter(|s| s.needs_build())
+        .map(|s| s.flavor);
     for (flavor, tc) in flavors.filter_map(|f| tc.as_ref().map(|tc| (f, tc))) {
         if let std::collections::btree_map::Entry::Vacant(e) = images.entry(flavor) {
             match build::build(tc, flavor) {
@@ -351,7 +359,10 @@ fn run_scenarios(
             continue;
         }
         let missing = if suite_kernel(&s) {
-            linux.as_ref().err().map(|e| format!("the Linux guest did not build: {e}"))
+            linux
+                .as_ref()
+                .err()
+                .map(|e| format!("the Linux guest did not build: {e}"))
         } else if stock_kernel(&s) {
             stock
                 .as_ref()
@@ -399,19 +410,30 @@ fn run_scenarios(
         // Every run's console stays in target/nmivisor/logs/NAME.log, so a
         // passing dump can be read (and symbolized) afterwards too.
         let logs = util::out_dir().join("logs");
-        let _ = std::fs::create_dir_all(&logs)
-            .and_then(|()| std::fs::write(logs.join(format!("{}.log", s.name)), outcome.log.join("\n") + "\n"));
+        let _ = std::fs::create_dir_all(&logs).and_then(|()| {
+            std::fs::write(
+                logs.join(format!("{}.log", s.name)),
+                outcome.log.join("\n") + "\n",
+            )
+        });
         if outcome.passed() {
             println!(
                 "scenario {} ... ok ({:.1}s)",
                 s.name,
                 outcome.elapsed.as_secs_f32()
             );
-            for line in outcome.console.iter().filter(|l| s.reports.iter().any(|p| p.matches(l))) {
+            for line in outcome
+                .console
+                .iter()
+                .filter(|l| s.reports.iter().any(|p| p.matches(l)))
+            {
                 println!("    {line}");
             }
             for e in &s.expects {
-                if let harness::Expect::Heartbeat { marker, max_gap_ms, .. } = e {
+                if let harness::Expect::Heartbeat {
+                    marker, max_gap_ms, ..
+                } = e
+                {
                     if let Ok((beats, gap)) = harness::heartbeat_stats(marker, &outcome.console) {
                         println!("    heartbeat: {beats} beats, largest gap {gap} ms of guest time (bound {max_gap_ms} ms)");
                     }
@@ -437,4 +459,3 @@ fn run_scenarios(
     }
     Ok((passed, failed))
 }
-

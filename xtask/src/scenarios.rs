@@ -154,7 +154,10 @@ fn guest_test_passes(mut s: Scenario, cpus: u32) -> Scenario {
         s = s.expect_count(regex(&line), 1);
     }
     for name in SHOWN_ON_MAX {
-        s = s.expect_count(regex(&format!(r"^test {} \.\.\. ok$", ::regex::escape(name))), 1);
+        s = s.expect_count(
+            regex(&format!(r"^test {} \.\.\. ok$", ::regex::escape(name))),
+            1,
+        );
     }
     s.forbid(contains("FAILED"))
         .expect_count(regex(&summary), 1)
@@ -208,8 +211,13 @@ fn guest_test_vm(n: u32) -> Scenario {
 /// the end at the same time. Every console line of a VM carries its name,
 /// and the machine powers off only when the second VM has stopped.
 fn two_vms() -> Scenario {
-    let spec = BundleSpec::new().vm("a", "0-1", "128M").vm("b", "2-3", "128M");
-    let mut s = Scenario::new("two-vms").smp(4).bundle(spec).timeout_secs(GUEST_TIMEOUT_SECS * 2);
+    let spec = BundleSpec::new()
+        .vm("a", "0-1", "128M")
+        .vm("b", "2-3", "128M");
+    let mut s = Scenario::new("two-vms")
+        .smp(4)
+        .bundle(spec)
+        .timeout_secs(GUEST_TIMEOUT_SECS * 2);
     let cases = GUEST_CASES.iter().filter(|c| c.min_cpus <= 2);
     for vm in ["a", "b"] {
         for c in cases.clone() {
@@ -217,13 +225,22 @@ fn two_vms() -> Scenario {
             s = s.expect_count(regex(&line), 1);
         }
         s = s
-            .expect_count(regex(&format!(r"^\[{vm}\] {} passed, 0 failed$", cases.clone().count())), 1)
+            .expect_count(
+                regex(&format!(
+                    r"^\[{vm}\] {} passed, 0 failed$",
+                    cases.clone().count()
+                )),
+                1,
+            )
             .expect_count(contains(format!("nmivisor: vm {vm}: powered off")), 1);
     }
     s.forbid(contains("FAILED"))
         .forbid(contains("not started"))
         .forbid(regex(r"^test "))
-        .expect_in_order([contains("nmivisor: all VMs stopped"), contains("nmivisor: powering off")])
+        .expect_in_order([
+            contains("nmivisor: all VMs stopped"),
+            contains("nmivisor: powering off"),
+        ])
         .exit_code(0)
 }
 
@@ -254,9 +271,14 @@ fn expect_flood(s: Scenario, prefix: &str) -> Scenario {
 /// escape sequences and 8-bit bytes arrive escaped, while BEL and backspace
 /// (a shell's line discipline) pass.
 fn console_flood() -> Scenario {
-    let spec = BundleSpec::new().vm("guest-test", "0-1", "128M").cmdline("guest-test.console-flood");
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-1", "128M")
+        .cmdline("guest-test.console-flood");
     let s = guest_test_passes_then_power_off(Scenario::new("console-flood").smp(2).bundle(spec), 2)
-        .expect_count(contains("guest-test: escape probe ^[[2J^[]0;forged\x07 \\x9b\x08end"), 1);
+        .expect_count(
+            contains("guest-test: escape probe ^[[2J^[]0;forged\x07 \\x9b\x08end"),
+            1,
+        );
     expect_flood(s, "")
 }
 
@@ -269,22 +291,35 @@ fn two_vms_console_flood() -> Scenario {
         .cmdline("guest-test.console-flood")
         .vm("b", "2-3", "128M")
         .cmdline("guest-test.console-flood");
-    let mut s = Scenario::new("two-vms-console-flood").smp(4).bundle(spec).timeout_secs(GUEST_TIMEOUT_SECS * 2);
+    let mut s = Scenario::new("two-vms-console-flood")
+        .smp(4)
+        .bundle(spec)
+        .timeout_secs(GUEST_TIMEOUT_SECS * 2);
     let cases = GUEST_CASES.iter().filter(|c| c.min_cpus <= 2).count();
     for vm in ["a", "b"] {
         s = expect_flood(s, &format!(r"\[{vm}\] "))
-            .expect_count(contains(format!("[{vm}] guest-test: escape probe ^[[2J^[]0;forged^G \\x9b^Hend")), 1)
+            .expect_count(
+                contains(format!(
+                    "[{vm}] guest-test: escape probe ^[[2J^[]0;forged^G \\x9b^Hend"
+                )),
+                1,
+            )
             .expect_count(regex(&format!(r"^\[{vm}\] {cases} passed, 0 failed$")), 1);
     }
     s.forbid(contains("FAILED"))
-        .expect_in_order([contains("nmivisor: all VMs stopped"), contains("nmivisor: powering off")])
+        .expect_in_order([
+            contains("nmivisor: all VMs stopped"),
+            contains("nmivisor: powering off"),
+        ])
         .exit_code(0)
 }
 
 /// `guest-system-reset`: guest-test calls PSCI SYSTEM_RESET once; the
 /// hypervisor reloads the VM from its image and it runs again to the end.
 fn guest_system_reset() -> Scenario {
-    let spec = BundleSpec::new().vm("guest-test", "0-1", "128M").cmdline("guest-test.system-reset");
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-1", "128M")
+        .cmdline("guest-test.system-reset");
     guest_test_passes_then_power_off(Scenario::new("guest-system-reset").smp(2).bundle(spec), 2)
         .expect_in_order([
             contains("guest-test: SYSTEM_RESET"),
@@ -307,17 +342,25 @@ fn guest_requested_dump() -> Scenario {
         .vm("guest-test", "0-3", "128M")
         .cmdline("guest-test.hyp-dump")
         .dump_on();
-    let mut s = guest_test_passes_then_power_off(Scenario::new("guest-requested-dump").smp(4).bundle(spec), 4)
-        .expect_in_order([
-            contains("nmivisor: dump of vm guest-test (requested by vCPU 0): 4 of 4 vCPUs running"),
-            contains("nmivisor: end of dump of vm guest-test"),
-            contains("guest-test: hyp-dump: NMV_DUMP returned 0"),
-        ])
-        .expect_count(regex(r"^  vCPU 0 in a trap at EL1: PC 0x[0-9a-f]{16} "), 1)
-        .forbid(contains("=== nmivisor: dump of all CPUs"))
-        .forbid(regex(r"^EL2 "));
+    let mut s = guest_test_passes_then_power_off(
+        Scenario::new("guest-requested-dump").smp(4).bundle(spec),
+        4,
+    )
+    .expect_in_order([
+        contains("nmivisor: dump of vm guest-test (requested by vCPU 0): 4 of 4 vCPUs running"),
+        contains("nmivisor: end of dump of vm guest-test"),
+        contains("guest-test: hyp-dump: NMV_DUMP returned 0"),
+    ])
+    .expect_count(regex(r"^  vCPU 0 in a trap at EL1: PC 0x[0-9a-f]{16} "), 1)
+    .forbid(contains("=== nmivisor: dump of all CPUs"))
+    .forbid(regex(r"^EL2 "));
     for v in 1..4 {
-        s = s.expect_count(regex(&format!(r"^  vCPU {v} running at EL1: PC 0x[0-9a-f]{{16}} .* vPMR 0x[0-9a-f]{{2}}$")), 1);
+        s = s.expect_count(
+            regex(&format!(
+                r"^  vCPU {v} running at EL1: PC 0x[0-9a-f]{{16}} .* vPMR 0x[0-9a-f]{{2}}$"
+            )),
+            1,
+        );
     }
     s
 }
@@ -330,7 +373,9 @@ fn guest_requested_dump() -> Scenario {
 /// VM runs on CPUs 1-3, so CPU 0 (where the UART interrupt and with it the
 /// console monitor run) is not the one that holds the lock masked.
 fn vgic_lock_held() -> Scenario {
-    let spec = BundleSpec::new().vm("guest-test", "1-3", "128M").cmdline("guest-test.vgic-lock-holder");
+    let spec = BundleSpec::new()
+        .vm("guest-test", "1-3", "128M")
+        .cmdline("guest-test.vgic-lock-holder");
     Scenario::new("vgic-lock-held")
         .test_hooks()
         .smp(4)
@@ -352,10 +397,15 @@ fn vgic_lock_held() -> Scenario {
 /// Without `dump = on` (the default), NMV_DUMP is refused with
 /// NOT_SUPPORTED and no CPU is stopped.
 fn guest_dump_refused() -> Scenario {
-    let spec = BundleSpec::new().vm("guest-test", "0-3", "128M").cmdline("guest-test.hyp-dump");
+    let spec = BundleSpec::new()
+        .vm("guest-test", "0-3", "128M")
+        .cmdline("guest-test.hyp-dump");
     guest_test_passes_then_power_off(Scenario::new("guest-dump-refused").smp(4).bundle(spec), 4)
         .expect_count(contains("guest-test: hyp-dump: NMV_DUMP refused (-1)"), 1)
-        .expect_count(contains("NMV_DUMP refused (the bundle config does not say dump = on)"), 1)
+        .expect_count(
+            contains("NMV_DUMP refused (the bundle config does not say dump = on)"),
+            1,
+        )
         .forbid(contains("nmivisor: dump of vm"))
         .forbid(contains("=== nmivisor: dump of all CPUs"))
 }
@@ -372,7 +422,8 @@ fn guest_unwind_chain() -> Scenario {
         .cmdline("guest-test.unwind-chain")
         .with_symbols();
     let spinning = "guest-test: unwind-chain: cpu 1 spins in unwind_chain_spin";
-    let frame = |n: u32, name: &str| regex(&format!(r"^  #{n} 0x[0-9a-f]{{16}} <{name}\+0x[0-9a-f]+>$"));
+    let frame =
+        |n: u32, name: &str| regex(&format!(r"^  #{n} 0x[0-9a-f]{{16}} <{name}\+0x[0-9a-f]+>$"));
     guest_test_passes_then_power_off(Scenario::new("guest-unwind-chain").smp(2).bundle(spec), 2)
         .send_after(contains(spinning), b"\x1d\x1d\x1dd")
         .send_after(contains("=== end of dump: 2 CPUs dumped"), b"x")
@@ -543,7 +594,9 @@ fn panic_crash_stop(n: u32) -> Scenario {
     let s = Scenario::new(format!("panic-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append(&format!("nmivisor.test=panic nmivisor.panic=poweroff {NMI_TIMEOUT}"))
+        .append(&format!(
+            "nmivisor.test=panic nmivisor.panic=poweroff {NMI_TIMEOUT}"
+        ))
         .allow("panicked")
         .expect_in_order([
             contains("nmivisor: cpu 1 panicked: panicked at"),
@@ -571,13 +624,18 @@ fn panic_during_dump(n: u32) -> Scenario {
     Scenario::new(format!("panic-during-dump-smp{n}"))
         .test_hooks()
         .smp(n)
-        .append(&format!("nmivisor.test=panic-during-dump nmivisor.panic=poweroff {NMI_TIMEOUT}"))
+        .append(&format!(
+            "nmivisor.test=panic-during-dump nmivisor.panic=poweroff {NMI_TIMEOUT}"
+        ))
         .allow("panicked")
         .expect_in_order([
             contains("nmivisor: asking cpu 3 for its backtrace"),
             contains("nmivisor: cpu 1 panicked: panicked at"),
             contains("=== nmivisor: crash on cpu 1: stopping and dumping all CPUs ==="),
-            contains(format!("=== end of crash dump: {} CPUs stopped, 1 not responding ===", n - 2)),
+            contains(format!(
+                "=== end of crash dump: {} CPUs stopped, 1 not responding ===",
+                n - 2
+            )),
             contains("nmivisor: powering off after the panic"),
         ])
         // The count above comes from each CPU marking itself stopped after
@@ -635,11 +693,21 @@ fn el2_map() -> Scenario {
         .test_hooks()
         .smp(2)
         .append("nmivisor.test=el2-map")
-        .expect(regex(r"^nmivisor: el2-map: hypervisor text 0x4[0-9a-f]{7} -> 0x4[0-9a-f]{7} \(identity\)$"))
-        .expect(regex(r"^nmivisor: el2-map: free RAM 0x[0-9a-f]+ -> not mapped$"))
-        .expect(regex(r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8}\+0x1234 -> 0x[0-9a-f]+234$"))
-        .expect(regex(r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8} after use -> not mapped$"))
-        .expect(contains("nmivisor: el2-map: copy across a block boundary ok"))
+        .expect(regex(
+            r"^nmivisor: el2-map: hypervisor text 0x4[0-9a-f]{7} -> 0x4[0-9a-f]{7} \(identity\)$",
+        ))
+        .expect(regex(
+            r"^nmivisor: el2-map: free RAM 0x[0-9a-f]+ -> not mapped$",
+        ))
+        .expect(regex(
+            r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8}\+0x1234 -> 0x[0-9a-f]+234$",
+        ))
+        .expect(regex(
+            r"^nmivisor: el2-map: window 0x7f[0-9a-f]{8} after use -> not mapped$",
+        ))
+        .expect(contains(
+            "nmivisor: el2-map: copy across a block boundary ok",
+        ))
         .exit_code(0)
 }
 
@@ -751,7 +819,10 @@ fn linux(name: &str, native: bool, extra: &str) -> Scenario {
         Scenario::new(format!("linux-{name}"))
             .linux_vm(extra)
             .timeout_secs(LINUX_VM_TIMEOUT_SECS)
-            .expect_in_order([contains("nmv-init: powering off"), contains("nmivisor: powering off")])
+            .expect_in_order([
+                contains("nmv-init: powering off"),
+                contains("nmivisor: powering off"),
+            ])
     };
     s = s
         .expect(contains(
@@ -759,7 +830,10 @@ fn linux(name: &str, native: bool, extra: &str) -> Scenario {
         ))
         .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
     for cpu in 1..cpus {
-        s = s.expect_count(regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")), 1);
+        s = s.expect_count(
+            regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")),
+            1,
+        );
     }
     s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
         .expect_in_order([
@@ -777,7 +851,9 @@ fn linux_boot(native: bool) -> Scenario {
     linux("boot", native, "nmv.test=boot")
         .expect(regex(r"^\s*IPI\d+:(\s+\d+){4}\s+CPU stop NMIs$"))
         .expect(regex(r"^\s*IPI\d+:(\s+\d+){4}\s+CPU backtrace interrupts$"))
-        .expect(contains("nmv-init: boot: /proc/interrupts lists the NMI IPIs"))
+        .expect(contains(
+            "nmv-init: boot: /proc/interrupts lists the NMI IPIs",
+        ))
 }
 
 /// `linux-nmi-backtrace` / `linux-native-nmi-backtrace`: CPU 3 spins in
@@ -800,22 +876,28 @@ fn linux_nmi_backtrace(native: bool) -> Scenario {
 /// `watchdog_thresh=1` the buddy detector reports CPU 3 and fetches its
 /// backtrace over the NMI.
 fn linux_hardlockup(native: bool) -> Scenario {
-    linux("hardlockup", native, "nmv.test=hardlockup watchdog_thresh=1")
-        .expect_in_order([
-            contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
-            contains("watchdog: Watchdog detected hard LOCKUP on cpu 3"),
-            regex(r"NMI backtrace for cpu 3$"),
-            regex(r"\blkdtm_HARDLOCKUP\+0x"),
-            contains("nmv-init: hardlockup: the detector reported CPU 3"),
-        ])
-        .forbid(contains("failed to stop secondary CPUs"))
+    linux(
+        "hardlockup",
+        native,
+        "nmv.test=hardlockup watchdog_thresh=1",
+    )
+    .expect_in_order([
+        contains("nmv-init: CPU 3 locks up now (HARDLOCKUP)"),
+        contains("watchdog: Watchdog detected hard LOCKUP on cpu 3"),
+        regex(r"NMI backtrace for cpu 3$"),
+        regex(r"\blkdtm_HARDLOCKUP\+0x"),
+        contains("nmv-init: hardlockup: the detector reported CPU 3"),
+    ])
+    .forbid(contains("failed to stop secondary CPUs"))
 }
 
 /// `linux-poweroff` / `linux-native-poweroff`: `poweroff -f` ends the run
 /// cleanly.
 fn linux_poweroff(native: bool) -> Scenario {
-    linux("poweroff", native, "nmv.test=poweroff")
-        .expect_in_order([contains("nmv-init: powering off"), contains("reboot: Power down")])
+    linux("poweroff", native, "nmv.test=poweroff").expect_in_order([
+        contains("nmv-init: powering off"),
+        contains("reboot: Power down"),
+    ])
 }
 
 // ---------------------------------------------------------------------------
@@ -884,9 +966,15 @@ fn stock_linux_dump() -> Scenario {
     // is in the kernel: its #0 is named, after its KASLR header.
     let mut order = Vec::new();
     for i in 1..cpus {
-        order.push(regex(&format!(r"^guest state: vm linux vCPU {i} \(MPIDR 0x{i}\), ")));
-        order.push(regex(r"^guest backtrace \(EL1, .*; symbols: KASLR offset 0x[0-9a-f]+ "));
-        order.push(regex(r"^  #0 0xffff[0-9a-f]{12} <[A-Za-z0-9_.$]+\+0x[0-9a-f]+>$"));
+        order.push(regex(&format!(
+            r"^guest state: vm linux vCPU {i} \(MPIDR 0x{i}\), "
+        )));
+        order.push(regex(
+            r"^guest backtrace \(EL1, .*; symbols: KASLR offset 0x[0-9a-f]+ ",
+        ));
+        order.push(regex(
+            r"^  #0 0xffff[0-9a-f]{12} <[A-Za-z0-9_.$]+\+0x[0-9a-f]+>$",
+        ));
     }
     order.push(contains("--- cpu 0 (MPIDR 0x0) ---"));
     s = s.expect_in_order(order);
@@ -909,7 +997,10 @@ fn stock_linux(native: bool) -> Scenario {
         let mut s = Scenario::new("linux-stock-boot")
             .linux_vm("")
             .timeout_secs(STOCK_VM_TIMEOUT_SECS)
-            .expect_in_order([contains("nmv-init: powering off"), contains("nmivisor: powering off")]);
+            .expect_in_order([
+                contains("nmv-init: powering off"),
+                contains("nmivisor: powering off"),
+            ]);
         s.boot = crate::harness::Boot::LinuxVm(STOCK_CMDLINE.into());
         s
     };
@@ -920,10 +1011,15 @@ fn stock_linux(native: bool) -> Scenario {
         .forbid(contains("unhandled exception class"))
         .forbid(contains("Internal error:"))
         .forbid(contains("Oops"))
-        .expect(regex(r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ "))
+        .expect(regex(
+            r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ ",
+        ))
         .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
     for cpu in 1..cpus {
-        s = s.expect_count(regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")), 1);
+        s = s.expect_count(
+            regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")),
+            1,
+        );
     }
     s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
         .expect_in_order([
@@ -963,10 +1059,7 @@ fn linux_hyp_dump() -> Scenario {
         )
         .expect_guest_pc_symbol();
     for i in 0..cpus {
-        s = s.expect_count(
-            regex(&format!(r"^guest state: vm linux vCPU {i} \(")),
-            1,
-        );
+        s = s.expect_count(regex(&format!(r"^guest state: vm linux vCPU {i} \(")), 1);
     }
     s
 }
@@ -977,7 +1070,9 @@ fn linux_hyp_dump() -> Scenario {
 /// `lkdtm_HARDLOCKUP`, then its callers up to the system call entry.
 fn hardlockup_guest_frames(how: &str) -> Vec<crate::harness::Pattern> {
     vec![
-        contains(format!("guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1")),
+        contains(format!(
+            "guest state: vm linux vCPU 3 (MPIDR 0x3), {how} at EL1"
+        )),
         // PSTATE.I (SPSR bit 7) set: the guest masked interrupts itself.
         regex(r"^    SPSR 0x[0-9a-f]{6}[89a-f][0-9a-f]  ESR_EL1 "),
         regex(
@@ -1003,7 +1098,10 @@ fn linux_masked_lockup(name: &str) -> Scenario {
         .linux_vm("nmv.test=hyp-lockup irqchip.gicv3_pseudo_nmi=0")
         .timeout_secs(LINUX_VM_TIMEOUT_SECS)
         .forbid(contains("Pseudo-NMIs enabled"))
-        .expect_count(regex(r"^nmivisor: vm linux: \d{4,} guest symbols, text 0xffff8000"), 1)
+        .expect_count(
+            regex(r"^nmivisor: vm linux: \d{4,} guest symbols, text 0xffff8000"),
+            1,
+        )
         .expect_count(contains("Booted secondary processor"), cpus as usize - 1)
         .expect_in_order([
             contains(USERSPACE_UP),
@@ -1028,9 +1126,14 @@ fn linux_hyp_dump_masked() -> Scenario {
         contains("=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ==="),
     ];
     order.extend(hardlockup_guest_frames("interrupted"));
-    order.push(contains(format!("=== end of dump: {cpus} CPUs dumped, 0 not responding ===")));
+    order.push(contains(format!(
+        "=== end of dump: {cpus} CPUs dumped, 0 not responding ==="
+    )));
     linux_masked_lockup("linux-hyp-dump-masked")
-        .send_after(contains("nmv-init: hyp-lockup: CPU 3 is stuck"), b"\x1d\x1d\x1dd")
+        .send_after(
+            contains("nmv-init: hyp-lockup: CPU 3 is stuck"),
+            b"\x1d\x1d\x1dd",
+        )
         .expect_in_order(order)
         .expect_count(regex(r"^guest backtrace \(EL[01], "), cpus as usize)
         .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
@@ -1053,13 +1156,21 @@ fn linux_guest_lockup() -> Scenario {
         ),
     ];
     order.extend(hardlockup_guest_frames("locked up"));
-    order.push(contains("nmivisor: vm linux vCPU 3: end of the guest lockup report"));
+    order.push(contains(
+        "nmivisor: vm linux vCPU 3: end of the guest lockup report",
+    ));
     order.push(contains("nmv-init: powering off"));
     linux_masked_lockup("linux-guest-lockup")
         .guest_lockup("2")
-        .expect_count(contains("nmivisor: vm linux: guest lockup detector on, threshold 2000 ms"), 1)
+        .expect_count(
+            contains("nmivisor: vm linux: guest lockup detector on, threshold 2000 ms"),
+            1,
+        )
         .expect_in_order(order)
-        .expect_count(regex(r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: "), 1)
+        .expect_count(
+            regex(r"^nmivisor: vm linux vCPU 3 \(cpu 3\): guest lockup: "),
+            1,
+        )
         .expect_count(regex(r"^  #0 0x[0-9a-f]{16} <lkdtm_HARDLOCKUP\+"), 1)
         .forbid_before(
             regex(r"^nmivisor: vm linux vCPU [0-2] \(cpu \d+\): guest lockup"),
@@ -1102,7 +1213,9 @@ const HEARTBEAT_GAP_BOUND_MS: u64 = 2000;
 fn hostile_next_to_linux() -> Scenario {
     let guests = BundleSpec::new()
         .vm("hostile", "2-3", "128M")
-        .cmdline(&format!("guest-test.hostile seed=0x5eed ops={HOSTILE_OPS} wait=console"));
+        .cmdline(&format!(
+            "guest-test.hostile seed=0x5eed ops={HOSTILE_OPS} wait=console"
+        ));
     let mut s = Scenario::new("hostile-next-to-linux")
         .test_hooks()
         .smp(5)
@@ -1496,7 +1609,10 @@ mod tests {
             assert_eq!(s.smp, 4);
             let native = s.name.starts_with("linux-native-");
             assert_eq!(s.needs_build(), !native, "{}", s.name);
-            let test = s.name.trim_start_matches("linux-").trim_start_matches("native-");
+            let test = s
+                .name
+                .trim_start_matches("linux-")
+                .trim_start_matches("native-");
             let cmdline = match &s.boot {
                 crate::harness::Boot::LinuxNative => s.append.clone().unwrap(),
                 crate::harness::Boot::LinuxVm(c) => c.clone(),
@@ -1518,17 +1634,30 @@ mod tests {
             "nmv-init: boot: /proc/interrupts lists the NMI IPIs",
         ];
         for native in [true, false] {
-            let s = find(if native { "linux-native-boot" } else { "linux-boot" });
+            let s = find(if native {
+                "linux-native-boot"
+            } else {
+                "linux-boot"
+            });
             let good = linux_log(&interrupts, native);
             assert_passes(&s, &good);
-            let two_cpus: Vec<String> =
-                good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
+            let two_cpus: Vec<String> = good
+                .iter()
+                .filter(|l| !l.contains("CPU3: Booted"))
+                .cloned()
+                .collect();
             assert_fails(&s, &two_cpus, "a secondary CPU missing");
-            let no_nmi: Vec<String> =
-                good.iter().filter(|l| !l.contains("Pseudo-NMIs")).cloned().collect();
+            let no_nmi: Vec<String> = good
+                .iter()
+                .filter(|l| !l.contains("Pseudo-NMIs"))
+                .cloned()
+                .collect();
             assert_fails(&s, &no_nmi, "pseudo-NMIs off");
-            let no_ipi: Vec<String> =
-                good.iter().filter(|l| !l.contains("CPU stop NMIs")).cloned().collect();
+            let no_ipi: Vec<String> = good
+                .iter()
+                .filter(|l| !l.contains("CPU stop NMIs"))
+                .cloned()
+                .collect();
             assert_fails(&s, &no_ipi, "no CPU stop NMIs in /proc/interrupts");
             let mut failed = good.clone();
             failed.push("nmv-init: FAILED: /proc/interrupts lacks \"CPU stop NMIs\"".into());
@@ -1559,7 +1688,11 @@ mod tests {
                 .copied()
                 .filter(|l| !l.contains("cpu 3") && !l.contains("lkdtm_HARDLOCKUP+"))
                 .collect();
-            assert_fails(&s, &linux_log(&control, native), "no NMI backtrace for cpu 3");
+            assert_fails(
+                &s,
+                &linux_log(&control, native),
+                "no NMI backtrace for cpu 3",
+            );
             let mut stuck = linux_log(NMI_BACKTRACE_FLOW, native);
             stuck.push("[    5.0] SMP: failed to stop secondary CPUs 3".into());
             assert_fails(&s, &stuck, "CPU 3 not stopped");
@@ -1579,8 +1712,10 @@ mod tests {
         ];
         for name in ["linux-native-hardlockup", "linux-hardlockup"] {
             let s = find(name);
-            assert!(matches!(&s.boot, crate::harness::Boot::LinuxNative)
-                || matches!(&s.boot, crate::harness::Boot::LinuxVm(c) if c.contains("watchdog_thresh=1")));
+            assert!(
+                matches!(&s.boot, crate::harness::Boot::LinuxNative)
+                    || matches!(&s.boot, crate::harness::Boot::LinuxVm(c) if c.contains("watchdog_thresh=1"))
+            );
             let native = name.contains("native");
             assert_passes(&s, &linux_log(&flow, native));
             assert_fails(&s, &linux_log(&flow[..1], native), "no detection");
@@ -1598,8 +1733,11 @@ mod tests {
             let native = name.contains("native");
             assert_passes(&s, &linux_log(&[], native));
             let log = linux_log(&[], native);
-            let no_off: Vec<String> =
-                log.iter().filter(|l| !l.contains("Power down")).cloned().collect();
+            let no_off: Vec<String> = log
+                .iter()
+                .filter(|l| !l.contains("Power down"))
+                .cloned()
+                .collect();
             assert_fails(&s, &no_off, "no power down");
         }
     }
@@ -1693,7 +1831,9 @@ mod tests {
         .to_vec();
         let beat = |log: &mut Vec<String>, n: u64| {
             let ticks = 62_500 * gap_ms * n;
-            log.push(format!("[linux] nmv-init: heartbeat {n} {ticks:016x} 0000000003b9aca0"));
+            log.push(format!(
+                "[linux] nmv-init: heartbeat {n} {ticks:016x} 0000000003b9aca0"
+            ));
         };
         for n in 0..60 {
             beat(&mut log, n);
@@ -1741,23 +1881,37 @@ mod tests {
             "=== nmivisor: dump of all CPUs (console monitor), from cpu 0 ===".into(),
         ];
         for i in 0..3 {
-            flow.push(format!("guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"));
+            flow.push(format!(
+                "guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"
+            ));
             flow.push("guest backtrace (EL1, x29 0xfff00000008efe10; symbols: KASLR offset 0x0 (VBAR_EL1 0xffff800080010800 = vectors + offset)):".into());
         }
         flow.extend(hardlockup_block("interrupted"));
         flow.push("=== end of dump: 4 CPUs dumped, 0 not responding ===".into());
         let good = masked_linux_log(flow);
         assert_passes(&s, &good);
-        let without = |text: &str| -> Vec<String> { good.iter().filter(|l| !l.contains(text)).cloned().collect() };
-        assert_fails(&s, &without("<lkdtm_HARDLOCKUP+"), "the stuck frame unnamed");
+        let without = |text: &str| -> Vec<String> {
+            good.iter().filter(|l| !l.contains(text)).cloned().collect()
+        };
+        assert_fails(
+            &s,
+            &without("<lkdtm_HARDLOCKUP+"),
+            "the stuck frame unnamed",
+        );
         assert_fails(&s, &without("<lkdtm_do_action+"), "no lr line");
         assert_fails(&s, &without("<direct_entry+"), "the chain cut short");
         let mut unmasked = good.clone();
-        let at = unmasked.iter().position(|l| l.starts_with("    SPSR 0x610000c5")).unwrap();
+        let at = unmasked
+            .iter()
+            .position(|l| l.starts_with("    SPSR 0x610000c5"))
+            .unwrap();
         unmasked[at] = "    SPSR 0x61000045  ESR_EL1 0x56000000".into();
         assert_fails(&s, &unmasked, "PSTATE.I clear");
         let mut pnmi = good.clone();
-        pnmi.insert(1, "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation".into());
+        pnmi.insert(
+            1,
+            "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation".into(),
+        );
         assert_fails(&s, &pnmi, "pseudo-NMIs on");
 
         let l = find("linux-guest-lockup");
@@ -1773,7 +1927,10 @@ mod tests {
         let good = masked_linux_log(flow);
         assert_passes(&l, &good);
         let mut twice = good.clone();
-        let at = twice.iter().position(|l| l.contains("end of the guest lockup report")).unwrap();
+        let at = twice
+            .iter()
+            .position(|l| l.contains("end of the guest lockup report"))
+            .unwrap();
         twice.insert(at + 1, good[7].clone());
         assert_fails(&l, &twice, "reported twice");
         let mut other = good.clone();
@@ -1805,28 +1962,45 @@ mod tests {
         ];
         for (i, first) in (1..4).zip(firsts) {
             log.push(format!("--- cpu {i} (MPIDR 0x{i}) ---"));
-            log.push(format!("guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"));
+            log.push(format!(
+                "guest state: vm linux vCPU {i} (MPIDR 0x{i}), trapped to the hypervisor at EL1"
+            ));
             log.push(header.into());
             log.push(first.into());
             log.push("  #1 0xffffb068de71463c <do_idle+0x284>".into());
             log.push("  #0 0x000000004020ecb0 <hypervisor::debug::roundup::respond+0x29c>".into());
         }
         log.push("--- cpu 0 (MPIDR 0x0) ---".into());
-        log.push("guest state: vm linux vCPU 0 (MPIDR 0x0), trapped to the hypervisor at EL1".into());
+        log.push(
+            "guest state: vm linux vCPU 0 (MPIDR 0x0), trapped to the hypervisor at EL1".into(),
+        );
         log.push(header.into());
         log.push("  #0 0x0000aaaac0de0040".into());
         log.extend(
-            ["=== end of dump: 4 CPUs dumped, 0 not responding ===", "nmv-init: powering off", "nmivisor: powering off"]
-                .map(String::from),
+            [
+                "=== end of dump: 4 CPUs dumped, 0 not responding ===",
+                "nmv-init: powering off",
+                "nmivisor: powering off",
+            ]
+            .map(String::from),
         );
         assert_passes(&s, &log);
         let mut unnamed = log.clone();
-        let at = unnamed.iter().position(|l| l.contains("tick_nohz_idle_stop_tick")).unwrap();
+        let at = unnamed
+            .iter()
+            .position(|l| l.contains("tick_nohz_idle_stop_tick"))
+            .unwrap();
         unnamed[at] = "  #0 0xffffb068de7ad9a0".into();
         assert_fails(&s, &unnamed, "vCPU 3's #0 unnamed");
-        let busy: Vec<String> = log.iter().map(|l| l.replace("<cpu_do_idle+", "<pl011_read+")).collect();
+        let busy: Vec<String> = log
+            .iter()
+            .map(|l| l.replace("<cpu_do_idle+", "<pl011_read+"))
+            .collect();
         assert_fails(&s, &busy, "no secondary in cpu_do_idle");
-        let no_kaslr: Vec<String> = log.iter().map(|l| l.replace("KASLR offset 0x30685e600000 (", "KASLR offset unknown (")).collect();
+        let no_kaslr: Vec<String> = log
+            .iter()
+            .map(|l| l.replace("KASLR offset 0x30685e600000 (", "KASLR offset unknown ("))
+            .collect();
         assert_fails(&s, &no_kaslr, "no offset derived");
     }
 
@@ -1839,17 +2013,40 @@ mod tests {
         assert_passes(&s, &hostile_log(100));
         assert_fails(&s, &hostile_log(2100), "heartbeats 2.1 s apart");
         let with = |from: &str, to: &str| -> Vec<String> {
-            hostile_log(100).into_iter().map(|l| if l.contains(from) { l.replace(from, to) } else { l }).collect()
+            hostile_log(100)
+                .into_iter()
+                .map(|l| {
+                    if l.contains(from) {
+                        l.replace(from, to)
+                    } else {
+                        l
+                    }
+                })
+                .collect()
         };
-        assert_fails(&s, &with("0 undefined answers", "1 undefined answers"), "an undefined answer");
-        assert_fails(&s, &with("0 not responding", "1 not responding"), "a CPU not responding");
+        assert_fails(
+            &s,
+            &with("0 undefined answers", "1 undefined answers"),
+            "an undefined answer",
+        );
+        assert_fails(
+            &s,
+            &with("0 not responding", "1 not responding"),
+            "a CPU not responding",
+        );
         assert_fails(&s, &with("1000000 ops,", "999999 ops,"), "fewer operations");
-        assert_fails(&s, &with("on cpu 4 (no", "on cpu 2 (no"), "the watchdog reported a VM's CPU");
+        assert_fails(
+            &s,
+            &with("on cpu 4 (no", "on cpu 2 (no"),
+            "the watchdog reported a VM's CPU",
+        );
         let mut hole = hostile_log(100);
         hole.retain(|l| !l.contains("nmv-init: heartbeat 61 "));
         assert_fails(&s, &hole, "a missing heartbeat");
         let mut undefined = hostile_log(100);
-        undefined.push("[hostile] hostile: undefined: cpu 0 op sgi at 0x1: esr 0x2000000 value 0x0: x".into());
+        undefined.push(
+            "[hostile] hostile: undefined: cpu 0 op sgi at 0x1: esr 0x2000000 value 0x0: x".into(),
+        );
         assert_fails(&s, &undefined, "an undefined answer listed");
     }
 
@@ -1881,7 +2078,11 @@ mod tests {
     #[test]
     fn stock_kernel_expectations() {
         for native in [true, false] {
-            let s = find(if native { "linux-native-stock-boot" } else { "linux-stock-boot" });
+            let s = find(if native {
+                "linux-native-stock-boot"
+            } else {
+                "linux-stock-boot"
+            });
             assert_eq!(s.linux_kernel, crate::harness::LinuxKernel::Stock);
             assert!(s.needs_linux() && s.also_on_second_qemu);
             let cmdline = match &s.boot {
@@ -1899,18 +2100,38 @@ mod tests {
                 .map(|l| l.replace("kernel 6.12.117+deb12-arm64", "kernel 6.12.117"))
                 .collect();
             assert_fails(&s, &suite, "not Debian's kernel");
-            let no_off: Vec<String> = good.iter().filter(|l| !l.contains("Power down")).cloned().collect();
+            let no_off: Vec<String> = good
+                .iter()
+                .filter(|l| !l.contains("Power down"))
+                .cloned()
+                .collect();
             assert_fails(&s, &no_off, "no power down");
             let mut oops = good.clone();
-            oops.insert(6, "[    1.0] Internal error: Oops - Undefined instruction: 0000000002000000 [#1] SMP".into());
+            oops.insert(
+                6,
+                "[    1.0] Internal error: Oops - Undefined instruction: 0000000002000000 [#1] SMP"
+                    .into(),
+            );
             assert_fails(&s, &oops, "an oops");
-            let three: Vec<String> = good.iter().filter(|l| !l.contains("CPU3: Booted")).cloned().collect();
+            let three: Vec<String> = good
+                .iter()
+                .filter(|l| !l.contains("CPU3: Booted"))
+                .cloned()
+                .collect();
             assert_fails(&s, &three, "a CPU missing");
             let mut trap = good.clone();
-            trap.insert(1, "nmivisor: vm linux: unhandled exception class, injecting UNDEFINED (0x66000000)".into());
+            trap.insert(
+                1,
+                "nmivisor: vm linux: unhandled exception class, injecting UNDEFINED (0x66000000)"
+                    .into(),
+            );
             assert_fails(&s, &trap, "a trap the hypervisor does not handle");
         }
-        assert_fails(&find("linux-stock-boot"), &stock_log(true), "no nmivisor power-off");
+        assert_fails(
+            &find("linux-stock-boot"),
+            &stock_log(true),
+            "no nmivisor power-off",
+        );
     }
 
     #[test]
@@ -1924,14 +2145,25 @@ mod tests {
             assert!(names.contains(&format!("guest-test-native-smp{n}@qemu10").as_str()));
             assert!(names.contains(&format!("guest-test-smp{n}@qemu10").as_str()));
         }
-        for n in ["linux-boot", "linux-native-boot", "linux-hyp-dump", "linux-stock-boot", "linux-native-stock-boot"] {
+        for n in [
+            "linux-boot",
+            "linux-native-boot",
+            "linux-hyp-dump",
+            "linux-stock-boot",
+            "linux-native-stock-boot",
+        ] {
             assert!(names.contains(&format!("{n}@qemu10").as_str()), "{n}");
         }
         // Hypervisor-only scenarios run once.
-        assert!(!names.iter().any(|n| n.starts_with("smp-") || n.starts_with("nmi-dump")));
+        assert!(!names
+            .iter()
+            .any(|n| n.starts_with("smp-") || n.starts_with("nmi-dump")));
         // The copies come last, with the same expectations.
         assert!(both[..base.len()].iter().all(|s| !s.on_second_qemu));
-        let g = both.iter().find(|s| s.name == "guest-test-smp2@qemu10").unwrap();
+        let g = both
+            .iter()
+            .find(|s| s.name == "guest-test-smp2@qemu10")
+            .unwrap();
         assert_eq!(g.expects.len(), find("guest-test-smp2").expects.len());
         // Names stay unique.
         let mut all_names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();

@@ -165,8 +165,9 @@ impl SystemMapSource {
 
     /// Reads and parses `path`.
     pub fn open(path: &Path) -> Result<SystemMapSource> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {} (run `cargo xtask linux`?)", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("cannot read {} (run `cargo xtask linux`?)", path.display())
+        })?;
         SystemMapSource::parse(&text).with_context(|| path.display().to_string())
     }
 }
@@ -174,8 +175,10 @@ impl SystemMapSource {
 /// Whether a System.map name is a linker marker rather than a function:
 /// `_text`, `_stext`, `__irqentry_text_start`, `__entry_text_end`...
 fn is_marker(name: &str) -> bool {
-    matches!(name, "_text" | "_stext" | "_etext" | "_sinittext" | "_einittext")
-        || (name.starts_with("__") && (name.ends_with("_start") || name.ends_with("_end")))
+    matches!(
+        name,
+        "_text" | "_stext" | "_etext" | "_sinittext" | "_einittext"
+    ) || (name.starts_with("__") && (name.ends_with("_start") || name.ends_with("_end")))
 }
 
 impl SymbolSource for SystemMapSource {
@@ -283,14 +286,24 @@ impl Symbolizer {
     /// A symbolizer over `sources`, then over the guest kernel's `guest`
     /// sources, which see link addresses (the running address minus the
     /// KASLR offset the log states).
-    pub fn with_guest(sources: Vec<Box<dyn SymbolSource>>, guest: Vec<Box<dyn SymbolSource>>) -> Self {
-        Symbolizer { sources, guest, guest_offset: std::cell::Cell::new(0) }
+    pub fn with_guest(
+        sources: Vec<Box<dyn SymbolSource>>,
+        guest: Vec<Box<dyn SymbolSource>>,
+    ) -> Self {
+        Symbolizer {
+            sources,
+            guest,
+            guest_offset: std::cell::Cell::new(0),
+        }
     }
 
     /// `line` with ` [description]` appended for each address a source
     /// knows; unchanged if there is none.
     pub fn annotate(&self, line: &str) -> String {
-        if let Some(off) = KASLR_OFFSET.captures(line).and_then(|c| u64::from_str_radix(&c[1], 16).ok()) {
+        if let Some(off) = KASLR_OFFSET
+            .captures(line)
+            .and_then(|c| u64::from_str_radix(&c[1], 16).ok())
+        {
             self.guest_offset.set(off);
         }
         let ret = is_return_address_frame(line);
@@ -496,8 +509,12 @@ ffff800081000100 d some_data
         let s = SystemMapSource::parse(MAP).unwrap();
         let sym = Symbolizer::with_guest(vec![Box::new(Fake)], vec![Box::new(s)]);
         // Before any offset is known, link addresses resolve as they are.
-        assert_eq!(sym.annotate("  #0 0xffff800080010108"), "  #0 0xffff800080010108 [lkdtm_HARDLOCKUP+0x8]");
-        let header = "guest backtrace (EL1, x29 0xffff000001234560; symbols: KASLR offset 0x2a00000 \
+        assert_eq!(
+            sym.annotate("  #0 0xffff800080010108"),
+            "  #0 0xffff800080010108 [lkdtm_HARDLOCKUP+0x8]"
+        );
+        let header =
+            "guest backtrace (EL1, x29 0xffff000001234560; symbols: KASLR offset 0x2a00000 \
                       (VBAR_EL1 0xffff800082a10800 = vectors + offset)):";
         sym.annotate(header);
         assert_eq!(
@@ -505,9 +522,15 @@ ffff800081000100 d some_data
             "  #0 0xffff800082a10108 <lkdtm_HARDLOCKUP+0x8> [lkdtm_HARDLOCKUP+0x8]"
         );
         // A return address: looked up before it.
-        assert_eq!(sym.annotate("  #1 0xffff800082a10124"), "  #1 0xffff800082a10124 [lkdtm_HARDLOCKUP+0x24]");
+        assert_eq!(
+            sym.annotate("  #1 0xffff800082a10124"),
+            "  #1 0xffff800082a10124 [lkdtm_HARDLOCKUP+0x24]"
+        );
         // Hypervisor addresses are not shifted.
-        assert_eq!(sym.annotate("  #2 0x0000000040200010"), "  #2 0x0000000040200010 [f+0x10 (ret)]");
+        assert_eq!(
+            sym.annotate("  #2 0x0000000040200010"),
+            "  #2 0x0000000040200010 [f+0x10 (ret)]"
+        );
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub fn lock_dir(dir: &Path, what: &str) -> Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            say!("another xtask is {what} ({} is locked); waiting", path.display());
+            say!(
+                "another xtask is {what} ({} is locked); waiting",
+                path.display()
+            );
             file.lock()
                 .with_context(|| format!("cannot lock {}", path.display()))?;
         }

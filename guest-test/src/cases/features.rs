@@ -103,7 +103,14 @@ sve_fill_call_dump:
 );
 
 extern "C" {
-    fn sve_fill_call_dump(seed: u64, calls: u64, conduit: u64, z: *mut u8, p: *mut u8, ffr: *mut u8) -> u64;
+    fn sve_fill_call_dump(
+        seed: u64,
+        calls: u64,
+        conduit: u64,
+        z: *mut u8,
+        p: *mut u8,
+        ffr: *mut u8,
+    ) -> u64;
 }
 
 struct SveDump {
@@ -112,8 +119,11 @@ struct SveDump {
     ffr: [u8; MAX_PL],
 }
 
-static SVE_DUMP: spin::Mutex<SveDump> =
-    spin::Mutex::new(SveDump { z: [[0; MAX_VL]; 32], p: [[0; MAX_PL]; 16], ffr: [0; MAX_PL] });
+static SVE_DUMP: spin::Mutex<SveDump> = spin::Mutex::new(SveDump {
+    z: [[0; MAX_VL]; 32],
+    p: [[0; MAX_PL]; 16],
+    ffr: [0; MAX_PL],
+});
 
 /// Whether predicate bit `bit` (one per byte element) is set in `p`.
 fn pred_bit(p: &[u8], bit: usize) -> bool {
@@ -154,7 +164,8 @@ pub fn sve_state() -> Outcome {
     // SAFETY: the routine stores 32 vectors of at most MAX_VL bytes to `z`,
     // 16 predicates of at most MAX_PL bytes to `p` and one to `ffr`, all
     // inside the locked buffers, and follows the AAPCS64 for the rest.
-    let vl = unsafe { sve_fill_call_dump(seed, CALLS, psci::conduit().asm_code(), z, p, ffr) } as usize;
+    let vl =
+        unsafe { sve_fill_call_dump(seed, CALLS, psci::conduit().asm_code(), z, p, ffr) } as usize;
     if vl == 0 || vl > MAX_VL || !vl.is_multiple_of(16) {
         fail!("RDVL gave a vector length of {vl} bytes");
     }
@@ -163,7 +174,10 @@ pub fn sve_state() -> Outcome {
             let want = seed + n as u64 * 0x100 + i as u64;
             let got = u64::from_le_bytes(reg[i * 8..i * 8 + 8].try_into().unwrap_or_default());
             if got != want {
-                fail!("z{n}.d[{i}] (VL {} bits) is {got:#x}, expected {want:#x}", vl * 8);
+                fail!(
+                    "z{n}.d[{i}] (VL {} bits) is {got:#x}, expected {want:#x}",
+                    vl * 8
+                );
             }
         }
     }
@@ -191,9 +205,16 @@ pub fn sve_state() -> Outcome {
 macro_rules! keys {
     ($m:ident) => {
         $m!(
-            "S3_0_C2_C1_0", "S3_0_C2_C1_1", "S3_0_C2_C1_2", "S3_0_C2_C1_3",
-            "S3_0_C2_C2_0", "S3_0_C2_C2_1", "S3_0_C2_C2_2", "S3_0_C2_C2_3",
-            "S3_0_C2_C3_0", "S3_0_C2_C3_1"
+            "S3_0_C2_C1_0",
+            "S3_0_C2_C1_1",
+            "S3_0_C2_C1_2",
+            "S3_0_C2_C1_3",
+            "S3_0_C2_C2_0",
+            "S3_0_C2_C2_1",
+            "S3_0_C2_C2_2",
+            "S3_0_C2_C2_3",
+            "S3_0_C2_C3_0",
+            "S3_0_C2_C3_1"
         )
     };
 }
@@ -256,7 +277,8 @@ pub fn pauth_keys() -> Outcome {
     if !address_auth && !generic_auth {
         return Ok(Some("pointer authentication not shown"));
     }
-    let keys: [u64; 10] = core::array::from_fn(|i| 0x6b65_7900_0000_0000 | (i as u64) << 32 | 0x1234_5678 ^ i as u64);
+    let keys: [u64; 10] =
+        core::array::from_fn(|i| 0x6b65_7900_0000_0000 | (i as u64) << 32 | 0x1234_5678 ^ i as u64);
     write_keys(&keys);
     let before = generic_auth.then(|| pacga(0x4000_1234, 42));
     let bad = hypercalls();
@@ -265,7 +287,11 @@ pub fn pauth_keys() -> Outcome {
     }
     let after = read_keys();
     if let Some(i) = (0..10).find(|&i| after[i] != keys[i]) {
-        fail!("key register {i} is {:#x} after {CALLS} hypercalls, expected {:#x}", after[i], keys[i]);
+        fail!(
+            "key register {i} is {:#x} after {CALLS} hypercalls, expected {:#x}",
+            after[i],
+            keys[i]
+        );
     }
     if let Some(code) = before {
         if code >> 32 == 0 {
@@ -334,7 +360,11 @@ pub fn mops() -> Outcome {
         mops_copy(base.add(300), base.add(3), 200);
     }
     for (i, &b) in buf.iter().enumerate() {
-        let want = if (3..203).contains(&i) || (300..500).contains(&i) { 0xa5 } else { 0 };
+        let want = if (3..203).contains(&i) || (300..500).contains(&i) {
+            0xa5
+        } else {
+            0
+        };
         if b != want {
             fail!("byte {i} is {b:#x} after SETP/CPYFP, expected {want:#x}");
         }

@@ -62,7 +62,10 @@ pub fn receiver_job() -> JobOutcome {
     irq::disable();
     match TAKEN[me].load(Ordering::Relaxed) {
         1 => JobOutcome::OK,
-        n => JobOutcome { code: 1, detail: u64::from(n) },
+        n => JobOutcome {
+            code: 1,
+            detail: u64::from(n),
+        },
     }
 }
 

@@ -122,14 +122,21 @@ fn pending_and_enable_steps(w: Which, t: &Irq) -> Outcome {
     }
     w.arm_in(0);
     if !cpu::wait_ms(SETTLE_MS, || pending(t)) {
-        fail!("PPI {id} (disabled) not pending in GICR_ISPENDR0 with the {} timer firing (CTL {:#x})", w.name(), w.ctl());
+        fail!(
+            "PPI {id} (disabled) not pending in GICR_ISPENDR0 with the {} timer firing (CTL {:#x})",
+            w.name(),
+            w.ctl()
+        );
     }
     if !t.pending().1 {
         fail!("PPI {id} pending in GICR_ISPENDR0 but not in GICR_ICPENDR0");
     }
     w.set_ctl(1 | IMASK);
     if !cpu::wait_ms(SETTLE_MS, || !pending(t)) {
-        fail!("PPI {id} still pending with CNT{}_CTL.IMASK set", if w == Which::Virtual { "V" } else { "P" });
+        fail!(
+            "PPI {id} still pending with CNT{}_CTL.IMASK set",
+            if w == Which::Virtual { "V" } else { "P" }
+        );
     }
     w.set_ctl(1);
     if !cpu::wait_ms(SETTLE_MS, || pending(t)) {
@@ -141,7 +148,10 @@ fn pending_and_enable_steps(w: Which, t: &Irq) -> Outcome {
     }
     w.off();
     if !cpu::wait_ms(SETTLE_MS, || !pending(t)) {
-        fail!("PPI {id} still pending with the {} timer disabled (ENABLE = 0)", w.name());
+        fail!(
+            "PPI {id} still pending with the {} timer disabled (ENABLE = 0)",
+            w.name()
+        );
     }
     // Enabled with the timer firing: taken once, the hook turns it off.
     w.arm_in(0);
@@ -152,7 +162,10 @@ fn pending_and_enable_steps(w: Which, t: &Irq) -> Outcome {
     irq::disable();
     match taken() {
         1 => {}
-        0 => fail!("PPI {id} enabled with the {} timer firing, not taken within {WAIT_MS} ms", w.name()),
+        0 => fail!(
+            "PPI {id} enabled with the {} timer firing, not taken within {WAIT_MS} ms",
+            w.name()
+        ),
         n => fail!("PPI {id} taken {n} times, want once (the handler turned the timer off)"),
     }
     if pending(t) {
@@ -176,7 +189,10 @@ fn disable_while_pending_steps(w: Which, t: &Irq) -> Outcome {
         fail!("the {} timer did not fire within {WAIT_MS} ms", w.name());
     }
     if !cpu::wait_ms(SETTLE_MS, || pending(t)) {
-        fail!("PPI {id} (disabled) not pending after the {} timer fired", w.name());
+        fail!(
+            "PPI {id} (disabled) not pending after the {} timer fired",
+            w.name()
+        );
     }
     // Let the level reach every layer that could latch it.
     cpu::wait_ms(STALE_MS, || false);
@@ -185,10 +201,16 @@ fn disable_while_pending_steps(w: Which, t: &Irq) -> Outcome {
     cpu::wait_ms(STALE_MS, || taken() != 0);
     irq::disable();
     if taken() != 0 {
-        fail!("PPI {id} taken after the {} timer was turned off (a stale level)", w.name());
+        fail!(
+            "PPI {id} taken after the {} timer was turned off (a stale level)",
+            w.name()
+        );
     }
     if pending(t) {
-        fail!("PPI {id} still pending in GICR_ISPENDR0 after the {} timer was turned off", w.name());
+        fail!(
+            "PPI {id} still pending in GICR_ISPENDR0 after the {} timer was turned off",
+            w.name()
+        );
     }
     Ok(None)
 }
@@ -236,14 +258,21 @@ const JOB_OFF_FAILED: u64 = 3;
 pub fn off_in_handler_job() -> JobOutcome {
     let w = which();
     let Ok(t) = setup(w) else {
-        return JobOutcome { code: JOB_SETUP, detail: 0 };
+        return JobOutcome {
+            code: JOB_SETUP,
+            detail: 0,
+        };
     };
     t.enable();
     w.arm_in(cpu::ticks_from_ms(1));
     irq::enable();
     cpu::wait_ms(WAIT_MS, || taken() != 0);
     irq::disable();
-    let code = if taken() == 0 { JOB_NOT_TAKEN } else { JOB_OFF_FAILED };
+    let code = if taken() == 0 {
+        JOB_NOT_TAKEN
+    } else {
+        JOB_OFF_FAILED
+    };
     teardown(w, &t);
     JobOutcome { code, detail: 0 }
 }
@@ -252,7 +281,10 @@ pub fn off_in_handler_job() -> JobOutcome {
 pub fn after_on_job() -> JobOutcome {
     let w = which();
     let Ok(t) = setup(w) else {
-        return JobOutcome { code: JOB_SETUP, detail: 0 };
+        return JobOutcome {
+            code: JOB_SETUP,
+            detail: 0,
+        };
     };
     t.enable();
     w.arm_in(cpu::ticks_from_ms(1));
@@ -264,7 +296,10 @@ pub fn after_on_job() -> JobOutcome {
     if n == 1 {
         JobOutcome::OK
     } else {
-        JobOutcome { code: JOB_NOT_TAKEN, detail: n as u64 }
+        JobOutcome {
+            code: JOB_NOT_TAKEN,
+            detail: n as u64,
+        }
     }
 }
 
@@ -291,7 +326,10 @@ fn cpu_off_on(w: Which) -> Outcome {
         match out.code {
             JOB_SETUP => fail!("cpu {cpu}: GIC setup failed"),
             JOB_NOT_TAKEN => fail!("cpu {cpu}: PPI {} not taken within {WAIT_MS} ms", w.intid()),
-            _ => fail!("cpu {cpu}: CPU_OFF from the PPI {} handler returned", w.intid()),
+            _ => fail!(
+                "cpu {cpu}: CPU_OFF from the PPI {} handler returned",
+                w.intid()
+            ),
         }
     }
     if !off {
@@ -353,7 +391,9 @@ mod pmu {
     pub fn present() -> bool {
         let v: u64;
         // SAFETY: reads an ID register.
-        unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("mrs {}, id_aa64dfr0_el1", out(reg) v, options(nomem, nostack, preserves_flags))
+        };
         !matches!((v >> 8) & 0xf, 0 | 0xf)
     }
 
@@ -385,20 +425,26 @@ mod pmu {
     /// One software increment of counter 0 (PMSWINC_EL0).
     pub fn increment() {
         // SAFETY: as above.
-        unsafe { asm!("msr pmswinc_el0, {}", "isb", in(reg) 1u64, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("msr pmswinc_el0, {}", "isb", in(reg) 1u64, options(nomem, nostack, preserves_flags))
+        };
     }
 
     /// PMOVSSET_EL0.
     pub fn overflow() -> u64 {
         let v: u64;
         // SAFETY: reads a PMU register.
-        unsafe { asm!("mrs {}, pmovsset_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("mrs {}, pmovsset_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+        };
         v
     }
 
     pub fn clear_overflow() {
         // SAFETY: as above.
-        unsafe { asm!("msr pmovsclr_el0, {}", "isb", in(reg) 0xffff_ffffu64, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("msr pmovsclr_el0, {}", "isb", in(reg) 0xffff_ffffu64, options(nomem, nostack, preserves_flags))
+        };
     }
 
     /// Everything off.
@@ -448,7 +494,10 @@ fn pmu_steps(p: &Irq) -> Outcome {
     }
     pmu::increment();
     if pmu::overflow() & 1 == 0 {
-        fail!("PMSWINC_EL0 did not overflow counter 0 (PMOVSSET_EL0 = {:#x})", pmu::overflow());
+        fail!(
+            "PMSWINC_EL0 did not overflow counter 0 (PMOVSSET_EL0 = {:#x})",
+            pmu::overflow()
+        );
     }
     if !cpu::wait_ms(SETTLE_MS, || pending(p)) {
         fail!("PPI {PMU_INTID} (disabled) not pending after counter 0 overflowed");

@@ -22,7 +22,9 @@ pub fn current_el() -> u64 {
 pub fn counter() -> u64 {
     let v: u64;
     // SAFETY: reading the counter has no side effects; the ISB orders it.
-    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -59,7 +61,12 @@ pub fn daif() -> u64 {
 /// Mask every asynchronous exception (PSTATE.DAIF).
 pub fn mask_all() {
     // SAFETY: masking exceptions cannot break memory safety.
-    unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "msr daifset, #0xf",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// Waits for an interrupt (WFI): the idle loop's sleep.
@@ -105,7 +112,14 @@ pub fn clean_to_poc(va: u64, len: u64) {
 /// shareable (IC IALLUIS), after new code was written for a guest.
 pub fn invalidate_icache() {
     // SAFETY: instruction cache maintenance has no effect on memory.
-    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Zeroes `len` bytes at `va` (DC ZVA where permitted, Arm ARM C5.3.28)
@@ -159,5 +173,13 @@ pub fn store_barrier() {
 /// in VTTBR_EL2, on every CPU (TLBI VMALLS12E1IS).
 pub fn flush_guest_tlb() {
     // SAFETY: TLB maintenance has no memory-safety effects.
-    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }

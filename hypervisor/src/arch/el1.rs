@@ -81,7 +81,10 @@ const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 impl El1Context {
     /// The state of an EL1 that just came out of reset.
     pub fn reset() -> Self {
-        El1Context { sctlr: SCTLR_EL1_RESET, ..Default::default() }
+        El1Context {
+            sctlr: SCTLR_EL1_RESET,
+            ..Default::default()
+        }
     }
 }
 
@@ -164,8 +167,19 @@ pub struct GuestControl {
 /// TWE (WFE is a spin hint inside the guest); TID1/TID2 (AIDR, REVIDR and
 /// the cache geometry are the real CPU's); TVM/TRVM/TTLB/TPU/TPCP (the
 /// guest's own stage 1 and maintenance, bounded by stage 2).
-pub const HCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9)
-    | (1 << 10) | (1 << 13) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 31);
+pub const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 31);
 
 /// Loads a VM's control registers on this CPU.
 pub fn load_guest_control(c: &GuestControl) {

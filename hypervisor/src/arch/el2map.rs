@@ -73,5 +73,13 @@ pub fn translate_read(va: u64) -> Option<u64> {
 /// switch to a new EL2 map.
 pub fn flush_el2_tlb() {
     // SAFETY: TLB maintenance has no memory-safety effects.
-    unsafe { asm!("dsb ish", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ish",
+            "tlbi alle2",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }

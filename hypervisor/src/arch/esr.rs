@@ -70,7 +70,11 @@ impl Esr {
     /// T32 instruction (AArch32 EL0), else 4. A trap that completes the
     /// instruction advances the PC by this much.
     pub fn instruction_len(self) -> u64 {
-        if self.il() { 4 } else { 2 }
+        if self.il() {
+            4
+        } else {
+            2
+        }
     }
 
     /// The instruction-specific syndrome, bits [24:0].
@@ -202,7 +206,11 @@ impl MmioAccess {
     /// of the decode.
     pub fn load_value(&self, v: u64) -> u64 {
         let bits = u32::from(self.size) * 8;
-        let mut v = if bits < 64 { v & ((1u64 << bits) - 1) } else { v };
+        let mut v = if bits < 64 {
+            v & ((1u64 << bits) - 1)
+        } else {
+            v
+        };
         if self.sign_extend && bits < 64 && v & (1 << (bits - 1)) != 0 {
             v |= !((1u64 << bits) - 1);
         }
@@ -297,7 +305,11 @@ mod tests {
     #[test]
     fn instruction_length_follows_il() {
         assert_eq!(Esr::undefined(true).instruction_len(), 4);
-        assert_eq!(Esr::undefined(false).instruction_len(), 2, "16-bit T32 at AArch32 EL0");
+        assert_eq!(
+            Esr::undefined(false).instruction_len(),
+            2,
+            "16-bit T32 at AArch32 EL0"
+        );
     }
 
     #[test]
@@ -399,7 +411,10 @@ mod tests {
         assert_eq!(write.0, 0x9200_0050);
         assert_eq!(write.class(), ExceptionClass::DataAbortLower);
         // DC CIVAC: CM = 1 and WnR = 1.
-        assert_eq!(Esr::sync_external_data_abort(true, false, true).0, 0x9600_0150);
+        assert_eq!(
+            Esr::sync_external_data_abort(true, false, true).0,
+            0x9600_0150
+        );
     }
 
     /// Found by guest-test's hostile mode: an STP to an IPA with nothing
@@ -451,7 +466,10 @@ mod tests {
         };
         // LDRB W0 / LDRSB X0 / LDRSB W0 of 0x80.
         assert_eq!(load(1, false, false).load_value(0xff80), 0x80);
-        assert_eq!(load(1, true, true).load_value(0xff80), 0xffff_ffff_ffff_ff80);
+        assert_eq!(
+            load(1, true, true).load_value(0xff80),
+            0xffff_ffff_ffff_ff80
+        );
         assert_eq!(load(1, true, false).load_value(0x80), 0xffff_ff80);
         // LDRSH with the sign bit clear; LDR W0 drops the upper half.
         assert_eq!(load(2, true, true).load_value(0x1_7fff), 0x7fff);

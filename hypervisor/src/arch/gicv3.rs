@@ -43,7 +43,9 @@ pub fn trap_guest_sre() {
 /// Deactivates `intid` (ICC_DIR_EL1) after its priority was dropped.
 pub fn deactivate(intid: u32) {
     // SAFETY: deactivating an interrupt this CPU acknowledged.
-    unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags))
+    };
 }
 
 /// Acknowledges the highest-priority pending Group 1 interrupt (ICC_IAR1_EL1).
@@ -57,7 +59,9 @@ pub fn acknowledge() -> u32 {
 /// Drops the running priority of `intid` (ICC_EOIR1_EL1).
 pub fn end_of_interrupt(intid: u32) {
     // SAFETY: ends an interrupt this CPU acknowledged.
-    unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack, preserves_flags))
+    };
 }
 
 /// The current priority mask (ICC_PMR_EL1).
@@ -74,7 +78,9 @@ pub fn set_pmr(pmr: u8) {
     // the new mask take effect before later memory accesses (GICv3 spec
     // 12.1.6: PMR writes are self-synchronising for the CPU interface but the
     // barrier keeps critical sections from leaking past it).
-    unsafe { asm!("msr icc_pmr_el1, {}", "dsb sy", in(reg) u64::from(pmr), options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("msr icc_pmr_el1, {}", "dsb sy", in(reg) u64::from(pmr), options(nostack, preserves_flags))
+    };
 }
 
 /// Arms the EL2 physical timer (CNTHP) to fire in `ticks` counter ticks.

@@ -67,7 +67,10 @@ pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
 /// The most CPUs nmivisor manages; CPUs beyond it in the DTB are left off.
 pub const MAX_CPUS: usize = 16;
 // The bundle format admits CPU numbers below its own limit.
-const _: () = assert!(MAX_CPUS == vm_bundle::MAX_CPUS, "arch::MAX_CPUS and vm_bundle::MAX_CPUS differ");
+const _: () = assert!(
+    MAX_CPUS == vm_bundle::MAX_CPUS,
+    "arch::MAX_CPUS and vm_bundle::MAX_CPUS differ"
+);
 
 /// Per-CPU EL2 stack size.
 #[cfg(target_os = "none")]

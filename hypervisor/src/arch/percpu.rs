@@ -20,7 +20,11 @@ pub struct PerCpu {
 
 impl PerCpu {
     const fn new(cpu: usize) -> Self {
-        Self { cpu, mpidr: AtomicU64::new(0), online: AtomicBool::new(false) }
+        Self {
+            cpu,
+            mpidr: AtomicU64::new(0),
+            online: AtomicBool::new(false),
+        }
     }
 }
 

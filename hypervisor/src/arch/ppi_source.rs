@@ -55,7 +55,9 @@ pub fn has_pmu() -> bool {
         UNKNOWN => {
             let dfr0: u64;
             // SAFETY: reading an ID register has no side effects.
-            unsafe { asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack, preserves_flags)) };
+            unsafe {
+                asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack, preserves_flags))
+            };
             let has = !matches!((dfr0 >> 8) & 0xf, 0 | 0xf);
             HAS_PMU.store(u8::from(has), Ordering::Relaxed);
             has
@@ -140,7 +142,12 @@ pub fn reset() {
     // SAFETY: the EL1 physical timer belongs to the vCPU being started on
     // this CPU, which does not run yet.
     unsafe {
-        asm!("msr cntp_ctl_el0, xzr", "msr cntp_cval_el0, xzr", "isb", options(nomem, nostack, preserves_flags))
+        asm!(
+            "msr cntp_ctl_el0, xzr",
+            "msr cntp_cval_el0, xzr",
+            "isb",
+            options(nomem, nostack, preserves_flags)
+        )
     };
     if has_pmu() {
         // SAFETY: as above, for this CPU's PMU (every counter is the

@@ -76,7 +76,11 @@ fn read_cells(bytes: &[u8], cells: usize) -> Option<u64> {
     if cells == 0 || cells > 2 || bytes.len() < cells * 4 {
         return None;
     }
-    Some(bytes[..cells * 4].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    Some(
+        bytes[..cells * 4]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
 }
 
 /// `reg` entries of `node` as ranges, with its parent's cell sizes.
@@ -142,7 +146,9 @@ fn check_structure(blob: &[u8]) -> Result<(), DtError> {
     let (version, size_strings, size_struct) =
         (header(5)?, header(8)? as usize, header(9)? as usize);
     if version < 17 || off_struct % 4 != 0 {
-        return Err(DtError::Unsupported("device tree older than version 17 or misaligned"));
+        return Err(DtError::Unsupported(
+            "device tree older than version 17 or misaligned",
+        ));
     }
     let block = |off: usize, size: usize| blob.get(off..off.checked_add(size)?);
     let structs = block(off_struct, size_struct).ok_or(DtError::Invalid)?;
@@ -159,10 +165,14 @@ fn check_structure(blob: &[u8]) -> Result<(), DtError> {
         match token {
             FDT_BEGIN_NODE => {
                 if depth == 0 && had_root || depth == MAX_DEPTH {
-                    return Err(DtError::Unsupported("a second root node or nesting too deep"));
+                    return Err(DtError::Unsupported(
+                        "a second root node or nesting too deep",
+                    ));
                 }
                 let (_, len) = c_str(structs, at).ok_or(DtError::Invalid)?;
-                at = at.checked_add(align4(len).ok_or(DtError::Invalid)?).ok_or(DtError::Invalid)?;
+                at = at
+                    .checked_add(align4(len).ok_or(DtError::Invalid)?)
+                    .ok_or(DtError::Invalid)?;
                 had_child[depth] = true;
                 depth += 1;
                 had_child[depth] = false;
@@ -170,14 +180,18 @@ fn check_structure(blob: &[u8]) -> Result<(), DtError> {
             }
             FDT_PROP => {
                 if depth == 0 || had_child[depth] {
-                    return Err(DtError::Unsupported("a property outside a node or after a child node"));
+                    return Err(DtError::Unsupported(
+                        "a property outside a node or after a child node",
+                    ));
                 }
                 let len = be32(structs, at).ok_or(DtError::Invalid)? as usize;
                 let name_off = be32(structs, at + 4).ok_or(DtError::Invalid)? as usize;
                 at += 8;
                 let end = at.checked_add(len).ok_or(DtError::Invalid)?;
                 structs.get(at..end).ok_or(DtError::Invalid)?;
-                at = at.checked_add(align4(len).ok_or(DtError::Invalid)?).ok_or(DtError::Invalid)?;
+                at = at
+                    .checked_add(align4(len).ok_or(DtError::Invalid)?)
+                    .ok_or(DtError::Invalid)?;
                 let (name, _) = c_str(strings, name_off).ok_or(DtError::Invalid)?;
                 let short = match name {
                     "#address-cells" | "#size-cells" => len < 4,
@@ -224,7 +238,9 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
         return Err(DtError::Missing("memory node (device_type = \"memory\")"));
     }
 
-    let cpus_node = fdt.find_node("/cpus").ok_or(DtError::Missing("/cpus node"))?;
+    let cpus_node = fdt
+        .find_node("/cpus")
+        .ok_or(DtError::Missing("/cpus node"))?;
     let address_cells = cpus_node
         .property("#address-cells")
         .and_then(|p| p.as_usize())
@@ -255,16 +271,24 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
         .find_compatible(&["arm,gic-v3"])
         .ok_or(DtError::Missing("GICv3 node (compatible = \"arm,gic-v3\")"))?;
     let mut gic_regs = reg_ranges(gic);
-    let gicd = gic_regs.next().ok_or(DtError::Missing("GICv3 distributor reg"))?;
-    let gicr = gic_regs.next().ok_or(DtError::Missing("GICv3 redistributor reg"))?;
+    let gicd = gic_regs
+        .next()
+        .ok_or(DtError::Missing("GICv3 distributor reg"))?;
+    let gicr = gic_regs
+        .next()
+        .ok_or(DtError::Missing("GICv3 redistributor reg"))?;
 
     let uart_node = find_uart(&fdt)?;
     let uart = first_reg(uart_node, "PL011 reg")?;
-    let uart_intid = uart_node.property("interrupts").and_then(|p| gic_intid(p.value));
+    let uart_intid = uart_node
+        .property("interrupts")
+        .and_then(|p| gic_intid(p.value));
 
     let psci_node = fdt
         .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
-        .ok_or(DtError::Missing("PSCI node (compatible = \"arm,psci-0.2\")"))?;
+        .ok_or(DtError::Missing(
+            "PSCI node (compatible = \"arm,psci-0.2\")",
+        ))?;
     let psci = match psci_node.property("method").and_then(|p| p.as_str()) {
         Some("smc") => PsciConduit::Smc,
         Some("hvc") => PsciConduit::Hvc,
@@ -301,7 +325,8 @@ pub fn parse(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
 /// PL011 in the tree.
 fn find_uart<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>, DtError> {
     let is_pl011 = |n: &FdtNode<'_, '_>| {
-        n.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
+        n.compatible()
+            .is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
     };
     // `Fdt::chosen` panics without /chosen; and only absolute paths are
     // looked up (see `check_structure` on aliases). A path may end in
@@ -335,10 +360,12 @@ fn gic_intid(cells: &[u8]) -> Option<u32> {
 /// The value of `key` in a kernel-style command line: `key=value` gives
 /// the value, a bare `key` gives "" (a flag), absent gives None.
 pub fn bootarg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_ascii_whitespace().find_map(|word| match word.split_once('=') {
-        Some((k, v)) => (k == key).then_some(v),
-        None => (word == key).then_some(""),
-    })
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|word| match word.split_once('=') {
+            Some((k, v)) => (k == key).then_some(v),
+            None => (word == key).then_some(""),
+        })
 }
 
 #[cfg(test)]
@@ -357,7 +384,14 @@ mod tests {
 
     impl Default for Spec {
         fn default() -> Self {
-            Spec { memory: true, cpus: 4, gic: true, uart: true, psci: Some("smc"), initrd: None }
+            Spec {
+                memory: true,
+                cpus: 4,
+                gic: true,
+                uart: true,
+                psci: Some("smc"),
+                initrd: None,
+            }
         }
     }
 
@@ -368,7 +402,8 @@ mod tests {
         w.property_u32("#address-cells", 2).unwrap();
         w.property_u32("#size-cells", 2).unwrap();
         let chosen = w.begin_node("chosen").unwrap();
-        w.property_string("bootargs", "nmivisor.test=fault quiet").unwrap();
+        w.property_string("bootargs", "nmivisor.test=fault quiet")
+            .unwrap();
         if spec.uart {
             w.property_string("stdout-path", "/pl011@9000000").unwrap();
         }
@@ -380,7 +415,8 @@ mod tests {
         if spec.memory {
             let m = w.begin_node("memory@40000000").unwrap();
             w.property_string("device_type", "memory").unwrap();
-            w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
+            w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000])
+                .unwrap();
             w.end_node(m).unwrap();
         }
         let cpus = w.begin_node("cpus").unwrap();
@@ -403,8 +439,11 @@ mod tests {
         }
         if spec.uart {
             let u = w.begin_node("pl011@9000000").unwrap();
-            w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])
-                .unwrap();
+            w.property_string_list(
+                "compatible",
+                vec!["arm,pl011".into(), "arm,primecell".into()],
+            )
+            .unwrap();
             w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
             w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
             w.end_node(u).unwrap();
@@ -413,7 +452,11 @@ mod tests {
             let p = w.begin_node("psci").unwrap();
             w.property_string_list(
                 "compatible",
-                vec!["arm,psci-1.0".into(), "arm,psci-0.2".into(), "arm,psci".into()],
+                vec![
+                    "arm,psci-1.0".into(),
+                    "arm,psci-0.2".into(),
+                    "arm,psci".into(),
+                ],
             )
             .unwrap();
             w.property_string("method", method).unwrap();
@@ -425,9 +468,15 @@ mod tests {
 
     #[test]
     fn parses_a_qemu_virt_like_tree() {
-        let blob = build(&Spec { initrd: Some((0x4800_0000, 0x4810_0000)), ..Spec::default() });
+        let blob = build(&Spec {
+            initrd: Some((0x4800_0000, 0x4810_0000)),
+            ..Spec::default()
+        });
         let p = parse(&blob).unwrap();
-        assert_eq!(p.memory.as_slice(), core::slice::from_ref(&(0x4000_0000..0x8000_0000)));
+        assert_eq!(
+            p.memory.as_slice(),
+            core::slice::from_ref(&(0x4000_0000..0x8000_0000))
+        );
         assert_eq!(p.cpus.as_slice(), &[0, 1, 2, 3]);
         assert_eq!(p.cpus_ignored, 0);
         assert_eq!(p.gicd, 0x0800_0000..0x0801_0000);
@@ -441,7 +490,10 @@ mod tests {
 
     #[test]
     fn extra_cpus_are_counted_not_dropped_silently() {
-        let blob = build(&Spec { cpus: MAX_CPUS + 3, ..Spec::default() });
+        let blob = build(&Spec {
+            cpus: MAX_CPUS + 3,
+            ..Spec::default()
+        });
         let p = parse(&blob).unwrap();
         assert_eq!(p.cpus.len(), MAX_CPUS);
         assert_eq!(p.cpus_ignored, 3);
@@ -450,24 +502,64 @@ mod tests {
     #[test]
     fn missing_pieces_are_named() {
         let cases: [(Spec, &str); 5] = [
-            (Spec { memory: false, ..Spec::default() }, "memory"),
-            (Spec { cpus: 0, ..Spec::default() }, "cpu nodes"),
-            (Spec { gic: false, ..Spec::default() }, "GICv3"),
-            (Spec { uart: false, ..Spec::default() }, "PL011"),
-            (Spec { psci: None, ..Spec::default() }, "PSCI"),
+            (
+                Spec {
+                    memory: false,
+                    ..Spec::default()
+                },
+                "memory",
+            ),
+            (
+                Spec {
+                    cpus: 0,
+                    ..Spec::default()
+                },
+                "cpu nodes",
+            ),
+            (
+                Spec {
+                    gic: false,
+                    ..Spec::default()
+                },
+                "GICv3",
+            ),
+            (
+                Spec {
+                    uart: false,
+                    ..Spec::default()
+                },
+                "PL011",
+            ),
+            (
+                Spec {
+                    psci: None,
+                    ..Spec::default()
+                },
+                "PSCI",
+            ),
         ];
         for (spec, needle) in cases {
             let err = parse(&build(&spec)).unwrap_err();
-            assert!(err.to_string().contains(needle), "{err} should name {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should name {needle}"
+            );
         }
     }
 
     #[test]
     fn rejects_garbage_and_odd_psci_methods() {
         assert_eq!(parse(&[0u8; 64]).unwrap_err(), DtError::Invalid);
-        let err = parse(&build(&Spec { psci: Some("firmware"), ..Spec::default() })).unwrap_err();
+        let err = parse(&build(&Spec {
+            psci: Some("firmware"),
+            ..Spec::default()
+        }))
+        .unwrap_err();
         assert!(matches!(err, DtError::Unsupported(_)));
-        let blob = build(&Spec { psci: Some("hvc"), ..Spec::default() });
+        let blob = build(&Spec {
+            psci: Some("hvc"),
+            ..Spec::default()
+        });
         let hvc = parse(&blob).unwrap();
         assert_eq!(hvc.psci, PsciConduit::Hvc);
     }
@@ -485,7 +577,10 @@ mod tests {
 
     #[test]
     fn finds_bootargs() {
-        assert_eq!(bootarg("a=1 nmivisor.test=fault b", "nmivisor.test"), Some("fault"));
+        assert_eq!(
+            bootarg("a=1 nmivisor.test=fault b", "nmivisor.test"),
+            Some("fault")
+        );
         assert_eq!(bootarg("nmivisor.testx=1", "nmivisor.test"), None);
         assert_eq!(bootarg("", "x"), None);
         assert_eq!(bootarg("quiet nmivisor.idle", "nmivisor.idle"), Some(""));
@@ -515,10 +610,22 @@ mod tests {
         let off_strings = off_struct + size_struct;
         let total = off_strings + strings.len() as u32;
         let header = [
-            FDT_MAGIC, total, off_struct, off_strings, 40, 17, 16, 0, strings.len() as u32,
+            FDT_MAGIC,
+            total,
+            off_struct,
+            off_strings,
+            40,
+            17,
+            16,
+            0,
+            strings.len() as u32,
             size_struct,
         ];
-        let mut blob: Vec<u8> = header.iter().chain(words).flat_map(|w| w.to_be_bytes()).collect();
+        let mut blob: Vec<u8> = header
+            .iter()
+            .chain(words)
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
         blob.extend_from_slice(strings);
         blob
     }
@@ -541,7 +648,10 @@ mod tests {
             // A one-byte #address-cells: the crate's cell_sizes() expects 4.
             ("short #address-cells", &[B, 0, P, 1, 0, 0, E, END]),
             // A property after a child node: skip_current_node asserts.
-            ("property after a child", &[B, 0, B, 0, E, P, 4, 15, 1, E, END]),
+            (
+                "property after a child",
+                &[B, 0, B, 0, E, P, 4, 15, 1, E, END],
+            ),
             // FDT_NOP where the crate does not skip it.
             ("FDT_NOP", &[B, 0, 4, E, END]),
             // A property value running past the block.
@@ -575,7 +685,8 @@ mod tests {
         let tail = |w: &mut FdtWriter| {
             let m = w.begin_node("memory@40000000").unwrap();
             w.property_string("device_type", "memory").unwrap();
-            w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
+            w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000])
+                .unwrap();
             w.end_node(m).unwrap();
             let cpus = w.begin_node("cpus").unwrap();
             w.property_u32("#address-cells", 1).unwrap();
@@ -587,7 +698,8 @@ mod tests {
             w.end_node(cpus).unwrap();
             let g = w.begin_node("intc@8000000").unwrap();
             w.property_string("compatible", "arm,gic-v3").unwrap();
-            w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000]).unwrap();
+            w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
+                .unwrap();
             w.end_node(g).unwrap();
             let u = w.begin_node("pl011@9000000").unwrap();
             w.property_string("compatible", "arm,pl011").unwrap();
@@ -606,7 +718,10 @@ mod tests {
         no_chosen.end_node(r).unwrap();
         let blob = no_chosen.finish().unwrap();
         let info = parse(&blob).unwrap();
-        assert_eq!((info.uart.start, info.bootargs, info.initrd), (0x0900_0000, "", None));
+        assert_eq!(
+            (info.uart.start, info.bootargs, info.initrd),
+            (0x0900_0000, "", None)
+        );
 
         let c = w.begin_node("chosen").unwrap();
         w.property_string("stdout-path", "serial0").unwrap();

@@ -37,7 +37,9 @@ pub fn nr_cpus() -> usize {
 
 /// MPIDR of logical CPU `cpu`.
 pub fn mpidr_of(cpu: usize) -> u64 {
-    MPIDRS.get(cpu).map_or(u64::MAX, |m| m.load(Ordering::Acquire))
+    MPIDRS
+        .get(cpu)
+        .map_or(u64::MAX, |m| m.load(Ordering::Acquire))
 }
 
 /// The hypervisor's command line.
@@ -91,10 +93,15 @@ extern "C" fn boot_main(dtb: u64) -> ! {
         println!("nmivisor: test hooks enabled (not a release image)");
     }
     if info.psci.ne(&PsciConduit::Smc) {
-        boot_failed(format_args!("PSCI method \"hvc\" cannot reach the firmware from EL2"));
+        boot_failed(format_args!(
+            "PSCI method \"hvc\" cannot reach the firmware from EL2"
+        ));
     }
     if info.cpus_ignored > 0 {
-        println!("nmivisor: {} CPUs beyond {MAX_CPUS} left off", info.cpus_ignored);
+        println!(
+            "nmivisor: {} CPUs beyond {MAX_CPUS} left off",
+            info.cpus_ignored
+        );
     }
 
     mm::heap::init();
@@ -103,7 +110,10 @@ extern "C" fn boot_main(dtb: u64) -> ! {
         boot_failed(format_args!("EL2 page tables: mapping {}: {:?}", e.0, e.1));
     }
     BOOTARGS.call_once(|| String::from(info.bootargs));
-    PANIC_POWEROFF.store(dt::bootarg(bootargs(), "nmivisor.panic") == Some("poweroff"), Ordering::Relaxed);
+    PANIC_POWEROFF.store(
+        dt::bootarg(bootargs(), "nmivisor.panic") == Some("poweroff"),
+        Ordering::Relaxed,
+    );
 
     let nr = assign_logical_cpus(&info);
     let mpidrs: alloc::vec::Vec<u64> = (0..nr).map(mpidr_of).collect();
@@ -122,7 +132,9 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     for logical in 1..nr {
         start_secondary(logical);
     }
-    let online = (0..nr).filter(|&c| percpu(c).is_some_and(|p| p.online.load(Ordering::Acquire))).count();
+    let online = (0..nr)
+        .filter(|&c| percpu(c).is_some_and(|p| p.online.load(Ordering::Acquire)))
+        .count();
     if online == nr {
         println!("all {nr} CPUs online");
     } else {
@@ -138,7 +150,10 @@ extern "C" fn boot_main(dtb: u64) -> ! {
         // map covers it, it is reserved from guest RAM above, and nothing
         // writes it, so it stays valid for the hypervisor's lifetime.
         let bytes = unsafe {
-            core::slice::from_raw_parts(bundle.start as *const u8, (bundle.end - bundle.start) as usize)
+            core::slice::from_raw_parts(
+                bundle.start as *const u8,
+                (bundle.end - bundle.start) as usize,
+            )
         };
         if vm::create::start_vms(bytes, nr, &mut ram) == 0 {
             println!("nmivisor: no VM to run, powering off");
@@ -233,7 +248,12 @@ fn cpu_online() {
     }
     watchdog_hw::cpu_online(me.cpu);
     me.mpidr.store(cpu::mpidr(), Ordering::Relaxed);
-    println!("cpu {} online (MPIDR {:#x}) at EL{}", me.cpu, cpu::mpidr(), cpu::current_el());
+    println!(
+        "cpu {} online (MPIDR {:#x}) at EL{}",
+        me.cpu,
+        cpu::mpidr(),
+        cpu::current_el()
+    );
     me.online.store(true, Ordering::Release);
 }
 

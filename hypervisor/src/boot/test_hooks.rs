@@ -18,7 +18,9 @@ static SPINNING: AtomicU64 = AtomicU64::new(0);
 /// Runs the hook the command line names, if any. Hooks that return let the
 /// boot CPU go on to the normal shutdown.
 pub fn run(bootargs: &str) {
-    let Some(hook) = bootarg(bootargs, "nmivisor.test") else { return };
+    let Some(hook) = bootarg(bootargs, "nmivisor.test") else {
+        return;
+    };
     println!("nmivisor: running test hook \"{hook}\"");
     match hook {
         "fault" => fault(),
@@ -122,7 +124,8 @@ static DUMP_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::Atomic
 /// masked by priority; CPU 1 panics while that roundup is in flight. The
 /// panic must still stop every CPU but CPU 3, the waiting boot CPU too.
 fn panic_during_dump() {
-    if !(start_spinner(3, spin_with_pstate_i_set) && start_spinner(2, spin_with_irqs_masked_by_pmr)) {
+    if !(start_spinner(3, spin_with_pstate_i_set) && start_spinner(2, spin_with_irqs_masked_by_pmr))
+    {
         return;
     }
     if !start_spinner(1, panic_once_the_dump_runs) {
@@ -131,7 +134,9 @@ fn panic_during_dump() {
     println!("nmivisor: asking cpu 3 for its backtrace");
     DUMP_STARTED.store(true, Ordering::Release);
     let result = roundup::backtrace_cpu(3);
-    println!("nmivisor: the roundup ended ({result:?}) although a panic should have stopped this CPU");
+    println!(
+        "nmivisor: the roundup ended ({result:?}) although a panic should have stopped this CPU"
+    );
 }
 
 #[inline(never)]
@@ -178,7 +183,10 @@ pub fn watchdog_blip() {
 #[inline(never)]
 fn spin_until_watchdog() {
     let before = watchdog_hw::reports();
-    println!("nmivisor: watchdog test: cpu {} spins with interrupts masked", cpu_id());
+    println!(
+        "nmivisor: watchdog test: cpu {} spins with interrupts masked",
+        cpu_id()
+    );
     let deadline = cpu::deadline_after_us(20_000_000);
     {
         let _masked = IrqGuard::new();
@@ -189,7 +197,10 @@ fn spin_until_watchdog() {
     if watchdog_hw::reports() == before {
         println!("nmivisor: watchdog test: the watchdog reported nothing within 20 s");
     } else {
-        println!("nmivisor: watchdog test: cpu {} was reported; back to its run loop", cpu_id());
+        println!(
+            "nmivisor: watchdog test: cpu {} was reported; back to its run loop",
+            cpu_id()
+        );
     }
 }
 
@@ -219,22 +230,36 @@ fn el2_map() {
     let image = el2_map as *const () as u64;
     let t = translate_read(image);
     let identity = if t == Some(image) { " (identity)" } else { "" };
-    println!("nmivisor: el2-map: hypervisor text {image:#x} -> {}{identity}", show(t));
+    println!(
+        "nmivisor: el2-map: hypervisor text {image:#x} -> {}{identity}",
+        show(t)
+    );
     // Free RAM (where guests' RAM comes from): 16 MiB past the image.
     let free = ((core::ptr::addr_of!(__image_end) as u64 + BLOCK - 1) & !(BLOCK - 1)) + 8 * BLOCK;
-    println!("nmivisor: el2-map: free RAM {free:#x} -> {}", show(translate_read(free)));
+    println!(
+        "nmivisor: el2-map: free RAM {free:#x} -> {}",
+        show(translate_read(free))
+    );
     let seen = window_hw::with_window(free, |va| (va, translate_read(va + 0x1234)));
     match seen {
         Some((va, t)) => println!("nmivisor: el2-map: window {va:#x}+0x1234 -> {}", show(t)),
         None => println!("nmivisor: el2-map: no window"),
     }
     if let Some((va, _)) = seen {
-        println!("nmivisor: el2-map: window {va:#x} after use -> {}", show(translate_read(va)));
+        println!(
+            "nmivisor: el2-map: window {va:#x} after use -> {}",
+            show(translate_read(va))
+        );
     }
     let mut back = [0u8; 8];
-    let copied = window_hw::write(free + BLOCK - 4, b"nmivisor", false) && window_hw::read(free + BLOCK - 4, &mut back);
+    let copied = window_hw::write(free + BLOCK - 4, b"nmivisor", false)
+        && window_hw::read(free + BLOCK - 4, &mut back);
     println!(
         "nmivisor: el2-map: copy across a block boundary {}",
-        if copied && &back == b"nmivisor" { "ok" } else { "FAILED" }
+        if copied && &back == b"nmivisor" {
+            "ok"
+        } else {
+            "FAILED"
+        }
     );
 }

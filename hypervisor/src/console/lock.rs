@@ -105,7 +105,12 @@ impl CpuLock {
     /// a line this CPU was printing when it was interrupted.
     pub fn try_acquire(&self, cpu: usize) -> bool {
         self.state
-            .compare_exchange(FREE, pack(cpu_id(cpu), 0), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                FREE,
+                pack(cpu_id(cpu), 0),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
@@ -144,7 +149,11 @@ impl CpuLock {
 
     /// [`try_acquire`](Self::try_acquire)s and returns a guard if it got the lock.
     pub fn try_lock(&self, cpu: usize) -> Option<CpuLockGuard<'_>> {
-        self.try_acquire(cpu).then_some(CpuLockGuard { lock: self, cpu, acquired: Acquired::Fresh })
+        self.try_acquire(cpu).then_some(CpuLockGuard {
+            lock: self,
+            cpu,
+            acquired: Acquired::Fresh,
+        })
     }
 
     /// [`acquire`](Self::acquire)s and returns a guard that releases on drop.

@@ -89,7 +89,9 @@ mod hw {
 
     impl fmt::Write for Port {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            let Some(mut uart) = uart() else { return Ok(()) };
+            let Some(mut uart) = uart() else {
+                return Ok(());
+            };
             for b in s.bytes() {
                 if b == b'\n' {
                     while uart.is_tx_fifo_full() {}
@@ -131,13 +133,17 @@ impl ConsoleGuard {
 /// Takes the console for a block of normal output.
 #[cfg(target_os = "none")]
 pub fn lock() -> ConsoleGuard {
-    ConsoleGuard { lock: hw::lock(PRINT_TIMEOUT_US) }
+    ConsoleGuard {
+        lock: hw::lock(PRINT_TIMEOUT_US),
+    }
 }
 
 /// Takes the console for a crash or NMI dump: waits at most 100 ms.
 #[cfg(target_os = "none")]
 pub fn lock_for_crash() -> ConsoleGuard {
-    ConsoleGuard { lock: hw::lock(CRASH_TIMEOUT_US) }
+    ConsoleGuard {
+        lock: hw::lock(CRASH_TIMEOUT_US),
+    }
 }
 
 /// Takes the console if no CPU (this one included) holds it; None at once
@@ -202,7 +208,11 @@ pub struct LineBuf {
 impl LineBuf {
     /// An empty line.
     pub const fn new() -> Self {
-        Self { buf: [0; 160], len: 0, overflowed: false }
+        Self {
+            buf: [0; 160],
+            len: 0,
+            overflowed: false,
+        }
     }
 
     /// The line so far.

@@ -7,10 +7,10 @@ use crate::arch::vectors::{TrapFrame, VectorKind};
 use crate::arch::{MAX_CPUS, STACK_SIZE};
 use crate::console;
 use crate::debug::symbols::{describe, describe_return};
-use symtab::SymbolTable;
 use crate::debug::unwind::{Memory, Stop, Unwinder};
 use crate::println;
 use core::ops::Range;
+use symtab::SymbolTable;
 
 /// Most frames a backtrace prints.
 const MAX_FRAMES: usize = 32;
@@ -50,7 +50,10 @@ struct StackMemory {
 
 impl Memory for StackMemory {
     fn read_u64(&self, addr: u64) -> Option<u64> {
-        if !addr.is_multiple_of(8) || addr < self.range.start || addr.checked_add(8)? > self.range.end {
+        if !addr.is_multiple_of(8)
+            || addr < self.range.start
+            || addr.checked_add(8)? > self.range.end
+        {
             return None;
         }
         // SAFETY: `addr` is an aligned word inside a per-CPU stack, which is
@@ -64,7 +67,9 @@ impl Memory for StackMemory {
 /// frame record at `fp`.
 pub fn print_backtrace(pc: Option<u64>, fp: u64, stack: Range<u64>) {
     let table = symbols();
-    let mem = StackMemory { range: stack.clone() };
+    let mem = StackMemory {
+        range: stack.clone(),
+    };
     println!("backtrace:");
     let mut n = 0;
     if let Some(pc) = pc {
@@ -95,7 +100,9 @@ pub fn print_registers(frame: &TrapFrame) {
                     &mut line,
                     format_args!(" x{:<3}{:#018x}", i, frame.x[i]),
                 ),
-                _ => core::fmt::Write::write_fmt(&mut line, format_args!(" sp  {:#018x}", frame.sp)),
+                _ => {
+                    core::fmt::Write::write_fmt(&mut line, format_args!(" sp  {:#018x}", frame.sp))
+                }
             };
         }
         println!("{}", line.as_str());
@@ -110,10 +117,22 @@ pub fn unexpected_exception(kind: VectorKind, frame: &TrapFrame) {
     let table = symbols();
     println!("*** unexpected exception: {ty} from {from} on cpu {cpu} ***");
     println!("ESR_EL2 {}  FAR_EL2 {:#018x}", Esr(frame.esr), frame.far);
-    println!("ELR_EL2 {}  SPSR_EL2 {:#018x}", describe(table.as_ref(), frame.elr), frame.spsr);
-    println!("MPIDR {:#x}  DAIF {:#x}", this_cpu().mpidr.load(core::sync::atomic::Ordering::Relaxed), cpu::daif());
+    println!(
+        "ELR_EL2 {}  SPSR_EL2 {:#018x}",
+        describe(table.as_ref(), frame.elr),
+        frame.spsr
+    );
+    println!(
+        "MPIDR {:#x}  DAIF {:#x}",
+        this_cpu().mpidr.load(core::sync::atomic::Ordering::Relaxed),
+        cpu::daif()
+    );
     print_registers(frame);
-    let stack = if kind.source() < 2 { stack_of(cpu) } else { 0..0 };
+    let stack = if kind.source() < 2 {
+        stack_of(cpu)
+    } else {
+        0..0
+    };
     print_backtrace(Some(frame.elr), frame.x[29], stack);
     println!("cpu {cpu} halted");
     crate::debug::roundup::mark_stopped(cpu);

@@ -72,15 +72,29 @@ impl fmt::Display for GuestAddr<'_> {
 /// How the symbols line reads.
 fn describe_kaslr(f: &mut fmt::Formatter<'_>, k: &Kaslr, vbar: u64) -> fmt::Result {
     match *k {
-        Kaslr::Derived { offset, symbol, slot: 0 } => {
-            write!(f, "KASLR offset {offset:#x} (VBAR_EL1 {vbar:#x} = {symbol} + offset)")
+        Kaslr::Derived {
+            offset,
+            symbol,
+            slot: 0,
+        } => {
+            write!(
+                f,
+                "KASLR offset {offset:#x} (VBAR_EL1 {vbar:#x} = {symbol} + offset)"
+            )
         }
-        Kaslr::Derived { offset, symbol, slot } => write!(
+        Kaslr::Derived {
+            offset,
+            symbol,
+            slot,
+        } => write!(
             f,
             "KASLR offset {offset:#x} (VBAR_EL1 {vbar:#x} = {symbol} slot {slot} + offset)"
         ),
         Kaslr::NoVectors => write!(f, "load offset 0 (no vectors symbol)"),
-        Kaslr::Mismatch => write!(f, "KASLR offset unknown (VBAR_EL1 {vbar:#x} is no vector table of the symbols), using 0"),
+        Kaslr::Mismatch => write!(
+            f,
+            "KASLR offset unknown (VBAR_EL1 {vbar:#x} is no vector table of the symbols), using 0"
+        ),
     }
 }
 
@@ -101,7 +115,12 @@ pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
         return;
     }
     let regs = El1Context::save();
-    let regime = Regime { sctlr: regs.sctlr, tcr: regs.tcr, ttbr0: regs.ttbr0, ttbr1: regs.ttbr1 };
+    let regime = Regime {
+        sctlr: regs.sctlr,
+        tcr: regs.tcr,
+        ttbr0: regs.ttbr0,
+        ttbr1: regs.ttbr1,
+    };
     let map = vm.symbols.as_ref();
     let kaslr = map.map(|m| m.kaslr_offset(regs.vbar));
     let offset = kaslr.map_or(0, |k| k.offset());
@@ -111,15 +130,28 @@ pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
             frame.x[29],
             KaslrLine(k, regs.vbar)
         ),
-        None => println!("guest backtrace (EL{el}, x29 {:#018x}; no symbols in the bundle):", frame.x[29]),
+        None => println!(
+            "guest backtrace (EL{el}, x29 {:#018x}; no symbols in the bundle):",
+            frame.x[29]
+        ),
     }
     let ram = VmRam(vm);
-    println!("  #0 {}", GuestAddr::new(map, offset, regime.strip_pac(frame.elr), false));
+    println!(
+        "  #0 {}",
+        GuestAddr::new(map, offset, regime.strip_pac(frame.elr), false)
+    );
     // The link register: the caller of #0 while #0 has not stored its
     // frame record (a leaf function, or the first instructions of one),
     // which the frame-record chain below then skips; stale otherwise.
-    println!("  lr {}", GuestAddr::new(map, offset, regime.strip_pac(frame.x[30]), true));
-    let mut unwinder = GuestUnwinder::new(GuestVirt { regime, mem: &ram }, frame.x[29], MAX_GUEST_FRAMES);
+    println!(
+        "  lr {}",
+        GuestAddr::new(map, offset, regime.strip_pac(frame.x[30]), true)
+    );
+    let mut unwinder = GuestUnwinder::new(
+        GuestVirt { regime, mem: &ram },
+        frame.x[29],
+        MAX_GUEST_FRAMES,
+    );
     for (n, ret) in (1..).zip(unwinder.by_ref()) {
         println!("  #{n} {}", GuestAddr::new(map, offset, ret, true));
     }
@@ -135,7 +167,8 @@ pub fn print_guest_backtrace(vm: &Vm, frame: &TrapFrame) {
 static TRAPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// The lockup detector's episode of the vCPU on each CPU; only that CPU's
 /// timer interrupt touches its slot.
-static LOCKUP: [Mutex<LockupState>; MAX_CPUS] = [const { Mutex::new(LockupState::new()) }; MAX_CPUS];
+static LOCKUP: [Mutex<LockupState>; MAX_CPUS] =
+    [const { Mutex::new(LockupState::new()) }; MAX_CPUS];
 
 /// A synchronous exception from the guest on this CPU (the trap path).
 pub fn note_trap() {
@@ -159,23 +192,32 @@ fn deliverable_lr(vpmr: u8) -> Option<(u32, u8)> {
 /// backtrace; nothing else stops (see `debug::guest_lockup`).
 pub fn lockup_tick(frame: &TrapFrame) {
     let me = cpu_id();
-    let Some((vm, vcpu)) = crate::vm::guest::current() else { return };
+    let Some((vm, vcpu)) = crate::vm::guest::current() else {
+        return;
+    };
     if vm.lockup_ticks == 0 || !vcpu.is_resident() {
         return;
     }
     let in_guest = VectorKind::from_spsr_el(frame.spsr) != 2;
     let vpmr = ich::virtual_pmr();
     let (lr, timer) = if in_guest {
-        (deliverable_lr(vpmr), timer_pending(El1Context::save().cntv_ctl))
+        (
+            deliverable_lr(vpmr),
+            timer_pending(El1Context::save().cntv_ctl),
+        )
     } else {
         (None, false)
     };
     let stuck = lr.is_some() || timer;
     let traps = TRAPS[me].load(Ordering::Relaxed);
-    let Some(mut state) = LOCKUP[me].try_lock() else { return };
+    let Some(mut state) = LOCKUP[me].try_lock() else {
+        return;
+    };
     let verdict = state.sample(cpu::counter(), stuck, traps, vm.lockup_ticks);
     drop(state);
-    let Verdict::Report { for_ticks } = verdict else { return };
+    let Verdict::Report { for_ticks } = verdict else {
+        return;
+    };
     let ms = for_ticks.saturating_mul(1000) / cpu::counter_freq().max(1);
     let _console = console::lock_for_crash();
     let mut why = console::LineBuf::new();
@@ -183,9 +225,16 @@ pub fn lockup_tick(frame: &TrapFrame) {
         let _ = fmt::Write::write_str(&mut why, "virtual timer pending; ");
     }
     if let Some((intid, prio)) = lr {
-        let _ = fmt::Write::write_fmt(&mut why, format_args!("INTID {intid} pending at priority {prio:#04x}, vPMR {vpmr:#04x}; "));
+        let _ = fmt::Write::write_fmt(
+            &mut why,
+            format_args!("INTID {intid} pending at priority {prio:#04x}, vPMR {vpmr:#04x}; "),
+        );
     }
-    let masked = if frame.spsr & (1 << 7) != 0 { "set" } else { "clear" };
+    let masked = if frame.spsr & (1 << 7) != 0 {
+        "set"
+    } else {
+        "clear"
+    };
     println!(
         "nmivisor: vm {} vCPU {} (cpu {me}): guest lockup: no interrupt taken and no trap for over {ms} ms ({}PSTATE.I {masked})",
         vm.name,
@@ -193,5 +242,8 @@ pub fn lockup_tick(frame: &TrapFrame) {
         why.as_str()
     );
     super::roundup::print_guest_state(frame, "locked up");
-    println!("nmivisor: vm {} vCPU {}: end of the guest lockup report", vm.name, vcpu.index);
+    println!(
+        "nmivisor: vm {} vCPU {}: end of the guest lockup report",
+        vm.name, vcpu.index
+    );
 }

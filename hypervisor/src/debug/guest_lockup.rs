@@ -32,15 +32,23 @@ pub struct LockupState {
 pub enum Verdict {
     Healthy,
     /// Stuck, for `for_ticks` so far, below the threshold or already reported.
-    Stuck { for_ticks: u64 },
+    Stuck {
+        for_ticks: u64,
+    },
     /// Stuck for longer than the threshold: report it now (once).
-    Report { for_ticks: u64 },
+    Report {
+        for_ticks: u64,
+    },
 }
 
 impl LockupState {
     /// A vCPU seen doing nothing wrong yet.
     pub const fn new() -> Self {
-        LockupState { since: 0, traps: 0, reported: false }
+        LockupState {
+            since: 0,
+            traps: 0,
+            reported: false,
+        }
     }
 
     /// Folds in a sample taken at `now` (a shared counter) when the vCPU
@@ -90,20 +98,46 @@ mod tests {
         let mut s = LockupState::new();
         assert_eq!(s.sample(100, true, 7, T), Verdict::Stuck { for_ticks: 0 });
         assert_eq!(s.sample(600, true, 7, T), Verdict::Stuck { for_ticks: 500 });
-        assert_eq!(s.sample(1100, true, 7, T), Verdict::Stuck { for_ticks: 1000 }, "not over yet");
-        assert_eq!(s.sample(1200, true, 7, T), Verdict::Report { for_ticks: 1100 });
-        assert_eq!(s.sample(5000, true, 7, T), Verdict::Stuck { for_ticks: 4900 }, "once");
-        assert_eq!(s.sample(5100, false, 7, T), Verdict::Healthy, "the episode ends");
+        assert_eq!(
+            s.sample(1100, true, 7, T),
+            Verdict::Stuck { for_ticks: 1000 },
+            "not over yet"
+        );
+        assert_eq!(
+            s.sample(1200, true, 7, T),
+            Verdict::Report { for_ticks: 1100 }
+        );
+        assert_eq!(
+            s.sample(5000, true, 7, T),
+            Verdict::Stuck { for_ticks: 4900 },
+            "once"
+        );
+        assert_eq!(
+            s.sample(5100, false, 7, T),
+            Verdict::Healthy,
+            "the episode ends"
+        );
         assert_eq!(s.sample(5200, true, 7, T), Verdict::Stuck { for_ticks: 0 });
-        assert_eq!(s.sample(6300, true, 7, T), Verdict::Report { for_ticks: 1100 }, "re-armed");
+        assert_eq!(
+            s.sample(6300, true, 7, T),
+            Verdict::Report { for_ticks: 1100 },
+            "re-armed"
+        );
     }
 
     #[test]
     fn a_trap_or_a_healthy_sample_restarts_the_clock() {
         let mut s = LockupState::new();
         s.sample(100, true, 7, T);
-        assert_eq!(s.sample(900, true, 8, T), Verdict::Stuck { for_ticks: 0 }, "trapped meanwhile");
-        assert_eq!(s.sample(1800, true, 8, T), Verdict::Stuck { for_ticks: 900 });
+        assert_eq!(
+            s.sample(900, true, 8, T),
+            Verdict::Stuck { for_ticks: 0 },
+            "trapped meanwhile"
+        );
+        assert_eq!(
+            s.sample(1800, true, 8, T),
+            Verdict::Stuck { for_ticks: 900 }
+        );
         assert_eq!(s.sample(1850, false, 8, T), Verdict::Healthy);
         assert_eq!(s.sample(2000, true, 8, T), Verdict::Stuck { for_ticks: 0 });
         // A healthy guest: the timer interrupt seen pending now and then.
@@ -118,15 +152,24 @@ mod tests {
     fn counter_at_zero_still_starts_an_episode() {
         let mut s = LockupState::new();
         assert_eq!(s.sample(0, true, 0, T), Verdict::Stuck { for_ticks: 0 });
-        assert_eq!(s.sample(1002, true, 0, T), Verdict::Report { for_ticks: 1001 });
+        assert_eq!(
+            s.sample(1002, true, 0, T),
+            Verdict::Report { for_ticks: 1001 }
+        );
     }
 
     #[test]
     fn list_register_and_timer_conditions() {
         let lr = |state: u64, prio: u64| state << 62 | 1 << 60 | prio << 48 | 27;
         assert!(lr_deliverable(lr(0b01, 0xa0), 0xf0));
-        assert!(!lr_deliverable(lr(0b01, 0xa0), 0x60), "masked by the virtual PMR");
-        assert!(!lr_deliverable(lr(0b11, 0xa0), 0xf0), "pending and active: being handled");
+        assert!(
+            !lr_deliverable(lr(0b01, 0xa0), 0x60),
+            "masked by the virtual PMR"
+        );
+        assert!(
+            !lr_deliverable(lr(0b11, 0xa0), 0xf0),
+            "pending and active: being handled"
+        );
         assert!(!lr_deliverable(lr(0b10, 0xa0), 0xf0));
         assert!(!lr_deliverable(0, 0xf0));
         assert!(timer_pending(0b101));

@@ -58,7 +58,9 @@ impl fmt::Display for MapError {
         match self {
             MapError::TooLarge => write!(f, "larger than {} MiB", MAX_LEN >> 20),
             MapError::BadLine(n) => write!(f, "line {n} is not \"ADDRESS TYPE NAME\""),
-            MapError::NotSorted(n) => write!(f, "line {n} is out of address order (want nm -n order)"),
+            MapError::NotSorted(n) => {
+                write!(f, "line {n} is out of address order (want nm -n order)")
+            }
             MapError::NoTextSymbols => write!(f, "no text (t, T, w, W) symbols"),
         }
     }
@@ -84,7 +86,11 @@ fn parse_line(line: &[u8]) -> Option<Line<'_>> {
         return None;
     }
     let addr = u64::from_str_radix(addr, 16).ok()?;
-    Some(Line { addr, ty: ty.as_bytes()[0], name })
+    Some(Line {
+        addr,
+        ty: ty.as_bytes()[0],
+        name,
+    })
 }
 
 fn is_text(ty: u8) -> bool {
@@ -94,15 +100,21 @@ fn is_text(ty: u8) -> bool {
 /// A linker marker rather than a function (`_text`, `__entry_text_start`):
 /// never the name a frame gets when a function shares its address.
 fn is_marker(name: &str) -> bool {
-    matches!(name, "_text" | "_stext" | "_etext" | "_sinittext" | "_einittext")
-        || (name.starts_with("__") && (name.ends_with("_start") || name.ends_with("_end")))
+    matches!(
+        name,
+        "_text" | "_stext" | "_etext" | "_sinittext" | "_einittext"
+    ) || (name.starts_with("__") && (name.ends_with("_start") || name.ends_with("_end")))
 }
 
 /// What KASLR handling found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kaslr {
     /// VBAR_EL1 = `symbol` (+ `slot` × 2 KiB) + `offset`.
-    Derived { offset: u64, symbol: &'static str, slot: u64 },
+    Derived {
+        offset: u64,
+        symbol: &'static str,
+        slot: u64,
+    },
     /// The map has no vector table symbol (not a Linux kernel): offset 0.
     NoVectors,
     /// VBAR_EL1 matches no vector table of the map (early boot, another
@@ -137,13 +149,18 @@ impl<'a> SystemMap<'a> {
             }
             last = line.addr;
             match line.name {
-                "_text" | "_stext" => start = Some(start.map_or(line.addr, |s: u64| s.min(line.addr))),
+                "_text" | "_stext" => {
+                    start = Some(start.map_or(line.addr, |s: u64| s.min(line.addr)))
+                }
                 "_etext" => end = Some(line.addr),
                 _ => {}
             }
             if is_text(line.ty) && !is_marker(line.name) {
                 count += 1;
-                span = (span.0.min(line.addr), span.1.max(line.addr.saturating_add(1)));
+                span = (
+                    span.0.min(line.addr),
+                    span.1.max(line.addr.saturating_add(1)),
+                );
                 match line.name {
                     "vectors" => vectors = Some(line.addr),
                     "__bp_harden_el1_vectors" => bp_vectors = Some(line.addr),
@@ -155,7 +172,13 @@ impl<'a> SystemMap<'a> {
             return Err(MapError::NoTextSymbols);
         }
         let text = (start.unwrap_or(span.0), end.unwrap_or(span.1));
-        Ok(SystemMap { bytes, text_symbols: count, text, vectors, bp_vectors })
+        Ok(SystemMap {
+            bytes,
+            text_symbols: count,
+            text,
+            vectors,
+            bp_vectors,
+        })
     }
 
     /// The text range as link addresses.
@@ -171,7 +194,11 @@ impl<'a> SystemMap<'a> {
             .into_iter()
             .chain(self.bp_vectors.into_iter().flat_map(|v| {
                 (0..VECTOR_SLOTS).filter_map(move |slot| {
-                    Some((v.checked_add(slot * VECTOR_SLOT)?, "__bp_harden_el1_vectors", slot))
+                    Some((
+                        v.checked_add(slot * VECTOR_SLOT)?,
+                        "__bp_harden_el1_vectors",
+                        slot,
+                    ))
                 })
             }))
             .peekable();
@@ -181,7 +208,13 @@ impl<'a> SystemMap<'a> {
         candidates
             .find_map(|(at, symbol, slot)| {
                 let offset = vbar.checked_sub(at)?;
-                offset.is_multiple_of(KASLR_ALIGN).then_some(Kaslr::Derived { offset, symbol, slot })
+                offset
+                    .is_multiple_of(KASLR_ALIGN)
+                    .then_some(Kaslr::Derived {
+                        offset,
+                        symbol,
+                        slot,
+                    })
             })
             .unwrap_or(Kaslr::Mismatch)
     }
@@ -210,7 +243,12 @@ impl<'a> SystemMap<'a> {
             return None;
         }
         let before = &self.bytes[..at - 1];
-        Some(before.iter().rposition(|&b| b == b'\n').map_or(0, |nl| nl + 1))
+        Some(
+            before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |nl| nl + 1),
+        )
     }
 
     /// The function containing link address `addr`: its name and `addr`'s
@@ -279,13 +317,30 @@ ffff800081000000 D jiffies
         let m = SystemMap::parse(MAP.as_bytes()).unwrap();
         assert_eq!(m.text_symbols, 8);
         assert_eq!(m.text, (0xffff_8000_8000_0000, 0xffff_8000_802a_0000));
-        assert_eq!(m.lookup(0xffff_8000_8024_6e68), Some(("lkdtm_HARDLOCKUP", 8)));
-        assert_eq!(m.lookup(0xffff_8000_8024_6e84), Some(("lkdtm_SOFTLOCKUP", 0)));
-        assert_eq!(m.lookup(0xffff_8000_8024_6f10), Some(("lkdtm_SOFTLOCKUP", 0x8c)), "steps over rodata");
+        assert_eq!(
+            m.lookup(0xffff_8000_8024_6e68),
+            Some(("lkdtm_HARDLOCKUP", 8))
+        );
+        assert_eq!(
+            m.lookup(0xffff_8000_8024_6e84),
+            Some(("lkdtm_SOFTLOCKUP", 0))
+        );
+        assert_eq!(
+            m.lookup(0xffff_8000_8024_6f10),
+            Some(("lkdtm_SOFTLOCKUP", 0x8c)),
+            "steps over rodata"
+        );
         assert_eq!(m.lookup(0xffff_8000_8001_0044), Some(("gic_handle_irq", 4)));
-        assert_eq!(m.lookup(0xffff_8000_8001_1008), Some(("__do_softirq", 8)), "not the marker");
+        assert_eq!(
+            m.lookup(0xffff_8000_8001_1008),
+            Some(("__do_softirq", 8)),
+            "not the marker"
+        );
         assert_eq!(m.lookup(0xffff_8000_8028_99e4), Some(("cpu_do_idle", 4)));
-        assert_eq!(m.lookup(0xffff_8000_8029_0000), Some(("weak_thing", 0x6600)));
+        assert_eq!(
+            m.lookup(0xffff_8000_8029_0000),
+            Some(("weak_thing", 0x6600))
+        );
         assert_eq!(m.lookup(0xffff_8000_802a_0000), None, "past _etext");
         assert_eq!(m.lookup(0xffff_8000_8100_0000), None, "data");
         assert_eq!(m.lookup(0x4000_0000), None);
@@ -309,7 +364,10 @@ ffff800081000000 D jiffies
         let m = SystemMap::parse(text.as_bytes()).unwrap();
         for i in (0..5000u64).step_by(7) {
             let name = alloc::format!("f{i}");
-            assert_eq!(m.lookup(0x4020_0000 + i * 0x40 + 0x3c), Some((name.as_str(), 0x3c)));
+            assert_eq!(
+                m.lookup(0x4020_0000 + i * 0x40 + 0x3c),
+                Some((name.as_str(), 0x3c))
+            );
         }
         assert_eq!(m.lookup(0x4020_0000 + 5000 * 0x40), None);
     }
@@ -317,20 +375,45 @@ ffff800081000000 D jiffies
     #[test]
     fn bad_files_are_refused() {
         assert_eq!(SystemMap::parse(b"").unwrap_err(), MapError::BadLine(1));
-        assert_eq!(SystemMap::parse(b"ffff T a\nfff0 T b\n").unwrap_err(), MapError::NotSorted(2));
-        assert_eq!(SystemMap::parse(b"ffff T a\nzz T b\n").unwrap_err(), MapError::BadLine(2));
-        assert_eq!(SystemMap::parse(b"ffff T\n").unwrap_err(), MapError::BadLine(1));
-        assert_eq!(SystemMap::parse(b"ffff TT a\n").unwrap_err(), MapError::BadLine(1));
+        assert_eq!(
+            SystemMap::parse(b"ffff T a\nfff0 T b\n").unwrap_err(),
+            MapError::NotSorted(2)
+        );
+        assert_eq!(
+            SystemMap::parse(b"ffff T a\nzz T b\n").unwrap_err(),
+            MapError::BadLine(2)
+        );
+        assert_eq!(
+            SystemMap::parse(b"ffff T\n").unwrap_err(),
+            MapError::BadLine(1)
+        );
+        assert_eq!(
+            SystemMap::parse(b"ffff TT a\n").unwrap_err(),
+            MapError::BadLine(1)
+        );
         let m = SystemMap::parse(b"ffff T <u8 as core::fmt::Debug>::fmt\n").unwrap();
         assert_eq!(m.lookup(0xffff), Some(("<u8 as core::fmt::Debug>::fmt", 0)));
-        assert_eq!(SystemMap::parse(b"ffff D a\n").unwrap_err(), MapError::NoTextSymbols);
-        assert_eq!(SystemMap::parse(b"1ffffffffffffffff T a\n").unwrap_err(), MapError::BadLine(1));
+        assert_eq!(
+            SystemMap::parse(b"ffff D a\n").unwrap_err(),
+            MapError::NoTextSymbols
+        );
+        assert_eq!(
+            SystemMap::parse(b"1ffffffffffffffff T a\n").unwrap_err(),
+            MapError::BadLine(1)
+        );
         assert!(SystemMap::parse(b"ffff T a\r\n").is_ok());
         let below = SystemMap::parse(b"10 T a\n20 T _text\n30 T _etext\n").unwrap();
         assert_eq!(below.lookup(0x25), None, "a is below _text");
         let top = SystemMap::parse(b"ffffffffffffffff T last\n").unwrap();
-        assert_eq!(top.lookup(u64::MAX), None, "the span ends at u64::MAX, exclusive");
-        assert_eq!(MapError::NotSorted(3).to_string(), "line 3 is out of address order (want nm -n order)");
+        assert_eq!(
+            top.lookup(u64::MAX),
+            None,
+            "the span ends at u64::MAX, exclusive"
+        );
+        assert_eq!(
+            MapError::NotSorted(3).to_string(),
+            "line 3 is out of address order (want nm -n order)"
+        );
     }
 
     #[test]
@@ -339,21 +422,40 @@ ffff800081000000 D jiffies
         let off = 0x2a_4b60_0000u64;
         assert_eq!(
             m.kaslr_offset(0xffff_8000_8001_0800 + off),
-            Kaslr::Derived { offset: off, symbol: "vectors", slot: 0 }
+            Kaslr::Derived {
+                offset: off,
+                symbol: "vectors",
+                slot: 0
+            }
         );
         assert_eq!(
             m.kaslr_offset(0xffff_8000_8001_0800),
-            Kaslr::Derived { offset: 0, symbol: "vectors", slot: 0 }
+            Kaslr::Derived {
+                offset: 0,
+                symbol: "vectors",
+                slot: 0
+            }
         );
         // Spectre-BHB: the kernel runs on a slot of the hardened vectors.
         assert_eq!(
             m.kaslr_offset(0xffff_8000_8001_3000 + off),
-            Kaslr::Derived { offset: off, symbol: "__bp_harden_el1_vectors", slot: 1 }
+            Kaslr::Derived {
+                offset: off,
+                symbol: "__bp_harden_el1_vectors",
+                slot: 1
+            }
         );
         assert_eq!(m.kaslr_offset(0), Kaslr::Mismatch);
-        assert_eq!(m.kaslr_offset(0xffff_8000_8001_0800 + 0x800), Kaslr::Mismatch);
+        assert_eq!(
+            m.kaslr_offset(0xffff_8000_8001_0800 + 0x800),
+            Kaslr::Mismatch
+        );
         let top = SystemMap::parse(b"fffffffffffff800 T __bp_harden_el1_vectors\n").unwrap();
-        assert_eq!(top.kaslr_offset(0x1000), Kaslr::Mismatch, "no overflow past the top");
+        assert_eq!(
+            top.kaslr_offset(0x1000),
+            Kaslr::Mismatch,
+            "no overflow past the top"
+        );
         let plain = SystemMap::parse(b"40200000 T main\n40201000 T _etext\n").unwrap();
         assert_eq!(plain.kaslr_offset(0x4020_0800), Kaslr::NoVectors);
         assert_eq!(plain.kaslr_offset(0x4020_0800).offset(), 0);

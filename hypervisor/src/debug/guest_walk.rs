@@ -228,7 +228,11 @@ impl Regime {
         let mut level = start;
         loop {
             let shift = g + stride * (3 - level) as u32;
-            let bits = if level == start { half.va_bits - shift } else { stride };
+            let bits = if level == start {
+                half.va_bits - shift
+            } else {
+                stride
+            };
             let index = (va >> shift) & ((1u64 << bits) - 1);
             let desc = mem
                 .read_u64(table + index * 8)
@@ -273,7 +277,10 @@ impl<M: GuestPhys> GuestVirt<'_, M> {
         if !va.is_multiple_of(8) {
             return Err(UnwindStop::Misaligned);
         }
-        let ipa = self.regime.translate(va, self.mem).map_err(UnwindStop::Walk)?;
+        let ipa = self
+            .regime
+            .translate(va, self.mem)
+            .map_err(UnwindStop::Walk)?;
         self.mem.read_u64(ipa).ok_or(UnwindStop::OutsideRam)
     }
 }
@@ -330,7 +337,13 @@ pub struct GuestUnwinder<'a, M> {
 impl<'a, M: GuestPhys> GuestUnwinder<'a, M> {
     /// A walk from frame pointer `fp`, at most `max_frames` deep.
     pub fn new(mem: GuestVirt<'a, M>, fp: u64, max_frames: usize) -> Self {
-        GuestUnwinder { mem, fp, remaining: max_frames, switches: 0, stopped: None }
+        GuestUnwinder {
+            mem,
+            fp,
+            remaining: max_frames,
+            switches: 0,
+            stopped: None,
+        }
     }
 
     /// Why iteration ended, once it has.
@@ -360,7 +373,10 @@ impl<M: GuestPhys> Iterator for GuestUnwinder<'_, M> {
         let Some(ret_va) = self.fp.checked_add(8) else {
             return self.stop(UnwindStop::Walk(WalkError::NotInRange));
         };
-        let record = self.mem.read_u64(self.fp).and_then(|caller| Ok((caller, self.mem.read_u64(ret_va)?)));
+        let record = self
+            .mem
+            .read_u64(self.fp)
+            .and_then(|caller| Ok((caller, self.mem.read_u64(ret_va)?)));
         let (caller_fp, ret) = match record {
             Ok(r) => r,
             Err(why) => return self.stop(why),
@@ -422,7 +438,12 @@ mod tests {
     const TCR_4K_48: u64 = 16 | 16 << 16 | 2 << 30;
 
     fn regime(tcr: u64, ttbr0: u64, ttbr1: u64) -> Regime {
-        Regime { sctlr: 1, tcr, ttbr0, ttbr1 }
+        Regime {
+            sctlr: 1,
+            tcr,
+            ttbr0,
+            ttbr1,
+        }
     }
 
     /// Builds a 4-level 4K mapping of `va` -> `pa` (one page) with tables
@@ -467,8 +488,14 @@ mod tests {
         // Neighbouring pages are not mapped.
         assert_eq!(r.translate(va1 + 0x1000, &ram), Err(WalkError::Unmapped));
         // Non-canonical: bits above the 48-bit range not all equal bit 55.
-        assert_eq!(r.translate(0xff7f_8000_8024_6e60, &ram), Err(WalkError::NotInRange));
-        assert_eq!(r.translate(0x0001_0000_0000_0000, &ram), Err(WalkError::NotInRange));
+        assert_eq!(
+            r.translate(0xff7f_8000_8024_6e60, &ram),
+            Err(WalkError::NotInRange)
+        );
+        assert_eq!(
+            r.translate(0x0001_0000_0000_0000, &ram),
+            Err(WalkError::NotInRange)
+        );
         // With TBI0 the top byte of a user address is ignored.
         let tbi = regime(TCR_4K_48 | TCR_TBI0, 0x4200_0000, 0x4100_0000);
         assert_eq!(tbi.translate(va0 | 0x5a << 56, &ram), Ok(0x4300_1238));
@@ -486,7 +513,11 @@ mod tests {
         let r = regime(25 | 1 << 23 | 2 << 30, root, 0);
         assert_eq!(r.translate(0x4020_1234, &ram), Ok(0x4020_1234));
         assert_eq!(r.translate(0x0900_0000, &ram), Err(WalkError::Unmapped));
-        assert_eq!(r.translate(0xffff_ff80_0000_0000, &ram), Err(WalkError::NotInRange), "EPD1");
+        assert_eq!(
+            r.translate(0xffff_ff80_0000_0000, &ram),
+            Err(WalkError::NotInRange),
+            "EPD1"
+        );
     }
 
     #[test]
@@ -494,7 +525,12 @@ mod tests {
         // 16K, 48-bit VA on TTBR1 (T1SZ 16): levels 0 (one index bit)..3.
         let mut ram = Ram::default();
         let va = 0xffff_8000_1234_5678u64;
-        let (l0, l1, l2, l3) = (0x4100_0000u64, 0x4100_4000u64, 0x4100_8000u64, 0x4100_c000u64);
+        let (l0, l1, l2, l3) = (
+            0x4100_0000u64,
+            0x4100_4000u64,
+            0x4100_8000u64,
+            0x4100_c000u64,
+        );
         ram.set(l0 + ((va >> 47) & 1) * 8, l1 | TABLE);
         ram.set(l1 + ((va >> 36) & 0x7ff) * 8, l2 | TABLE);
         ram.set(l2 + ((va >> 25) & 0x7ff) * 8, l3 | TABLE);
@@ -524,18 +560,30 @@ mod tests {
         // TCR.DS, T1SZ 12: 52-bit VA, five levels (-1..3).
         let mut ram = Ram::default();
         let va = 0xfff8_0000_8024_6e60u64;
-        let tables = [0x4100_0000u64, 0x4100_1000, 0x4100_2000, 0x4100_3000, 0x4100_4000];
+        let tables = [
+            0x4100_0000u64,
+            0x4100_1000,
+            0x4100_2000,
+            0x4100_3000,
+            0x4100_4000,
+        ];
         let shifts = [48u32, 39, 30, 21, 12];
         for i in 0..4 {
             let bits = if i == 0 { 4 } else { 9 };
-            ram.set(tables[i] + ((va >> shifts[i]) & ((1 << bits) - 1)) * 8, tables[i + 1] | TABLE);
+            ram.set(
+                tables[i] + ((va >> shifts[i]) & ((1 << bits) - 1)) * 8,
+                tables[i + 1] | TABLE,
+            );
         }
         ram.set(tables[4] + ((va >> 12) & 0x1ff) * 8, 0x4024_6000 | PAGE);
         // An ASID with bits 48 and 49 set must not leak into the address.
         let r = regime(TCR_DS | 12 << 16 | 2 << 30 | 16, 0, tables[0] | 0x2f << 48);
         assert_eq!(r.translate(va, &ram), Ok(0x4024_6e60));
         // desc[9:8] are OA[51:50] with DS: beyond every VM.
-        ram.set(tables[4] + ((va >> 12) & 0x1ff) * 8, 0x4024_6000 | 1 << 8 | PAGE);
+        ram.set(
+            tables[4] + ((va >> 12) & 0x1ff) * 8,
+            0x4024_6000 | 1 << 8 | PAGE,
+        );
         assert_eq!(r.translate(va, &ram), Err(WalkError::Unmapped));
     }
 
@@ -552,16 +600,33 @@ mod tests {
         assert_eq!(r.translate(0x10, &ram), Err(WalkError::TableOutsideRam));
         assert_eq!(r.translate(1 << 39, &ram), Err(WalkError::TableOutsideRam));
         // Reserved TCR values.
-        assert_eq!(regime(3 << 14 | 16, 0, 0).translate(0x10, &ram), Err(WalkError::BadTcr));
-        assert_eq!(regime(2 << 30 | 60 << 16, 0, 0).translate(!0, &ram), Err(WalkError::BadTcr));
+        assert_eq!(
+            regime(3 << 14 | 16, 0, 0).translate(0x10, &ram),
+            Err(WalkError::BadTcr)
+        );
+        assert_eq!(
+            regime(2 << 30 | 60 << 16, 0, 0).translate(!0, &ram),
+            Err(WalkError::BadTcr)
+        );
         // 64K granule and 16-bit VAs: no level left to walk.
-        assert_eq!(regime(48 | 1 << 14, 0x4100_0000, 0).translate(0x10, &ram), Err(WalkError::BadTcr));
+        assert_eq!(
+            regime(48 | 1 << 14, 0x4100_0000, 0).translate(0x10, &ram),
+            Err(WalkError::BadTcr)
+        );
         assert_eq!(regime(48 << 16 | 3 << 30, 0, 0x4100_0000).va_bits(!0), 64);
         // Every TCR a guest can write gives an answer, never a panic.
-        for tcr in (0..64u64).flat_map(|tsz| (0..4u64).map(move |tg| tsz | tg << 14 | tsz << 16 | tg << 30)) {
+        for tcr in (0..64u64)
+            .flat_map(|tsz| (0..4u64).map(move |tg| tsz | tg << 14 | tsz << 16 | tg << 30))
+        {
             for ds in [0, TCR_DS] {
                 let r = regime(tcr | ds, 0x4100_0000, 0x4100_0000);
-                for va in [0u64, 0x4020_0000, 0xffff_8000_8000_0000, !7, 0x00ff_0000_0000_0000] {
+                for va in [
+                    0u64,
+                    0x4020_0000,
+                    0xffff_8000_8000_0000,
+                    !7,
+                    0x00ff_0000_0000_0000,
+                ] {
                     let _ = r.translate(va, &ram);
                     let _ = r.strip_pac(va);
                 }
@@ -584,9 +649,19 @@ mod tests {
     fn stack_setup(frames: &[(u64, u64, u64)]) -> Ram {
         let mut ram = Ram::default();
         map_4k(&mut ram, 0x4100_0000, 0x4100_1000, STACK_VA, STACK_PA);
-        map_4k(&mut ram, 0x4100_0000, 0x4100_4000, OTHER_STACK_VA, OTHER_STACK_PA);
+        map_4k(
+            &mut ram,
+            0x4100_0000,
+            0x4100_4000,
+            OTHER_STACK_VA,
+            OTHER_STACK_PA,
+        );
         for &(fp, caller, ret) in frames {
-            let pa = if fp >> 12 == STACK_VA >> 12 { STACK_PA } else { OTHER_STACK_PA } + (fp & 0xfff);
+            let pa = if fp >> 12 == STACK_VA >> 12 {
+                STACK_PA
+            } else {
+                OTHER_STACK_PA
+            } + (fp & 0xfff);
             ram.set(pa, caller);
             ram.set(pa + 8, ret);
         }
@@ -598,7 +673,10 @@ mod tests {
     const OTHER_STACK_PA: u64 = 0x4600_0000;
 
     fn unwind(ram: &Ram, fp: u64, max: usize) -> (Vec<u64>, Option<UnwindStop>) {
-        let mem = GuestVirt { regime: regime(TCR_4K_48, 0, 0x4100_0000), mem: ram };
+        let mem = GuestVirt {
+            regime: regime(TCR_4K_48, 0, 0x4100_0000),
+            mem: ram,
+        };
         let mut u = GuestUnwinder::new(mem, fp, max);
         let frames = u.by_ref().collect();
         (frames, u.stop_reason())
@@ -609,7 +687,11 @@ mod tests {
         let s = STACK_VA;
         let o = OTHER_STACK_VA;
         let ram = stack_setup(&[
-            (s + 0x100, s + 0x140, 0x0012_8000_8000_1004 | 1 << 55 | 0xff << 56),
+            (
+                s + 0x100,
+                s + 0x140,
+                0x0012_8000_8000_1004 | 1 << 55 | 0xff << 56,
+            ),
             (s + 0x140, o + 0x800, 0xffff_8000_8000_2008),
             (o + 0x800, o + 0x900, 0xffff_8000_8000_300c),
             (o + 0x900, 0, 0xffff_8000_8000_4010),
@@ -617,7 +699,12 @@ mod tests {
         assert_eq!(
             unwind(&ram, s + 0x100, 32),
             (
-                vec![0xffff_8000_8000_1004, 0xffff_8000_8000_2008, 0xffff_8000_8000_300c, 0xffff_8000_8000_4010],
+                vec![
+                    0xffff_8000_8000_1004,
+                    0xffff_8000_8000_2008,
+                    0xffff_8000_8000_300c,
+                    0xffff_8000_8000_4010
+                ],
                 Some(UnwindStop::End)
             )
         );
@@ -628,7 +715,10 @@ mod tests {
         let s = STACK_VA;
         // A loop.
         let ram = stack_setup(&[(s + 0x100, s + 0x100, 0xffff_8000_8000_1004)]);
-        assert_eq!(unwind(&ram, s + 0x100, 32), (vec![0xffff_8000_8000_1004], Some(UnwindStop::NotIncreasing)));
+        assert_eq!(
+            unwind(&ram, s + 0x100, 32),
+            (vec![0xffff_8000_8000_1004], Some(UnwindStop::NotIncreasing))
+        );
         // A two-record cycle: allowed as a stack switch twice, then cut.
         let ram = stack_setup(&[(s + 0x100, s + 0x200, 1), (s + 0x200, s + 0x100, 2)]);
         let (frames, why) = unwind(&ram, s + 0x100, 32);
@@ -636,17 +726,31 @@ mod tests {
         assert_eq!(why, Some(UnwindStop::NotIncreasing));
         // Unmapped caller, misaligned caller, the frame limit.
         let ram = stack_setup(&[(s + 0x100, s + 0x10_0000, 1)]);
-        assert_eq!(unwind(&ram, s + 0x100, 32), (vec![1], Some(UnwindStop::Walk(WalkError::Unmapped))));
+        assert_eq!(
+            unwind(&ram, s + 0x100, 32),
+            (vec![1], Some(UnwindStop::Walk(WalkError::Unmapped)))
+        );
         let ram = stack_setup(&[(s + 0x100, s + 0x104, 1)]);
-        assert_eq!(unwind(&ram, s + 0x100, 32), (vec![1], Some(UnwindStop::Misaligned)));
-        let frames: Vec<(u64, u64, u64)> = (0..40).map(|i| (s + 0x10 * i, s + 0x10 * (i + 1), 0x100 + i)).collect();
+        assert_eq!(
+            unwind(&ram, s + 0x100, 32),
+            (vec![1], Some(UnwindStop::Misaligned))
+        );
+        let frames: Vec<(u64, u64, u64)> = (0..40)
+            .map(|i| (s + 0x10 * i, s + 0x10 * (i + 1), 0x100 + i))
+            .collect();
         let ram = stack_setup(&frames);
         let (got, why) = unwind(&ram, s, 32);
         assert_eq!((got.len(), why), (32, Some(UnwindStop::Limit)));
         // A user-space address as fp, with the lower half unmapped.
         let ram = stack_setup(&[]);
-        assert_eq!(unwind(&ram, 0x1000, 32), (vec![], Some(UnwindStop::Walk(WalkError::TableOutsideRam))));
-        assert_eq!(unwind(&ram, !7, 32).1, Some(UnwindStop::Walk(WalkError::NotInRange)));
+        assert_eq!(
+            unwind(&ram, 0x1000, 32),
+            (vec![], Some(UnwindStop::Walk(WalkError::TableOutsideRam)))
+        );
+        assert_eq!(
+            unwind(&ram, !7, 32).1,
+            Some(UnwindStop::Walk(WalkError::NotInRange))
+        );
         assert_eq!(UnwindStop::Limit.to_string(), "frame limit reached");
         assert_eq!(
             UnwindStop::Walk(WalkError::Unmapped).to_string(),

@@ -14,9 +14,9 @@ pub mod watchdog;
 pub mod dump;
 #[cfg(target_os = "none")]
 pub mod guest_dump;
-pub mod ratelimit;
 #[cfg(target_os = "none")]
 pub mod monitor_hw;
+pub mod ratelimit;
 #[cfg(target_os = "none")]
 pub mod roundup;
 #[cfg(target_os = "none")]

@@ -2,8 +2,8 @@
 //! every byte to the escape-sequence state machine in [`super::monitor`].
 
 use super::monitor::{Action, Monitor, MonitorCommand, HELP};
-use crate::println;
 use crate::arch::Mutex;
+use crate::println;
 
 /// Only the CPU the UART interrupt is routed to takes this lock, from its
 /// interrupt handler; NMI paths never touch it.
@@ -21,7 +21,9 @@ pub fn uart_interrupt() {
             Action::Command(MonitorCommand::Help) => println!("{HELP}"),
             Action::Command(MonitorCommand::NextVm) => crate::vm::uart::next_focus(),
             #[cfg(feature = "test-hooks")]
-            Action::Command(MonitorCommand::WatchdogTest) => crate::boot::test_hooks::watchdog_blip(),
+            Action::Command(MonitorCommand::WatchdogTest) => {
+                crate::boot::test_hooks::watchdog_blip()
+            }
             #[cfg(not(feature = "test-hooks"))]
             Action::Command(MonitorCommand::WatchdogTest) => {}
             Action::Forward(bytes) => crate::vm::uart::console_input(&bytes),

@@ -27,7 +27,11 @@ pub struct RateLimit {
 impl RateLimit {
     /// A limiter with nothing counted yet.
     pub const fn new() -> Self {
-        RateLimit { start: AtomicU64::new(0), count: AtomicU32::new(0), dropped: AtomicU32::new(0) }
+        RateLimit {
+            start: AtomicU64::new(0),
+            count: AtomicU32::new(0),
+            dropped: AtomicU32::new(0),
+        }
     }
 
     /// Decides about one event at counter value `now`, with windows of
@@ -36,7 +40,10 @@ impl RateLimit {
     pub fn allow_at(&self, now: u64, window: u64) -> Allow {
         let start = self.start.load(Ordering::Relaxed);
         if now.wrapping_sub(start) >= window
-            && self.start.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.count.store(0, Ordering::Relaxed);
         }
@@ -76,7 +83,10 @@ impl RateLimit {
     /// Prints `line` if the window's burst allows it.
     pub fn println(&self, line: core::fmt::Arguments) {
         let freq = crate::arch::cpu::counter_freq();
-        match self.allow_at(crate::arch::cpu::counter(), freq.saturating_mul(WINDOW_SECS)) {
+        match self.allow_at(
+            crate::arch::cpu::counter(),
+            freq.saturating_mul(WINDOW_SECS),
+        ) {
             Allow::Yes => crate::println!("{line}"),
             Allow::AfterDropped(n) => crate::println!("{line} ({n} similar lines were not logged)"),
             Allow::Last => {

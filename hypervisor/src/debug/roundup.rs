@@ -13,9 +13,9 @@
 
 use super::dump::{print_backtrace, stack_of, symbols};
 use super::symbols::{describe, describe_return};
+use crate::arch::el1::{self, El1Context};
 use crate::arch::percpu::{cpu_id, percpu};
 use crate::arch::vectors::{TrapFrame, VectorKind};
-use crate::arch::el1::{self, El1Context};
 use crate::arch::{cpu, gicv3, ich, MAX_CPUS};
 use crate::boot::start::{mpidr_of, nr_cpus};
 use crate::ipi::message::Message;
@@ -124,8 +124,17 @@ pub(super) fn print_guest_state(f: &TrapFrame, how: &str) {
         ),
         None => println!("guest state: {how} at EL{}", (f.spsr >> 2) & 3),
     }
-    println!("    PC {:#018x}  LR {:#018x}  SP {:#018x}", f.elr, f.x[30], el1::guest_sp(f.spsr));
-    println!("    SPSR {:#010x}  ESR_EL1 {:#010x}", f.spsr, el1::guest_esr());
+    println!(
+        "    PC {:#018x}  LR {:#018x}  SP {:#018x}",
+        f.elr,
+        f.x[30],
+        el1::guest_sp(f.spsr)
+    );
+    println!(
+        "    SPSR {:#010x}  ESR_EL1 {:#010x}",
+        f.spsr,
+        el1::guest_esr()
+    );
     let regs = El1Context::save();
     println!(
         "    SCTLR_EL1 {:#010x}  TTBR0_EL1 {:#018x}  TTBR1_EL1 {:#018x}  VBAR_EL1 {:#018x}  vPMR {:#04x}",
@@ -145,7 +154,9 @@ pub(super) fn print_guest_state(f: &TrapFrame, how: &str) {
 /// trap such as WFI or an MMIO access): the guest's registers wait in the
 /// trap-frame slot at the top of this CPU's stack, so show them too.
 fn print_trapped_guest(me: usize) {
-    let Some((_, vcpu)) = crate::vm::guest::current() else { return };
+    let Some((_, vcpu)) = crate::vm::guest::current() else {
+        return;
+    };
     if !vcpu.is_resident() {
         return;
     }
@@ -168,7 +179,10 @@ fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
         if missing.contains(cpu) {
             let _console = console::lock_for_crash();
             println!("--- cpu {cpu} (MPIDR {:#x}) ---", mpidr_of(cpu));
-            println!("cpu {cpu} not responding to the NMI (no answer within {} ms)", arrival_timeout_ms());
+            println!(
+                "cpu {cpu} not responding to the NMI (no answer within {} ms)",
+                arrival_timeout_ms()
+            );
             continue;
         }
         TURN.store(cpu, Ordering::Release);
@@ -369,7 +383,10 @@ pub fn crash_stop_all() -> bool {
                 crate::arch::relax();
             }
             let stopped = stopped();
-            targets.into_iter().filter(|&c| !stopped.contains(c)).fold(CpuMask::from_bits(0), CpuMask::with)
+            targets
+                .into_iter()
+                .filter(|&c| !stopped.contains(c))
+                .fold(CpuMask::from_bits(0), CpuMask::with)
         }
     };
     print_block(None);
@@ -386,7 +403,9 @@ pub fn crash_stop_all() -> bool {
 pub fn stop_others() -> CpuMask {
     let me = cpu_id();
     let targets = live_cpus().without(me);
-    let Ok(initiator) = ARRIVALS.begin(targets) else { return targets };
+    let Ok(initiator) = ARRIVALS.begin(targets) else {
+        return targets;
+    };
     for cpu in targets {
         ipi::hw::send(cpu, Message::Stop);
     }
@@ -431,5 +450,9 @@ pub fn on_stop() -> ! {
 /// NMI DEBUG: a one-line report of where this CPU is.
 pub fn on_debug(frame: &TrapFrame) {
     let table = symbols();
-    println!("cpu {}: DEBUG at {}", cpu_id(), describe(table.as_ref(), frame.elr));
+    println!(
+        "cpu {}: DEBUG at {}",
+        cpu_id(),
+        describe(table.as_ref(), frame.elr)
+    );
 }

@@ -313,6 +313,9 @@ mod tests {
     #[test]
     fn stop_reasons_read_as_text() {
         assert_eq!(Stop::Limit.to_string(), "frame limit reached");
-        assert_eq!(Stop::OutsideStack.to_string(), "frame record outside the stack");
+        assert_eq!(
+            Stop::OutsideStack.to_string(),
+            "frame record outside the stack"
+        );
     }
 }

@@ -32,7 +32,10 @@ pub fn reports() -> u64 {
 
 /// Sets the threshold (boot CPU, before any CPU starts ticking).
 pub fn configure(seconds: u64) {
-    THRESHOLD.store(seconds.saturating_mul(cpu::counter_freq()), Ordering::Release);
+    THRESHOLD.store(
+        seconds.saturating_mul(cpu::counter_freq()),
+        Ordering::Release,
+    );
     if seconds == 0 {
         println!("nmivisor: lockup watchdog off");
     } else {

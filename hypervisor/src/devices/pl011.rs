@@ -247,7 +247,10 @@ impl Pl011 {
     /// A guest read of `size` bytes at `offset`. Registers are 32 bits wide;
     /// narrower reads of the low byte(s) are allowed, as on the hardware.
     pub fn read(&mut self, offset: u64, size: u8) -> (u64, Effect) {
-        let unhandled = Effect { unhandled: true, ..Effect::default() };
+        let unhandled = Effect {
+            unhandled: true,
+            ..Effect::default()
+        };
         if size > 4 || !offset.is_multiple_of(4) {
             return (0, unhandled);
         }
@@ -273,7 +276,10 @@ impl Pl011 {
 
     /// A guest write of `size` bytes at `offset`.
     pub fn write(&mut self, offset: u64, size: u8, value: u64) -> Effect {
-        let unhandled = Effect { unhandled: true, ..Effect::default() };
+        let unhandled = Effect {
+            unhandled: true,
+            ..Effect::default()
+        };
         if size > 4 || !offset.is_multiple_of(4) {
             return unhandled;
         }
@@ -283,7 +289,10 @@ impl Pl011 {
                 if self.queue_tx(&[v as u8]) == 0 {
                     self.tx_dropped += 1;
                 }
-                return Effect { tx: true, unhandled: false };
+                return Effect {
+                    tx: true,
+                    unhandled: false,
+                };
             }
             reg::RSR_ECR => {}
             reg::ILPR => self.ilpr = v & 0xff,
@@ -351,17 +360,29 @@ mod tests {
         u.write(0x038, 4, u64::from(INT_TX));
         for i in 0..TX_QUEUE {
             u.write(0x000, 4, i as u64);
-            assert_eq!(u.irq_level(), i < TX_QUEUE / 2, "TX follows the level after byte {i}");
+            assert_eq!(
+                u.irq_level(),
+                i < TX_QUEUE / 2,
+                "TX follows the level after byte {i}"
+            );
         }
         assert_ne!(fr(&mut u) & FR_TXFF, 0);
         u.write(0x000, 4, 0xaa);
         assert_eq!(u.tx_dropped, 1);
-        assert_eq!(u.queue_tx(b"more"), 0, "the hypercall path gets no room either");
+        assert_eq!(
+            u.queue_tx(b"more"),
+            0,
+            "the hypercall path gets no room either"
+        );
         let mut out = [0u8; 100];
         assert_eq!(u.take_tx(&mut out), 100);
         assert_eq!(out[99], 99, "oldest first, nothing overwritten");
         assert_eq!(fr(&mut u) & FR_TXFF, 0);
-        assert_eq!(u.queue_tx(&[1; 200]), 100, "room for exactly what was taken");
+        assert_eq!(
+            u.queue_tx(&[1; 200]),
+            100,
+            "room for exactly what was taken"
+        );
         let mut rest = vec![0u8; TX_QUEUE];
         assert_eq!(u.take_tx(&mut rest), TX_QUEUE);
         assert_eq!(rest[TX_QUEUE - 100 - 1], (TX_QUEUE - 1) as u8);
@@ -394,7 +415,11 @@ mod tests {
         for &b in &text {
             assert!(u.receive(b));
         }
-        assert_ne!(u.read(0x018, 4).0 as u32 & FR_RXFF, 0, "FIFO full, rest waits");
+        assert_ne!(
+            u.read(0x018, 4).0 as u32 & FR_RXFF,
+            0,
+            "FIFO full, rest waits"
+        );
         let mut got = Vec::new();
         while u.read(0x018, 4).0 as u32 & FR_RXFE == 0 {
             got.push(u.read(0x000, 4).0 as u8);

@@ -9,6 +9,7 @@
 
 use super::priority;
 use crate::arch::{cpu, gicv3, MAX_CPUS};
+use crate::arch::{Mutex, MutexGuard};
 use crate::boot::dt::PlatformInfo;
 use crate::ipi::message::Sgi;
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
@@ -17,7 +18,6 @@ use arm_gic::{IntId, Trigger};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use safe_mmio::UniqueMmioPointer;
-use crate::arch::{Mutex, MutexGuard};
 use spin::Once;
 
 /// The EL2 physical timer PPI (CNTHP), which drives the watchdog.
@@ -67,7 +67,11 @@ fn gic() -> MutexGuard<'static, GicV3<'static>> {
 
 /// Brings up the distributor and every redistributor. Boot CPU only, after
 /// the EL2 map covers the GIC. `mpidrs` lists every logical CPU's MPIDR.
-pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Result<(), GicInitError> {
+pub fn init(
+    info: &PlatformInfo,
+    mpidrs: &[u64],
+    uart_intid: Option<u32>,
+) -> Result<(), GicInitError> {
     let gicd = info.gicd.start as *mut Gicd;
     let gicr = info.gicr.start as *mut GicrSgi;
     let new_gic = |frames| {
@@ -76,14 +80,19 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
         // mm::el2, and nothing else in nmivisor creates pointers to them;
         // the first driver instance is dropped before the second is made.
         unsafe {
-            GicV3::new(UniqueMmioPointer::new(NonNull::new_unchecked(gicd)), NonNull::new_unchecked(gicr), frames)
+            GicV3::new(
+                UniqueMmioPointer::new(NonNull::new_unchecked(gicd)),
+                NonNull::new_unchecked(gicr),
+                frames,
+            )
         }
     };
 
     // Find each CPU's redistributor by affinity (GICR_TYPER), never reading
     // past the frame marked Last (GICv3 spec 12.11.35) or the DT's range.
     let frame_bytes = 0x20000u64;
-    let max_frames = (((info.gicr.end - info.gicr.start) / frame_bytes) as usize).min(MAX_GICR_FRAMES);
+    let max_frames =
+        (((info.gicr.end - info.gicr.start) / frame_bytes) as usize).min(MAX_GICR_FRAMES);
     let mut affinities = [u64::MAX; MAX_GICR_FRAMES];
     let mut frames = 0;
     {
@@ -106,7 +115,10 @@ pub fn init(info: &PlatformInfo, mpidrs: &[u64], uart_intid: Option<u32>) -> Res
             .position(|&a| a == mpidr)
             .ok_or(GicInitError::NoRedistributor { cpu, mpidr })?;
         GICR_INDEX[cpu].store(index, Ordering::Relaxed);
-        GICR_SGI_BASE[cpu].store(info.gicr.start + index as u64 * frame_bytes + SGI_FRAME_OFFSET, Ordering::Relaxed);
+        GICR_SGI_BASE[cpu].store(
+            info.gicr.start + index as u64 * frame_bytes + SGI_FRAME_OFFSET,
+            Ordering::Relaxed,
+        );
     }
 
     GicCpuInterface::enable_system_register_el2(true);
@@ -165,7 +177,10 @@ const GICR_ICACTIVER0: u64 = 0x380;
 
 /// This CPU's redistributor SGI frame, if `init` found it.
 fn sgi_frame() -> Option<u64> {
-    match GICR_SGI_BASE.get(crate::arch::percpu::cpu_id())?.load(Ordering::Relaxed) {
+    match GICR_SGI_BASE
+        .get(crate::arch::percpu::cpu_id())?
+        .load(Ordering::Relaxed)
+    {
         0 => None,
         b => Some(b),
     }
@@ -216,7 +231,9 @@ fn init_cpu_interface() {
 
 /// Sends `sgi` to logical CPU `cpu` (ICC_SGI1R_EL1 with its affinity).
 pub fn send_sgi(cpu: usize, sgi: Sgi) {
-    let Some(mpidr) = MPIDR.get(cpu).map(|m| m.load(Ordering::Relaxed)) else { return };
+    let Some(mpidr) = MPIDR.get(cpu).map(|m| m.load(Ordering::Relaxed)) else {
+        return;
+    };
     if mpidr == u64::MAX {
         return;
     }
@@ -232,7 +249,11 @@ pub fn send_sgi(cpu: usize, sgi: Sgi) {
         affinity1: (mpidr >> 8) as u8,
         target_list: 1 << aff0,
     };
-    let _ = GicCpuInterface::send_sgi(IntId::sgi(sgi.intid()), target, SgiTargetGroup::CurrentGroup1);
+    let _ = GicCpuInterface::send_sgi(
+        IntId::sgi(sgi.intid()),
+        target,
+        SgiTargetGroup::CurrentGroup1,
+    );
 }
 
 /// Arms this CPU's EL2 physical timer `us` microseconds ahead.

@@ -4,9 +4,9 @@
 use super::mailbox::Mailboxes;
 use super::message::{Message, Sgi};
 use crate::arch::vectors::TrapFrame;
+use crate::arch::Mutex;
 use crate::arch::MAX_CPUS;
 use crate::gic::driver::send_sgi;
-use crate::arch::Mutex;
 
 static MAILBOXES: Mailboxes<MAX_CPUS> = Mailboxes::new();
 
@@ -31,7 +31,9 @@ pub fn send(cpu: usize, msg: Message) {
 /// has work queued. Only the test hooks queue work.
 #[cfg(feature = "test-hooks")]
 pub fn run_on(cpu: usize, f: fn()) -> bool {
-    let Some(slot) = WORK.get(cpu) else { return false };
+    let Some(slot) = WORK.get(cpu) else {
+        return false;
+    };
     {
         let mut slot = slot.lock();
         if slot.is_some() {
@@ -51,7 +53,9 @@ pub fn take_work(cpu: usize) -> Option<fn()> {
 /// Handles every message waiting on `sgi` for this CPU.
 pub fn handle_sgi(sgi: Sgi, frame: &TrapFrame) {
     let cpu = crate::arch::percpu::cpu_id();
-    let Some(mailbox) = MAILBOXES.get(cpu) else { return };
+    let Some(mailbox) = MAILBOXES.get(cpu) else {
+        return;
+    };
     for msg in mailbox.take(sgi) {
         match msg {
             Message::Backtrace => crate::debug::roundup::on_backtrace(frame),

@@ -30,7 +30,10 @@ const NORMAL: Attr = Attr::VALID
     .union(Attr::ATTRIBUTE_INDEX_1)
     .union(Attr::INNER_SHAREABLE)
     .union(Attr::ACCESSED);
-const DEVICE: Attr = Attr::VALID.union(Attr::ATTRIBUTE_INDEX_0).union(Attr::ACCESSED).union(Attr::XN);
+const DEVICE: Attr = Attr::VALID
+    .union(Attr::ATTRIBUTE_INDEX_0)
+    .union(Attr::ACCESSED)
+    .union(Attr::XN);
 
 extern "C" {
     static __image_start: u8;
@@ -59,25 +62,48 @@ pub fn init(info: &PlatformInfo, dtb: PhysRange) -> Result<(), MapFailed> {
     let mut map = IdMap::new(ROOT_LEVEL, El2);
     // SAFETY: only the addresses of linker symbols are taken.
     let (text, rodata_end, image_end) = unsafe {
-        (sym(&__image_start)..sym(&__text_end), sym(&__rodata_end), sym(&__image_end))
+        (
+            sym(&__image_start)..sym(&__text_end),
+            sym(&__rodata_end),
+            sym(&__image_end),
+        )
     };
     let image = text.start as u64..image_end as u64;
-    for (what, range) in [("hypervisor image", Some(image)), ("device tree", Some(dtb)), ("bundle", info.initrd.clone())] {
+    for (what, range) in [
+        ("hypervisor image", Some(image)),
+        ("device tree", Some(dtb)),
+        ("bundle", info.initrd.clone()),
+    ] {
         if let Some(range) = range {
-            map.map_range(&page_aligned(&range), NORMAL | Attr::XN).map_err(|e| MapFailed(what, Some(e)))?;
+            map.map_range(&page_aligned(&range), NORMAL | Attr::XN)
+                .map_err(|e| MapFailed(what, Some(e)))?;
         }
     }
-    map.map_range(&MemoryRegion::new(text.start, text.end), NORMAL | Attr::READ_ONLY)
-        .map_err(|e| MapFailed("hypervisor text", Some(e)))?;
-    map.map_range(&MemoryRegion::new(text.end, rodata_end), NORMAL | Attr::READ_ONLY | Attr::XN)
-        .map_err(|e| MapFailed("hypervisor rodata", Some(e)))?;
-    for (what, range) in [("GIC distributor", &info.gicd), ("GIC redistributors", &info.gicr), ("UART", &info.uart)] {
-        map.map_range(&page_aligned(range), DEVICE).map_err(|e| MapFailed(what, Some(e)))?;
+    map.map_range(
+        &MemoryRegion::new(text.start, text.end),
+        NORMAL | Attr::READ_ONLY,
+    )
+    .map_err(|e| MapFailed("hypervisor text", Some(e)))?;
+    map.map_range(
+        &MemoryRegion::new(text.end, rodata_end),
+        NORMAL | Attr::READ_ONLY | Attr::XN,
+    )
+    .map_err(|e| MapFailed("hypervisor rodata", Some(e)))?;
+    for (what, range) in [
+        ("GIC distributor", &info.gicd),
+        ("GIC redistributors", &info.gicr),
+        ("UART", &info.uart),
+    ] {
+        map.map_range(&page_aligned(range), DEVICE)
+            .map_err(|e| MapFailed(what, Some(e)))?;
     }
 
     let windows = window::region(MAX_CPUS);
     if info.memory.iter().any(|r| r.end > windows.start) {
-        return Err(MapFailed("guest RAM windows (RAM reaches their addresses)", None));
+        return Err(MapFailed(
+            "guest RAM windows (RAM reaches their addresses)",
+            None,
+        ));
     }
     // The windows' level-2 entries, created invalid; window_hw fills and
     // empties them at run time.

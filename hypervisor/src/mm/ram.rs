@@ -95,7 +95,10 @@ mod tests {
         let mut ram = FreeRam::new([0x1000..0x9000, 0x10000..0x20000]);
         ram.reserve(0x2000..0x3000);
         ram.reserve(0x8000..0x11000);
-        assert_eq!(ram.free.as_slice(), &[0x1000..0x2000, 0x3000..0x8000, 0x11000..0x20000]);
+        assert_eq!(
+            ram.free.as_slice(),
+            &[0x1000..0x2000, 0x3000..0x8000, 0x11000..0x20000]
+        );
         ram.reserve(0..u64::MAX);
         assert_eq!(ram.total(), 0);
         assert_eq!(ram.alloc(0x1000, 0x1000), None);

@@ -7,9 +7,9 @@
 //! the EL2 map identity-maps, so aarch64-paging's identity translation is
 //! the right one for the tables themselves.
 
+use aarch64_paging::descriptor::PhysicalAddress;
 use aarch64_paging::descriptor::Stage2Attributes as S2;
 use aarch64_paging::idmap::IdTranslation;
-use aarch64_paging::descriptor::PhysicalAddress;
 use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2};
 use aarch64_paging::{MapError, Mapping};
 use core::ops::Range;
@@ -43,7 +43,12 @@ impl Stage2Tables {
     pub fn new(vmid: u16, ram_ipa: Range<u64>, pa: u64) -> Result<Self, MapError> {
         let mut mapping = Mapping::new(IdTranslation::new(), ROOT_LEVEL, Stage2);
         let region = MemoryRegion::new(ram_ipa.start as usize, ram_ipa.end as usize);
-        mapping.map_range(&region, PhysicalAddress(pa as usize), RAM, Constraints::empty())?;
+        mapping.map_range(
+            &region,
+            PhysicalAddress(pa as usize),
+            RAM,
+            Constraints::empty(),
+        )?;
         Ok(Stage2Tables { mapping, vmid })
     }
 

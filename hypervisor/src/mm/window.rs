@@ -62,7 +62,11 @@ pub fn pieces(pa: u64, len: u64) -> impl Iterator<Item = Piece> {
         let offset = at - block_pa;
         let piece = (BLOCK - offset).min(end - at);
         at += piece;
-        Some(Piece { block_pa, offset, len: piece })
+        Some(Piece {
+            block_pa,
+            offset,
+            len: piece,
+        })
     })
 }
 
@@ -75,9 +79,15 @@ mod tests {
     fn windows_fill_the_top_of_the_39_bit_space_without_overlap() {
         let all = region(crate::arch::MAX_CPUS);
         assert!(all.end <= 1 << 39);
-        assert!(all.start >= 256 << 30, "above QEMU virt's RAM and high MMIO");
+        assert!(
+            all.start >= 256 << 30,
+            "above QEMU virt's RAM and high MMIO"
+        );
         assert_eq!(slot_va(slot_index(0, 0)), BASE);
-        assert_eq!(slot_va(slot_index(1, 0)), BASE + SLOTS_PER_CPU as u64 * BLOCK);
+        assert_eq!(
+            slot_va(slot_index(1, 0)),
+            BASE + SLOTS_PER_CPU as u64 * BLOCK
+        );
         let last = slot_index(crate::arch::MAX_CPUS - 1, SLOTS_PER_CPU - 1);
         assert_eq!(slot_va(last) + BLOCK, all.end);
     }
@@ -88,14 +98,26 @@ mod tests {
         assert_eq!(
             got,
             [
-                Piece { block_pa: 0x4000_0000, offset: BLOCK - 16, len: 16 },
-                Piece { block_pa: 0x4020_0000, offset: 0, len: 32 },
+                Piece {
+                    block_pa: 0x4000_0000,
+                    offset: BLOCK - 16,
+                    len: 16
+                },
+                Piece {
+                    block_pa: 0x4020_0000,
+                    offset: 0,
+                    len: 32
+                },
             ]
         );
         let whole: Vec<Piece> = pieces(0x8000_0000, 3 * BLOCK).collect();
         assert_eq!(whole.len(), 3);
         assert!(whole.iter().all(|p| p.offset == 0 && p.len == BLOCK));
         assert_eq!(pieces(0x1000, 0).count(), 0);
-        assert_eq!(pieces(u64::MAX - 4, 100).map(|p| p.len).sum::<u64>(), 4, "clamped at the top");
+        assert_eq!(
+            pieces(u64::MAX - 4, 100).map(|p| p.len).sum::<u64>(),
+            4,
+            "clamped at the top"
+        );
     }
 }

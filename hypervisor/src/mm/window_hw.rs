@@ -50,7 +50,11 @@ impl Window {
         // depth; it is invalid (every window is unmapped when dropped, and
         // nested users take deeper slots), and only this CPU writes it.
         unsafe { install_block(entry, (block_pa & !(BLOCK - 1)) | attributes) };
-        Some(Window { cpu, entry, va: slot_va(slot) })
+        Some(Window {
+            cpu,
+            entry,
+            va: slot_va(slot),
+        })
     }
 }
 
@@ -68,7 +72,9 @@ impl Drop for Window {
 fn each_piece(pa: u64, len: u64, mut f: impl FnMut(u64, u64, u64)) -> bool {
     let mut done = 0;
     for p in pieces(pa, len) {
-        let Some(w) = Window::map(p.block_pa) else { return false };
+        let Some(w) = Window::map(p.block_pa) else {
+            return false;
+        };
         f(w.va + p.offset, p.len, done);
         done += p.len;
     }

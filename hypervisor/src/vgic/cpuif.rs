@@ -78,7 +78,11 @@ impl VirtualCpuIf {
         // (GICv3 spec, "Priority grouping"). With VCBPR, Group 1
         // uses BPR0's grouping.
         let group0_mask = (0xffu32 << (bpr0 + 1)) as u8;
-        let group1_mask = if vmcr & VMCR_VCBPR != 0 { group0_mask } else { (0xffu32 << bpr1) as u8 };
+        let group1_mask = if vmcr & VMCR_VCBPR != 0 {
+            group0_mask
+        } else {
+            (0xffu32 << bpr1) as u8
+        };
         Self {
             pmr: (vmcr >> VMCR_VPMR_SHIFT) as u8,
             group0_enabled: vmcr & VMCR_VENG0 != 0,
@@ -143,13 +147,21 @@ mod tests {
         let c = VirtualCpuIf::from_regs(vmcr(0xff, true, true), &[0], &[1 << 20], 5);
         assert_eq!(c.running, Some(0xa0));
         assert!(c.admits(0x98, true));
-        assert!(!c.admits(0xa0, true), "same group priority does not preempt");
+        assert!(
+            !c.admits(0xa0, true),
+            "same group priority does not preempt"
+        );
         assert!(!c.admits(0xc0, true));
         // The lowest bit of either group wins.
         let c = VirtualCpuIf::from_regs(vmcr(0xff, true, true), &[1 << 16], &[1 << 20], 5);
         assert_eq!(c.running, Some(0x80));
         // 7 preemption bits: four registers, bit i is priority i << 1.
-        let c = VirtualCpuIf::from_regs(vmcr(0xff, true, true), &[0, 0, 0, 0], &[0, 0, 1 << 16, 0], 7);
+        let c = VirtualCpuIf::from_regs(
+            vmcr(0xff, true, true),
+            &[0, 0, 0, 0],
+            &[0, 0, 1 << 16, 0],
+            7,
+        );
         assert_eq!(c.running, Some(0xa0));
     }
 

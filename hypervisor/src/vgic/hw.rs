@@ -23,24 +23,24 @@
 //! same CPU (the virtual timer) cannot deadlock on it, and the NMI path never
 //! takes it.
 
+use super::cpuif::VirtualCpuIf;
 use super::lr::{hcr_eoi_count, Lr, HCR_EN};
+use super::regs::gicr;
 use super::sgi::{SgiGroup, SgiRequest, TargetSet};
 use super::{is_nmi_priority, Access, Vgic};
 use crate::arch::esr::{MmioAccess, SysRegAccess};
 use crate::arch::ich::{self, MAX_LRS};
 use crate::arch::percpu::cpu_id;
+use crate::arch::ppi_source;
+use crate::arch::MutexGuard;
 use crate::arch::{cpu, gicv3, MAX_CPUS};
+use crate::gic::driver;
 use crate::gic::mask::IrqGuard;
+use crate::ipi;
 use crate::ipi::message::Message;
 use crate::vm::guest::{self, Vcpu, Vm};
 use crate::vm::memmap;
-use crate::ipi;
-use super::cpuif::VirtualCpuIf;
-use super::regs::gicr;
-use crate::arch::ppi_source;
-use crate::gic::driver;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use crate::arch::MutexGuard;
 
 pub use crate::arch::ppi_source::{PMU_INTID, PTIMER_INTID, VTIMER_INTID};
 /// The GIC maintenance interrupt (PPI 9).
@@ -70,7 +70,10 @@ pub fn lock(vm: &Vm) -> Locked<'_> {
 /// registers: no other vCPU needs to notice.
 fn lock_quiet(vm: &Vm) -> Locked<'_> {
     let masked = IrqGuard::new();
-    Locked { vgic: vm.vgic.lock(), _masked: masked }
+    Locked {
+        vgic: vm.vgic.lock(),
+        _masked: masked,
+    }
 }
 
 /// Per physical CPU: the list registers its last flush wrote, the VM
@@ -139,7 +142,8 @@ pub fn vcpu_reset(vm: &Vm, vcpu: &Vcpu) {
 pub fn vm_reset(vm: &Vm) {
     lock(vm).vgic.reset();
     // The reset dropped the UART's line: the next access drives it again.
-    vm.uart_level.store(guest::UART_LEVEL_UNKNOWN, Ordering::Release);
+    vm.uart_level
+        .store(guest::UART_LEVEL_UNKNOWN, Ordering::Release);
 }
 
 /// Re-samples this CPU's forwarded sources into `vcpu`'s vGIC state. The
@@ -168,7 +172,11 @@ fn sync_phys_active(wanted: u32) {
     let cache = &LR_CACHE[cpu_id()];
     let wanted = wanted & FORWARDED_MASK;
     let known = cache.phys_active.load(Ordering::Relaxed);
-    let current = if known == UNKNOWN { driver::ppi_active() & FORWARDED_MASK } else { known };
+    let current = if known == UNKNOWN {
+        driver::ppi_active() & FORWARDED_MASK
+    } else {
+        known
+    };
     if current != wanted {
         driver::set_ppi_active(wanted & !current, current & !wanted);
     }
@@ -279,10 +287,17 @@ fn flush_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, generation:
     let (hcr, wanted, handoffs) = {
         let mut l = lock_quiet(vm);
         let hcr = l.vgic.flush_lrs(vcpu.index, &mut lrs[..n]);
-        (hcr, l.vgic.hw_active_wanted(vcpu.index), l.vgic.take_handoff_kicks())
+        (
+            hcr,
+            l.vgic.hw_active_wanted(vcpu.index),
+            l.vgic.take_handoff_kicks(),
+        )
     };
     sync_phys_active(wanted);
-    let used = lrs[..n].iter().rposition(|&lr| lr != Lr::INVALID.0).map_or(0, |i| i + 1);
+    let used = lrs[..n]
+        .iter()
+        .rposition(|&lr| lr != Lr::INVALID.0)
+        .map_or(0, |i| i + 1);
     let old = cache.used.load(Ordering::Relaxed).min(n);
     for (i, &lr) in lrs.iter().enumerate().take(used.max(old)) {
         ich::write_lr(i, lr);
@@ -320,12 +335,24 @@ fn nr_lrs() -> usize {
 pub fn kick(vm: &Vm, targets: TargetSet) {
     let me = cpu_id();
     for v in targets.iter() {
-        let Some(target) = vm.vcpus.get(v) else { continue };
+        let Some(target) = vm.vcpus.get(v) else {
+            continue;
+        };
         if target.pcpu == me {
             continue;
         }
-        let nmi = lock_quiet(vm).vgic.highest_pending_priority(v).is_some_and(is_nmi_priority);
-        ipi::hw::send(target.pcpu, if nmi { Message::VcpuNmiKick } else { Message::VcpuKick });
+        let nmi = lock_quiet(vm)
+            .vgic
+            .highest_pending_priority(v)
+            .is_some_and(is_nmi_priority);
+        ipi::hw::send(
+            target.pcpu,
+            if nmi {
+                Message::VcpuNmiKick
+            } else {
+                Message::VcpuKick
+            },
+        );
     }
 }
 
@@ -356,7 +383,9 @@ pub fn forwarded_interrupt(intid: u32) -> bool {
     let cache = &LR_CACHE[cpu_id()];
     let known = cache.phys_active.load(Ordering::Relaxed);
     if known != UNKNOWN {
-        cache.phys_active.store(known | 1 << intid, Ordering::Relaxed);
+        cache
+            .phys_active
+            .store(known | 1 << intid, Ordering::Relaxed);
     }
     // The acknowledge made it active: the next entry must sync, even if
     // the level reads as it did (the source may have dropped meanwhile).
@@ -373,7 +402,9 @@ fn sgi_group(a: &SysRegAccess) -> Option<SgiGroup> {
 /// A trapped system-register access. Returns false if it is not an SGI
 /// write (the caller injects UNDEFINED).
 pub fn sysreg_trap(vm: &Vm, vcpu: &Vcpu, a: &SysRegAccess, regs: &[u64; 31]) -> bool {
-    let Some(group) = sgi_group(a) else { return false };
+    let Some(group) = sgi_group(a) else {
+        return false;
+    };
     if a.read {
         // The SGI registers are write-only: reads are UNDEFINED.
         return false;
@@ -408,14 +439,23 @@ pub fn mmio(vm: &Vm, vcpu: &Vcpu, ipa: u64, access: &MmioAccess, value: u64) -> 
             }
             None
         } else {
-            Some(read_value(vm, "GICD", off, size, lock_quiet(vm).vgic.dist_read(vcpu.index, off, size)))
+            Some(read_value(
+                vm,
+                "GICD",
+                off,
+                size,
+                lock_quiet(vm).vgic.dist_read(vcpu.index, off, size),
+            ))
         }
     } else if gicr.contains(&ipa) {
         let off = ipa - gicr.start;
         let frame = (off / memmap::GICR_FRAME) as usize;
         let off = off % memmap::GICR_FRAME;
         if frame == vcpu.index
-            && matches!(off, gicr::ISENABLER0 | gicr::ICENABLER0 | gicr::ISPENDR0 | gicr::ICPENDR0)
+            && matches!(
+                off,
+                gicr::ISENABLER0 | gicr::ICENABLER0 | gicr::ISPENDR0 | gicr::ICPENDR0
+            )
         {
             // The guest looks at or enables its own PPIs: the forwarded
             // ones show their sources' current levels, as a GIC's
@@ -425,14 +465,24 @@ pub fn mmio(vm: &Vm, vcpu: &Vcpu, ipa: u64, access: &MmioAccess, value: u64) -> 
             resample(vm, vcpu);
         }
         if access.write {
-            let r = lock(vm).vgic.redist_write(vcpu.index, frame, off, size, value);
+            let r = lock(vm)
+                .vgic
+                .redist_write(vcpu.index, frame, off, size, value);
             kick(vm, r.kicks);
             if r.unhandled {
                 unhandled(vm, "GICR", off, size);
             }
             None
         } else {
-            Some(read_value(vm, "GICR", off, size, lock_quiet(vm).vgic.redist_read(vcpu.index, frame, off, size)))
+            Some(read_value(
+                vm,
+                "GICR",
+                off,
+                size,
+                lock_quiet(vm)
+                    .vgic
+                    .redist_read(vcpu.index, frame, off, size),
+            ))
         }
     } else {
         return Mmio::NotMine;
@@ -469,7 +519,12 @@ fn current_cpuif() -> VirtualCpuIf {
         ap0[i] = ich::read_apr(false, i);
         ap1[i] = ich::read_apr(true, i);
     }
-    VirtualCpuIf::from_regs(ich::read_vmcr(), &ap0[..n], &ap1[..n], ich::preemption_bits())
+    VirtualCpuIf::from_regs(
+        ich::read_vmcr(),
+        &ap0[..n],
+        &ap1[..n],
+        ich::preemption_bits(),
+    )
 }
 
 /// WFI: idles until the vCPU's virtual CPU interface would signal an

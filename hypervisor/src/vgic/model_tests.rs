@@ -419,7 +419,13 @@ impl TimerHarness {
         vgic.redist_write(0, 0, 0x10080, 4, 0xffff_ffff);
         vgic.redist_write(0, 0, 0x10400 + 27, 1, 0xa0);
         vgic.set_hw(0, 27, Some(27));
-        let mut h = Self { vgic, lrs: [0; NR_LRS], output: false, sampled: false, presented: false };
+        let mut h = Self {
+            vgic,
+            lrs: [0; NR_LRS],
+            output: false,
+            sampled: false,
+            presented: false,
+        };
         h.exit();
         h
     }
@@ -437,7 +443,9 @@ impl TimerHarness {
     }
 
     fn timer_lr(&self) -> Option<usize> {
-        self.lrs.iter().position(|&x| Lr(x).is_valid() && Lr(x).vintid() == 27)
+        self.lrs
+            .iter()
+            .position(|&x| Lr(x).is_valid() && Lr(x).vintid() == 27)
     }
 
     fn step(&mut self, op: TimerOp) -> Result<(), TestCaseError> {
@@ -473,7 +481,11 @@ impl TimerHarness {
             TimerOp::Exit => self.exit(),
         }
         let irq = *self.vgic.irq(0, 27).expect("PPI 27");
-        prop_assert_eq!(irq.is_pending(), self.sampled, "pending follows the sampled output");
+        prop_assert_eq!(
+            irq.is_pending(),
+            self.sampled,
+            "pending follows the sampled output"
+        );
         let wanted = self.vgic.hw_active_wanted(0) & 1 << 27 != 0;
         prop_assert_eq!(wanted, irq.active || irq.is_pending());
         if let Some(i) = self.timer_lr() {

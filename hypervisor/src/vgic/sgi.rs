@@ -227,9 +227,18 @@ mod tests {
     /// values), so a guest's write to either got UNDEFINED.
     #[test]
     fn sgi_register_encodings() {
-        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 5)), Some(SgiGroup::G1));
-        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 6)), Some(SgiGroup::AltG1));
-        assert_eq!(SgiGroup::from_encoding((3, 0, 12, 11, 7)), Some(SgiGroup::G0));
+        assert_eq!(
+            SgiGroup::from_encoding((3, 0, 12, 11, 5)),
+            Some(SgiGroup::G1)
+        );
+        assert_eq!(
+            SgiGroup::from_encoding((3, 0, 12, 11, 6)),
+            Some(SgiGroup::AltG1)
+        );
+        assert_eq!(
+            SgiGroup::from_encoding((3, 0, 12, 11, 7)),
+            Some(SgiGroup::G0)
+        );
         assert_eq!(SgiGroup::from_encoding((3, 1, 12, 11, 6)), None);
         assert_eq!(SgiGroup::from_encoding((3, 2, 12, 11, 7)), None);
         assert_eq!(SgiGroup::from_encoding((3, 0, 12, 12, 5)), None);

@@ -19,9 +19,9 @@
 
 use arrayvec::ArrayVec;
 
+use super::cpuif::VirtualCpuIf;
 use super::irq::{priority_mask, IrqState, MAX_SPIS, NO_TARGET, NR_PRIVATE, SPI_BASE};
 use super::lr::{Lr, LrState, HCR_EN, HCR_LRENPIE, HCR_NPIE, MAX_LRS};
-use super::cpuif::VirtualCpuIf;
 use super::sgi::{SgiRequest, TargetSet};
 use alloc::vec::Vec;
 
@@ -572,7 +572,9 @@ impl Vgic {
         // One record at a time (copying the whole array cost more than
         // the fold itself).
         for i in 0..MAX_LRS {
-            let Some(rec) = self.vcpus.get(vcpu).and_then(|v| v.lrs[i]) else { continue };
+            let Some(rec) = self.vcpus.get(vcpu).and_then(|v| v.lrs[i]) else {
+                continue;
+            };
             let Some(&raw) = lrs.get(i) else { continue };
             let lr = Lr(raw);
             if lr.vintid() != rec.intid {
@@ -704,7 +706,9 @@ impl Vgic {
         // Anything never folded: its LR content is lost; keep our state.
         v.live = false;
         for i in 0..MAX_LRS {
-            let Some(rec) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs[i].take()) else { continue };
+            let Some(rec) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs[i].take()) else {
+                continue;
+            };
             if rec.intid >= SPI_BASE {
                 self.settle_owner(rec.intid);
             }

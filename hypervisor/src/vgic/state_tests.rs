@@ -1,9 +1,9 @@
 //! Unit tests of injection, SGIs and the LR scheduler.
 
+use super::cpuif::VirtualCpuIf;
 use super::irq::NO_TARGET;
 use super::lr::{hcr_eoi_count, Lr, LrState, HCR_EN, HCR_LRENPIE, HCR_NPIE, HCR_UIE};
 use super::sgi::{SgiGroup, SgiRequest};
-use super::cpuif::VirtualCpuIf;
 use super::state::{default_mpidr, is_nmi_priority, Vgic, NMI_PRIORITY_THRESHOLD};
 
 /// Group 1 enabled, everything Group 1 and enabled at priority 0xa0.
@@ -607,11 +607,21 @@ fn vm_reset_returns_every_interrupt_to_reset() {
     assert_eq!(v.dist_read(0, 0, 4), fresh.dist_read(0, 0, 4));
     for c in 0..2 {
         for intid in [5, 27, 40, 45] {
-            assert_eq!(v.irq(c, intid), fresh.irq(c, intid), "vCPU {c} INTID {intid}");
+            assert_eq!(
+                v.irq(c, intid),
+                fresh.irq(c, intid),
+                "vCPU {c} INTID {intid}"
+            );
         }
-        assert_eq!(v.redist_read(c, c, 0x10100, 4), fresh.redist_read(c, c, 0x10100, 4));
+        assert_eq!(
+            v.redist_read(c, c, 0x10100, 4),
+            fresh.redist_read(c, c, 0x10100, 4)
+        );
     }
-    assert_eq!(v.dist_read(0, 0x6100 + 8 * 8, 8), fresh.dist_read(0, 0x6100 + 8 * 8, 8));
+    assert_eq!(
+        v.dist_read(0, 0x6100 + 8 * 8, 8),
+        fresh.dist_read(0, 0x6100 + 8 * 8, 8)
+    );
     assert_eq!(v.mpidr(1), fresh.mpidr(1));
     assert!(!v.has_deliverable(0) && !v.has_deliverable(1));
 }
@@ -636,7 +646,10 @@ fn hw_level_follows_the_sample() {
     // The timer disabled or masked at the source: no stale pending state.
     assert!(v.sample_hw_levels(0, 0));
     assert!(!v.irq(0, 27).unwrap().is_pending());
-    assert_eq!(v.redist_read(0, 0, 0x10200, 4), crate::vgic::Access::Value(0));
+    assert_eq!(
+        v.redist_read(0, 0, 0x10200, 4),
+        crate::vgic::Access::Value(0)
+    );
 }
 
 #[test]
@@ -731,7 +744,10 @@ fn wfi_stays_asleep_for_an_interrupt_masked_by_pmr() {
 fn wfi_honours_group_enables_and_running_priority() {
     let mut v = vgic(1);
     v.set_pending(0, 40);
-    assert!(!v.wakes_from_wfi(0, &cpuif(0xff, true, false, 0)), "Group 1 disabled");
+    assert!(
+        !v.wakes_from_wfi(0, &cpuif(0xff, true, false, 0)),
+        "Group 1 disabled"
+    );
     assert!(v.wakes_from_wfi(0, &cpuif(0xff, false, true, 0)));
     // Something at 0xa0 is active (AP1R0 bit 20): an equal priority waits.
     assert!(!v.wakes_from_wfi(0, &cpuif(0xff, true, true, 1 << 20)));

@@ -22,7 +22,10 @@ pub struct LineBuffer {
 impl LineBuffer {
     /// An empty line.
     pub const fn new() -> Self {
-        LineBuffer { buf: [0; MAX_LINE], len: 0 }
+        LineBuffer {
+            buf: [0; MAX_LINE],
+            len: 0,
+        }
     }
 
     /// Adds `bytes`, calling `emit(line, continued)` for every complete line
@@ -97,7 +100,15 @@ pub fn escape(b: u8, discipline: Discipline) -> Escaped {
     } else if b == 0x7f {
         ([b'^', b'?', 0, 0], 2)
     } else {
-        ([b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]], 4)
+        (
+            [
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            4,
+        )
     };
     Escaped { bytes, len }
 }
@@ -125,7 +136,9 @@ mod tests {
         let mut lb = LineBuffer::new();
         let mut out = Vec::new();
         for c in chunks {
-            lb.push(c, |l, cont| out.push((String::from_utf8_lossy(l).into_owned(), cont)));
+            lb.push(c, |l, cont| {
+                out.push((String::from_utf8_lossy(l).into_owned(), cont))
+            });
         }
         out
     }
@@ -163,19 +176,31 @@ mod tests {
             escaped(b"$ ls\x08\x08\tx\r\n\x07", Discipline::Terminal),
             "$ ls\x08\x08\tx\r\n\x07"
         );
-        assert_eq!(escaped(b"ok\x1b[2J\x1b]0;title\x07", Discipline::Terminal), "ok^[[2J^[]0;title\x07");
-        assert_eq!(escaped(b"\x00\x1f\x7f\x9b\xff", Discipline::Terminal), "^@^_^?\\x9b\\xff");
+        assert_eq!(
+            escaped(b"ok\x1b[2J\x1b]0;title\x07", Discipline::Terminal),
+            "ok^[[2J^[]0;title\x07"
+        );
+        assert_eq!(
+            escaped(b"\x00\x1f\x7f\x9b\xff", Discipline::Terminal),
+            "^@^_^?\\x9b\\xff"
+        );
     }
 
     #[test]
     fn a_prefixed_line_escapes_cr_and_backspace_too() {
-        assert_eq!(escaped(b"a\rb\x08c\td\x07", Discipline::Line), "a^Mb^Hc\td^G");
+        assert_eq!(
+            escaped(b"a\rb\x08c\td\x07", Discipline::Line),
+            "a^Mb^Hc\td^G"
+        );
     }
 
     #[test]
     fn escaping_stops_before_an_escape_that_does_not_fit() {
         let mut out = [0u8; 5];
-        assert_eq!(escape_into(b"ab\x1b\xee", Discipline::Terminal, &mut out), (3, 4));
+        assert_eq!(
+            escape_into(b"ab\x1b\xee", Discipline::Terminal, &mut out),
+            (3, 4)
+        );
         assert_eq!(&out[..4], b"ab^[");
         let mut out = [0u8; 3];
         assert_eq!(escape_into(b"\xee", Discipline::Terminal, &mut out), (0, 0));

@@ -54,13 +54,22 @@ struct Field {
 }
 
 const fn pass(lsb: u8) -> Field {
-    Field { lsb, rule: Rule::Pass }
+    Field {
+        lsb,
+        rule: Rule::Pass,
+    }
 }
 const fn cap(lsb: u8, max: u8) -> Field {
-    Field { lsb, rule: Rule::Cap(max) }
+    Field {
+        lsb,
+        rule: Rule::Cap(max),
+    }
 }
 const fn fixed(lsb: u8, v: u8) -> Field {
-    Field { lsb, rule: Rule::Fixed(v) }
+    Field {
+        lsb,
+        rule: Rule::Fixed(v),
+    }
 }
 
 /// The policy of one register, by encoding.
@@ -82,19 +91,19 @@ static AARCH64: &[RegPolicy] = &[
         crm: 4,
         op2: 0,
         fields: &[
-            pass(0),       // EL0: AArch64, and AArch32 if the CPU has it
-            fixed(4, 1),   // EL1: AArch64 only (HCR_EL2.RW = 1)
+            pass(0),     // EL0: AArch64, and AArch32 if the CPU has it
+            fixed(4, 1), // EL1: AArch64 only (HCR_EL2.RW = 1)
             // EL2 [11:8], EL3 [15:12]: hidden, a guest has neither
-            pass(16),      // FP
-            pass(20),      // AdvSIMD
-            fixed(24, 1),  // GIC: the vGIC's GICv3 system registers
-            cap(28, 1),    // RAS: FEAT_RAS; its error records are RAZ/WI (TERR)
-            pass(32),      // SVE: CPTR_EL2.TZ clear, ZCR_EL2 at the maximum
+            pass(16),     // FP
+            pass(20),     // AdvSIMD
+            fixed(24, 1), // GIC: the vGIC's GICv3 system registers
+            cap(28, 1),   // RAS: FEAT_RAS; its error records are RAZ/WI (TERR)
+            pass(32),     // SVE: CPTR_EL2.TZ clear, ZCR_EL2 at the maximum
             // SEL2 [39:36], MPAM [43:40], AMU [47:44] (CPTR_EL2.TAM): hidden
-            pass(48),      // DIT
+            pass(48), // DIT
             // RME [55:52]: hidden
-            pass(56),      // CSV2
-            pass(60),      // CSV3
+            pass(56), // CSV2
+            pass(60), // CSV3
         ],
     },
     // ID_AA64PFR1_EL1 (D23.2.80)
@@ -109,12 +118,16 @@ static AARCH64: &[RegPolicy] = &[
             // SME [27:24]: hidden (CPTR_EL2.TSM set), see docs/cpu-features.md
             // RNDR_trap [31:28]: hidden
             pass(32), // CSV2_frac
-            // NMI [39:36]: hidden, guests get GIC pseudo-NMIs (ICV_PMR)
-            // MTE_frac, GCS, THE, MTEX, DF2, PFAR: hidden
+                      // NMI [39:36]: hidden, guests get GIC pseudo-NMIs (ICV_PMR)
+                      // MTE_frac, GCS, THE, MTEX, DF2, PFAR: hidden
         ],
     },
     // ID_AA64PFR2_EL1: MTE extensions, FPMR: all hidden.
-    RegPolicy { crm: 4, op2: 2, fields: &[] },
+    RegPolicy {
+        crm: 4,
+        op2: 2,
+        fields: &[],
+    },
     // ID_AA64ZFR0_EL1 (D23.2.82): SVE instruction subsets. Zeroed below
     // when SVE itself is hidden.
     RegPolicy {
@@ -134,15 +147,23 @@ static AARCH64: &[RegPolicy] = &[
         ],
     },
     // ID_AA64SMFR0_EL1: SME is hidden.
-    RegPolicy { crm: 4, op2: 5, fields: &[] },
+    RegPolicy {
+        crm: 4,
+        op2: 5,
+        fields: &[],
+    },
     // ID_AA64FPFR0_EL1: FP8 needs FPMR, hidden.
-    RegPolicy { crm: 4, op2: 7, fields: &[] },
+    RegPolicy {
+        crm: 4,
+        op2: 7,
+        fields: &[],
+    },
     // ID_AA64DFR0_EL1 (D23.2.59)
     RegPolicy {
         crm: 5,
         op2: 0,
         fields: &[
-            pass(0),  // DebugVer
+            pass(0), // DebugVer
             // TraceVer [7:4]: hidden (CPTR_EL2.TTA)
             pass(8),  // PMUVer: the guest owns the PMU (MDCR_EL2.HPMN = N)
             pass(12), // BRPs
@@ -158,9 +179,21 @@ static AARCH64: &[RegPolicy] = &[
         ],
     },
     // ID_AA64DFR1_EL1, AFR0, AFR1: hidden.
-    RegPolicy { crm: 5, op2: 1, fields: &[] },
-    RegPolicy { crm: 5, op2: 4, fields: &[] },
-    RegPolicy { crm: 5, op2: 5, fields: &[] },
+    RegPolicy {
+        crm: 5,
+        op2: 1,
+        fields: &[],
+    },
+    RegPolicy {
+        crm: 5,
+        op2: 4,
+        fields: &[],
+    },
+    RegPolicy {
+        crm: 5,
+        op2: 5,
+        fields: &[],
+    },
     // ID_AA64ISAR0_EL1 (D23.2.62): instructions that need nothing from EL2.
     RegPolicy {
         crm: 6,
@@ -203,7 +236,7 @@ static AARCH64: &[RegPolicy] = &[
             pass(48), // DGH
             pass(52), // I8MM
             pass(56), // XS
-            // LS64 [63:60]: hidden (HCRX_EL2.EnALS/EnAS0/EnASR clear)
+                      // LS64 [63:60]: hidden (HCRX_EL2.EnALS/EnAS0/EnASR clear)
         ],
     },
     // ID_AA64ISAR2_EL1 (D23.2.64)
@@ -225,11 +258,15 @@ static AARCH64: &[RegPolicy] = &[
             pass(48), // RPRFM
             pass(52), // CSSC
             pass(56), // LUT
-            // ATS1A [63:60]: hidden
+                      // ATS1A [63:60]: hidden
         ],
     },
     // ID_AA64ISAR3_EL1: hidden.
-    RegPolicy { crm: 6, op2: 3, fields: &[] },
+    RegPolicy {
+        crm: 6,
+        op2: 3,
+        fields: &[],
+    },
     // ID_AA64MMFR0_EL1 (D23.2.71)
     RegPolicy {
         crm: 7,
@@ -245,9 +282,9 @@ static AARCH64: &[RegPolicy] = &[
             pass(28),                  // TGran4
             // TGran*_2 [43:32]: 0, "as the stage 1 field"; a guest has no
             // stage 2 of its own
-            pass(44),                  // ExS
+            pass(44), // ExS
             // FGT [59:56]: hidden, no EL2 in the guest
-            cap(60, 1),                // ECV: the EL0/EL1 part only
+            cap(60, 1), // ECV: the EL0/EL1 part only
         ],
     },
     // ID_AA64MMFR1_EL1 (D23.2.72)
@@ -255,7 +292,7 @@ static AARCH64: &[RegPolicy] = &[
         crm: 7,
         op2: 1,
         fields: &[
-            pass(0),  // HAFDBS
+            pass(0), // HAFDBS
             // VMIDBits, VH: hidden, no EL2 in the guest
             pass(12), // HPDS
             // LO [19:16]: hidden (HCR_EL2.TLOR)
@@ -297,9 +334,17 @@ static AARCH64: &[RegPolicy] = &[
     // would need HCRX_EL2.TCR2En/SCTLR2En, and S1PIE/S1POE build on TCR2;
     // no QEMU the suite runs implements them, so nothing could show that
     // they work under nmivisor. Shown once a guest-test case covers them.
-    RegPolicy { crm: 7, op2: 3, fields: &[] },
+    RegPolicy {
+        crm: 7,
+        op2: 3,
+        fields: &[],
+    },
     // ID_AA64MMFR4_EL1: EL2 features, hidden.
-    RegPolicy { crm: 7, op2: 4, fields: &[] },
+    RegPolicy {
+        crm: 7,
+        op2: 4,
+        fields: &[],
+    },
 ];
 
 /// ID_PFR1_EL1 fields hidden even when AArch32 EL0 is shown: Security
@@ -393,7 +438,9 @@ impl IdView {
     pub fn new(host: &IdSpace) -> Self {
         let mut regs = [0u64; ID_SPACE_LEN];
         for p in AARCH64 {
-            let Some(i) = id_index(p.crm, p.op2) else { continue };
+            let Some(i) = id_index(p.crm, p.op2) else {
+                continue;
+            };
             regs[i] = apply(host[i], p.fields);
         }
         let reg = |regs: &IdSpace, crm, op2| id_index(crm, op2).map_or(0, |i| regs[i]);
@@ -509,7 +556,10 @@ mod tests {
         assert_eq!(field(pfr1, 24), 0, "SME hidden");
         assert_eq!(field(pfr1, 0), 1, "BTI shown");
         assert_eq!(v.read(4, 5), Some(0), "SMFR0 hidden with SME");
-        assert_eq!(v.read(4, 4), qemu_max().get(id_index(4, 4).unwrap()).copied());
+        assert_eq!(
+            v.read(4, 4),
+            qemu_max().get(id_index(4, 4).unwrap()).copied()
+        );
         assert_eq!(field(v.read(6, 2).unwrap(), 0), 0, "WFxT hidden");
         assert_eq!(field(v.read(6, 2).unwrap(), 16), 1, "MOPS shown");
         assert_eq!(field(v.read(7, 1).unwrap(), 16), 0, "LOR hidden");

@@ -3,22 +3,22 @@
 //! Each VM is checked on its own: a VM that cannot run is reported with
 //! `nmivisor: vm NAME: not started: REASON` and the others go on.
 
-use super::guest::{self, Vcpu, Vm};
 use super::devices_dt::{ArchTimerNode, GicV3Node, Pl011Node, PmuNode, GIC_PHANDLE, UART_PATH};
+use super::guest::{self, Vcpu, Vm};
 use super::guest_dt::{GuestDt, GuestDtConfig};
 use super::layout;
 use super::memmap::{self, GICR_MAX_VCPUS};
 use super::run;
 use crate::arch::{cpu, ich};
-use crate::vgic::state::MAX_VCPUS;
-use crate::vgic::Vgic;
-use vm_bundle::{self as bundle, VmSpec};
 use crate::mm::ram::FreeRam;
 use crate::mm::stage2::Stage2Tables;
 use crate::println;
+use crate::vgic::state::MAX_VCPUS;
+use crate::vgic::Vgic;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Display;
+use vm_bundle::{self as bundle, VmSpec};
 
 /// Guest RAM is carved in 2 MiB blocks so stage 2 can use block mappings.
 const RAM_ALIGN: u64 = 2 << 20;
@@ -77,7 +77,9 @@ pub fn start_vms(bundle_bytes: &'static [u8], nr_cpus: usize, ram: &mut FreeRam)
 /// map) holds at most [`GICR_MAX_VCPUS`] frames.
 fn check_vcpus(n: usize) -> Result<(), String> {
     if n > MAX_VCPUS {
-        return Err(alloc::format!("{n} vCPUs, but the vGIC serves at most {MAX_VCPUS}"));
+        return Err(alloc::format!(
+            "{n} vCPUs, but the vGIC serves at most {MAX_VCPUS}"
+        ));
     }
     if n > GICR_MAX_VCPUS {
         return Err(alloc::format!(
@@ -92,9 +94,19 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     check_vcpus(spec.cpus.len())?;
     let header = layout::parse_header(spec.image).map_err(|e| e.to_string())?;
     let ipa = memmap::RAM_BASE..memmap::RAM_BASE + spec.memory;
-    let layout = layout::place(ipa.clone(), header, spec.initrd.map(|i| i.len() as u64), DTB_MAX)
-        .map_err(|e| e.to_string())?;
-    let vcpus: Vec<Vcpu> = spec.cpus.iter().enumerate().map(|(i, pcpu)| Vcpu::new(i, pcpu)).collect();
+    let layout = layout::place(
+        ipa.clone(),
+        header,
+        spec.initrd.map(|i| i.len() as u64),
+        DTB_MAX,
+    )
+    .map_err(|e| e.to_string())?;
+    let vcpus: Vec<Vcpu> = spec
+        .cpus
+        .iter()
+        .enumerate()
+        .map(|(i, pcpu)| Vcpu::new(i, pcpu))
+        .collect();
     let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
     let dt_config = GuestDtConfig {
         memory: ipa.clone(),
@@ -102,8 +114,12 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         bootargs: spec.cmdline,
         initrd: layout.initrd.clone(),
     };
-    let gic = GicV3Node { nr_vcpus: vcpus.len() };
-    let pmu = PmuNode { present: crate::arch::ppi_source::has_pmu() };
+    let gic = GicV3Node {
+        nr_vcpus: vcpus.len(),
+    };
+    let pmu = PmuNode {
+        present: crate::arch::ppi_source::has_pmu(),
+    };
     let dtb = GuestDt::new(&dt_config)
         .interrupt_parent(GIC_PHANDLE)
         .device(&gic)
@@ -114,7 +130,10 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         .build()
         .map_err(|e| e.to_string())?;
     if dtb.len() as u64 > DTB_MAX {
-        return Err(alloc::format!("device tree of {} bytes is too large", dtb.len()));
+        return Err(alloc::format!(
+            "device tree of {} bytes is too large",
+            dtb.len()
+        ));
     }
 
     let pa = ram
@@ -128,7 +147,8 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         return Err("zeroing its RAM failed (no EL2 window)".to_string());
     }
     let vmid = u16::try_from(index + 1).map_err(|_| "out of VMIDs".to_string())?;
-    let stage2 = Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
+    let stage2 =
+        Stage2Tables::new(vmid, ipa.clone(), pa).map_err(|e| alloc::format!("stage 2: {e:?}"))?;
     let mut vm = Vm::new(
         spec.name.to_string(),
         ipa,
@@ -145,7 +165,10 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
     vm.dump_allowed = spec.dump;
     vm.lockup_ticks = spec.lockup_ms.saturating_mul(cpu::counter_freq()) / 1000;
     if spec.lockup_ms != 0 {
-        println!("nmivisor: vm {}: guest lockup detector on, threshold {} ms", spec.name, spec.lockup_ms);
+        println!(
+            "nmivisor: vm {}: guest lockup detector on, threshold {} ms",
+            spec.name, spec.lockup_ms
+        );
     }
     if let Some(bytes) = spec.symbols {
         match crate::debug::guest_symbols::SystemMap::parse(bytes) {

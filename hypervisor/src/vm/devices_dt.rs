@@ -59,7 +59,10 @@ impl DtNode for ArchTimerNode {
         fdt.property_string("compatible", "arm,armv8-timer")?;
         fdt.property_array_u32(
             "interrupts",
-            &[GIC_PPI, 13, LEVEL_HIGH, GIC_PPI, 14, LEVEL_HIGH, GIC_PPI, 11, LEVEL_HIGH, GIC_PPI, 10, LEVEL_HIGH],
+            &[
+                GIC_PPI, 13, LEVEL_HIGH, GIC_PPI, 14, LEVEL_HIGH, GIC_PPI, 11, LEVEL_HIGH, GIC_PPI,
+                10, LEVEL_HIGH,
+            ],
         )?;
         fdt.property_null("always-on")?;
         fdt.end_node(node)
@@ -101,11 +104,23 @@ impl DtNode for Pl011Node {
         fdt.end_node(clk)?;
 
         let uart = fdt.begin_node(&UART_PATH[1..])?;
-        fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
-        fdt.property_array_u64("reg", &[memmap::UART.start, memmap::UART.end - memmap::UART.start])?;
-        fdt.property_array_u32("interrupts", &[GIC_SPI, memmap::UART_INTID - 32, LEVEL_HIGH])?;
+        fdt.property_string_list(
+            "compatible",
+            alloc::vec!["arm,pl011".into(), "arm,primecell".into()],
+        )?;
+        fdt.property_array_u64(
+            "reg",
+            &[memmap::UART.start, memmap::UART.end - memmap::UART.start],
+        )?;
+        fdt.property_array_u32(
+            "interrupts",
+            &[GIC_SPI, memmap::UART_INTID - 32, LEVEL_HIGH],
+        )?;
         fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-        fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
+        fdt.property_string_list(
+            "clock-names",
+            alloc::vec!["uartclk".into(), "apb_pclk".into()],
+        )?;
         fdt.end_node(uart)
     }
 }
@@ -118,7 +133,12 @@ mod tests {
     #[test]
     fn gic_and_timer_nodes_parse_back() {
         let mpidrs = [0, 1, 2];
-        let cfg = GuestDtConfig { memory: 0x4000_0000..0x4800_0000, vcpu_mpidrs: &mpidrs, bootargs: "", initrd: None };
+        let cfg = GuestDtConfig {
+            memory: 0x4000_0000..0x4800_0000,
+            vcpu_mpidrs: &mpidrs,
+            bootargs: "",
+            initrd: None,
+        };
         let gic = GicV3Node { nr_vcpus: 3 };
         let blob = GuestDt::new(&cfg)
             .interrupt_parent(GIC_PHANDLE)
@@ -128,13 +148,26 @@ mod tests {
             .unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let intc = fdt.find_compatible(&["arm,gic-v3"]).unwrap();
-        let regs: Vec<_> = intc.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        let regs: Vec<_> = intc
+            .reg()
+            .unwrap()
+            .map(|r| (r.starting_address as u64, r.size.unwrap() as u64))
+            .collect();
         assert_eq!(regs, vec![(0x0800_0000, 0x1_0000), (0x080a_0000, 0x6_0000)]);
         assert!(intc.property("interrupt-controller").is_some());
-        assert_eq!(intc.property("#interrupt-cells").unwrap().as_usize(), Some(3));
-        assert_eq!(intc.property("phandle").unwrap().as_usize(), Some(GIC_PHANDLE as usize));
+        assert_eq!(
+            intc.property("#interrupt-cells").unwrap().as_usize(),
+            Some(3)
+        );
+        assert_eq!(
+            intc.property("phandle").unwrap().as_usize(),
+            Some(GIC_PHANDLE as usize)
+        );
         let root = fdt.find_node("/").unwrap();
-        assert_eq!(root.property("interrupt-parent").unwrap().as_usize(), Some(GIC_PHANDLE as usize));
+        assert_eq!(
+            root.property("interrupt-parent").unwrap().as_usize(),
+            Some(GIC_PHANDLE as usize)
+        );
         let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
         assert_eq!(timer.property("interrupts").unwrap().value.len(), 12 * 4);
     }
@@ -142,13 +175,30 @@ mod tests {
     #[test]
     fn pmu_node_has_ppi_7_and_only_when_present() {
         let mpidrs = [0];
-        let cfg = GuestDtConfig { memory: 0x4000_0000..0x4800_0000, vcpu_mpidrs: &mpidrs, bootargs: "", initrd: None };
-        let blob = GuestDt::new(&cfg).device(&PmuNode { present: true }).build().unwrap();
+        let cfg = GuestDtConfig {
+            memory: 0x4000_0000..0x4800_0000,
+            vcpu_mpidrs: &mpidrs,
+            bootargs: "",
+            initrd: None,
+        };
+        let blob = GuestDt::new(&cfg)
+            .device(&PmuNode { present: true })
+            .build()
+            .unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let pmu = fdt.find_compatible(&["arm,armv8-pmuv3"]).unwrap();
         let irq: Vec<u8> = pmu.property("interrupts").unwrap().value.to_vec();
-        assert_eq!(irq, [1u32, 7, 4].iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>());
-        let blob = GuestDt::new(&cfg).device(&PmuNode { present: false }).build().unwrap();
+        assert_eq!(
+            irq,
+            [1u32, 7, 4]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect::<Vec<u8>>()
+        );
+        let blob = GuestDt::new(&cfg)
+            .device(&PmuNode { present: false })
+            .build()
+            .unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert!(fdt.find_compatible(&["arm,armv8-pmuv3"]).is_none());
     }
@@ -156,17 +206,41 @@ mod tests {
     #[test]
     fn pl011_node_parses_back() {
         let mpidrs = [0];
-        let cfg = GuestDtConfig { memory: 0x4000_0000..0x4800_0000, vcpu_mpidrs: &mpidrs, bootargs: "", initrd: None };
-        let blob = GuestDt::new(&cfg).device(&Pl011Node).stdout_path(UART_PATH).build().unwrap();
+        let cfg = GuestDtConfig {
+            memory: 0x4000_0000..0x4800_0000,
+            vcpu_mpidrs: &mpidrs,
+            bootargs: "",
+            initrd: None,
+        };
+        let blob = GuestDt::new(&cfg)
+            .device(&Pl011Node)
+            .stdout_path(UART_PATH)
+            .build()
+            .unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let uart = fdt.chosen().stdout().unwrap();
         assert!(uart.compatible().unwrap().all().any(|c| c == "arm,pl011"));
         let reg = uart.reg().unwrap().next().unwrap();
-        assert_eq!((reg.starting_address as u64, reg.size), (0x0900_0000, Some(0x1000)));
+        assert_eq!(
+            (reg.starting_address as u64, reg.size),
+            (0x0900_0000, Some(0x1000))
+        );
         let irq: Vec<u8> = uart.property("interrupts").unwrap().value.to_vec();
-        assert_eq!(irq, [0u32, 1, 4].iter().flat_map(|c| c.to_be_bytes()).collect::<Vec<u8>>());
+        assert_eq!(
+            irq,
+            [0u32, 1, 4]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect::<Vec<u8>>()
+        );
         let clk = fdt.find_node("/apb-pclk").unwrap();
-        assert_eq!(clk.property("clock-frequency").unwrap().as_usize(), Some(24_000_000));
-        assert_eq!(clk.property("phandle").unwrap().as_usize(), Some(CLOCK_PHANDLE as usize));
+        assert_eq!(
+            clk.property("clock-frequency").unwrap().as_usize(),
+            Some(24_000_000)
+        );
+        assert_eq!(
+            clk.property("phandle").unwrap().as_usize(),
+            Some(CLOCK_PHANDLE as usize)
+        );
     }
 }

@@ -7,15 +7,15 @@
 use super::console::LineBuffer;
 use super::layout::Layout;
 use crate::arch::percpu::cpu_id;
+use crate::arch::Mutex;
 use crate::arch::MAX_CPUS;
-use crate::mm::stage2::Stage2Tables;
 use crate::devices::pl011::Pl011;
+use crate::mm::stage2::Stage2Tables;
 use crate::vgic::Vgic;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use crate::arch::Mutex;
 use spin::Once;
 
 /// A vCPU's PSCI power state.
@@ -91,7 +91,12 @@ impl Vcpu {
         let mut slot = self.start.lock();
         if self
             .power
-            .compare_exchange(Power::Off as u8, Power::OnPending as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                Power::Off as u8,
+                Power::OnPending as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_err()
         {
             return false;
@@ -107,7 +112,12 @@ impl Vcpu {
         self.set_resident(true);
         let claimed = self
             .power
-            .compare_exchange(Power::OnPending as u8, Power::On as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                Power::OnPending as u8,
+                Power::On as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok();
         if !claimed {
             self.set_resident(false);

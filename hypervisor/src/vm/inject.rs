@@ -120,7 +120,11 @@ pub fn inject(guest: &GuestState, kind: ExceptionKind) -> Result<Injection, Inje
         (_, _) => return Err(InjectError::BadMode((old & M32) as u8)),
     };
     // PSTATE.DIT is kept; an AArch32 SPSR holds it at bit 21.
-    let dit = if aarch32 { (old & DIT32 != 0) as u64 * DIT } else { old & DIT };
+    let dit = if aarch32 {
+        (old & DIT32 != 0) as u64 * DIT
+    } else {
+        old & DIT
+    };
     let slot = match kind {
         ExceptionKind::Sync => 0x000,
         ExceptionKind::Irq => 0x080,
@@ -237,14 +241,20 @@ mod tests {
         assert_eq!(got.pc, VBAR + 0x600);
         assert_eq!(got.spsr_el1, old, "SPSR_EL1 keeps the AArch32 layout");
         assert_eq!(got.pstate, 0x4000_0000 | DIT | DAIF | M_EL1H);
-        assert_eq!(inject(&guest(M32_USR), ExceptionKind::Irq).unwrap().pc, VBAR + 0x680);
+        assert_eq!(
+            inject(&guest(M32_USR), ExceptionKind::Irq).unwrap().pc,
+            VBAR + 0x680
+        );
     }
 
     #[test]
     fn rejects_impossible_modes() {
         // AArch32 SVC (0b10011) and System (0b11111): EL1 is AArch64.
         for m in [0x13, 0x1f] {
-            assert_eq!(inject(&guest(m), ExceptionKind::Sync), Err(InjectError::BadMode(m as u8)));
+            assert_eq!(
+                inject(&guest(m), ExceptionKind::Sync),
+                Err(InjectError::BadMode(m as u8))
+            );
         }
         for m in [0b0001, 0b1000, 0b1001, 0b1100, 0b1101, 0b0110] {
             assert_eq!(

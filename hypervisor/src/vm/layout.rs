@@ -26,15 +26,24 @@ pub struct ImageHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayoutError {
     NotAnImage,
-    TooBig { what: &'static str, need: u64, have: u64 },
+    TooBig {
+        what: &'static str,
+        need: u64,
+        have: u64,
+    },
 }
 
 impl fmt::Display for LayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LayoutError::NotAnImage => write!(f, "image: not an arm64 Image (no \"ARM\\x64\" magic)"),
+            LayoutError::NotAnImage => {
+                write!(f, "image: not an arm64 Image (no \"ARM\\x64\" magic)")
+            }
             LayoutError::TooBig { what, need, have } => {
-                write!(f, "{what} does not fit: needs {need:#x} bytes, {have:#x} available")
+                write!(
+                    f,
+                    "{what} does not fit: needs {need:#x} bytes, {have:#x} available"
+                )
             }
         }
     }
@@ -54,9 +63,15 @@ pub fn parse_header(image: &[u8]) -> Result<ImageHeader, LayoutError> {
     }
     let image_size = le64(image, 16);
     if image_size == 0 {
-        return Ok(ImageHeader { text_offset: 0x80000, image_size: image.len() as u64 });
+        return Ok(ImageHeader {
+            text_offset: 0x80000,
+            image_size: image.len() as u64,
+        });
     }
-    Ok(ImageHeader { text_offset: le64(image, 8), image_size: image_size.max(image.len() as u64) })
+    Ok(ImageHeader {
+        text_offset: le64(image, 8),
+        image_size: image_size.max(image.len() as u64),
+    })
 }
 
 /// IPAs of everything loaded into a guest.
@@ -69,11 +84,21 @@ pub struct Layout {
 
 /// Places the kernel at RAM base + text_offset, the DTB in the last 2 MiB
 /// and the initrd just below the DTB's 2 MiB block.
-pub fn place(ram: Range<u64>, header: ImageHeader, initrd_len: Option<u64>, dtb_max: u64) -> Result<Layout, LayoutError> {
+pub fn place(
+    ram: Range<u64>,
+    header: ImageHeader,
+    initrd_len: Option<u64>,
+    dtb_max: u64,
+) -> Result<Layout, LayoutError> {
     let have = ram.end - ram.start;
     let too_big = |what, need| LayoutError::TooBig { what, need, have };
-    let kernel_start = ram.start.checked_add(header.text_offset).ok_or(too_big("kernel", u64::MAX))?;
-    let kernel_end = kernel_start.checked_add(header.image_size).ok_or(too_big("kernel", u64::MAX))?;
+    let kernel_start = ram
+        .start
+        .checked_add(header.text_offset)
+        .ok_or(too_big("kernel", u64::MAX))?;
+    let kernel_end = kernel_start
+        .checked_add(header.image_size)
+        .ok_or(too_big("kernel", u64::MAX))?;
 
     if dtb_max > 2 * MIB || have < 2 * MIB {
         return Err(too_big("device tree", dtb_max.max(2 * MIB)));
@@ -97,7 +122,11 @@ pub fn place(ram: Range<u64>, header: ImageHeader, initrd_len: Option<u64>, dtb_
             }
         }
     };
-    Ok(Layout { kernel: kernel_start..kernel_end, initrd, dtb })
+    Ok(Layout {
+        kernel: kernel_start..kernel_end,
+        initrd,
+        dtb,
+    })
 }
 
 #[cfg(test)]
@@ -115,9 +144,21 @@ mod tests {
     #[test]
     fn reads_headers() {
         let h = parse_header(&image(0x20_0000, 0x30_0000, 4096)).unwrap();
-        assert_eq!(h, ImageHeader { text_offset: 0x20_0000, image_size: 0x30_0000 });
+        assert_eq!(
+            h,
+            ImageHeader {
+                text_offset: 0x20_0000,
+                image_size: 0x30_0000
+            }
+        );
         let old = parse_header(&image(0x12345, 0, 4096)).unwrap();
-        assert_eq!(old, ImageHeader { text_offset: 0x80000, image_size: 4096 });
+        assert_eq!(
+            old,
+            ImageHeader {
+                text_offset: 0x80000,
+                image_size: 4096
+            }
+        );
         assert_eq!(parse_header(&[0u8; 100]), Err(LayoutError::NotAnImage));
         assert_eq!(parse_header(&[0u8; 10]), Err(LayoutError::NotAnImage));
     }
@@ -125,7 +166,10 @@ mod tests {
     #[test]
     fn lays_out_kernel_initrd_and_dtb() {
         let ram = 0x4000_0000..0x4800_0000;
-        let h = ImageHeader { text_offset: 0x20_0000, image_size: 0x100_0000 };
+        let h = ImageHeader {
+            text_offset: 0x20_0000,
+            image_size: 0x100_0000,
+        };
         let l = place(ram.clone(), h, Some(0x10_0001), 0x1_0000).unwrap();
         assert_eq!(l.kernel, 0x4020_0000..0x4120_0000);
         assert_eq!(l.dtb, 0x47e0_0000..0x47e1_0000);
@@ -138,13 +182,28 @@ mod tests {
     #[test]
     fn refuses_what_does_not_fit() {
         let ram = 0x4000_0000..0x4080_0000;
-        let h = ImageHeader { text_offset: 0x20_0000, image_size: 0x10_0000 };
+        let h = ImageHeader {
+            text_offset: 0x20_0000,
+            image_size: 0x10_0000,
+        };
         assert!(place(ram.clone(), h, Some(0x10_0000), 0x1000).is_ok());
-        assert!(matches!(place(ram.clone(), h, Some(0x100_0000), 0x1000), Err(LayoutError::TooBig { what: "initrd", .. })));
-        let huge = ImageHeader { text_offset: u64::MAX, image_size: 1 };
+        assert!(matches!(
+            place(ram.clone(), h, Some(0x100_0000), 0x1000),
+            Err(LayoutError::TooBig { what: "initrd", .. })
+        ));
+        let huge = ImageHeader {
+            text_offset: u64::MAX,
+            image_size: 1,
+        };
         assert!(place(ram.clone(), huge, None, 0x1000).is_err());
-        let big = ImageHeader { text_offset: 0, image_size: 0x70_0000 };
-        assert!(matches!(place(ram.clone(), big, None, 0x1000), Err(LayoutError::TooBig { what: "kernel", .. })));
+        let big = ImageHeader {
+            text_offset: 0,
+            image_size: 0x70_0000,
+        };
+        assert!(matches!(
+            place(ram.clone(), big, None, 0x1000),
+            Err(LayoutError::TooBig { what: "kernel", .. })
+        ));
         assert!(place(0x4000_0000..0x4010_0000, h, None, 0x1000).is_err());
     }
 }

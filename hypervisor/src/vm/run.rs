@@ -12,9 +12,9 @@ use crate::arch::el1::{self, El1Context, GuestControl, HCR_GUEST};
 use crate::arch::percpu::cpu_id;
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
+use crate::debug::dump::stack_of;
 use crate::gic::mask::IrqGuard;
 use crate::gic::priority;
-use crate::debug::dump::stack_of;
 use crate::ipi::message::Message;
 use crate::mm::stage2;
 use crate::{ipi, println, vgic};
@@ -168,7 +168,13 @@ fn kick(pcpu: usize) {
 /// Starts a VM's boot vCPU at the kernel with x0 = the DTB.
 pub fn boot_vm(vm: &Vm) {
     let Some(boot) = vm.vcpus.first() else { return };
-    start_vcpu(boot, StartRequest { entry: vm.layout.kernel.start, context: vm.layout.dtb.start });
+    start_vcpu(
+        boot,
+        StartRequest {
+            entry: vm.layout.kernel.start,
+            context: vm.layout.dtb.start,
+        },
+    );
 }
 
 /// How long the other vCPUs of a VM get to leave the guest.
@@ -201,7 +207,10 @@ pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
     stop_other_vcpus(vm, Some(vcpu.index));
     vcpu.set_power(Power::Off);
     super::uart::flush(vm);
-    println!("nmivisor: vm {}: powered off (SYSTEM_OFF from vCPU {})", vm.name, vcpu.index);
+    println!(
+        "nmivisor: vm {}: powered off (SYSTEM_OFF from vCPU {})",
+        vm.name, vcpu.index
+    );
     if guest::vms().iter().all(|v| v.state() == VmState::Stopped) {
         println!("nmivisor: all VMs stopped");
         crate::boot::start::shutdown(crate::boot::start::nr_cpus());
@@ -215,12 +224,18 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
     vm.set_state(VmState::Resetting);
     vcpu.set_power(Power::Off);
     if !stop_other_vcpus(vm, Some(vcpu.index)) {
-        println!("nmivisor: vm {}: a vCPU did not stop; reset abandoned, VM stopped", vm.name);
+        println!(
+            "nmivisor: vm {}: a vCPU did not stop; reset abandoned, VM stopped",
+            vm.name
+        );
         vm.set_state(VmState::Stopped);
         restart_loop();
     }
     super::uart::flush(vm);
-    println!("nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})", vm.name, vcpu.index);
+    println!(
+        "nmivisor: vm {}: reset (SYSTEM_RESET from vCPU {})",
+        vm.name, vcpu.index
+    );
     // The distributor and redistributors start over too; each vCPU's
     // virtual CPU interface is reset when it starts.
     vgic::hw::vm_reset(vm);

@@ -33,7 +33,13 @@ const ICC_SRE_EL1_VALUE: u64 = 0b111;
 
 /// Answers `a`, or [`Answer::NotMine`].
 pub fn emulate(a: &SysRegAccess, ids: &IdView) -> Answer {
-    let raz_wi = || if a.read { Answer::Read(0) } else { Answer::Ignored };
+    let raz_wi = || {
+        if a.read {
+            Answer::Read(0)
+        } else {
+            Answer::Ignored
+        }
+    };
     match a.encoding() {
         // The feature ID space: read-only. A write to it is UNDEFINED at
         // EL1 and never traps here; answer NotMine should one arrive.
@@ -58,7 +64,15 @@ mod tests {
     use crate::vm::cpu_features::{id_index, ID_SPACE_LEN};
 
     fn access(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, read: bool) -> SysRegAccess {
-        SysRegAccess { op0, op1, crn, crm, op2, rt: 0, read }
+        SysRegAccess {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt: 0,
+            read,
+        }
     }
 
     fn ids() -> IdView {
@@ -70,7 +84,10 @@ mod tests {
     #[test]
     fn id_registers_read_the_view() {
         let v = ids();
-        assert_eq!(emulate(&access(3, 0, 0, 4, 0, true), &v), Answer::Read(v.read(4, 0).unwrap()));
+        assert_eq!(
+            emulate(&access(3, 0, 0, 4, 0, true), &v),
+            Answer::Read(v.read(4, 0).unwrap())
+        );
         assert_eq!(emulate(&access(3, 0, 0, 7, 7, true), &v), Answer::Read(0));
         // MIDR_EL1 (CRm 0) is not in the trapped space.
         assert_eq!(emulate(&access(3, 0, 0, 0, 0, true), &v), Answer::NotMine);
@@ -81,23 +98,39 @@ mod tests {
     fn actlr_and_ras_are_raz_wi() {
         let v = ids();
         for (crn, crm, op2) in [(1, 0, 1), (5, 3, 0), (5, 3, 1), (5, 4, 2), (5, 5, 3)] {
-            assert_eq!(emulate(&access(3, 0, crn, crm, op2, true), &v), Answer::Read(0));
-            assert_eq!(emulate(&access(3, 0, crn, crm, op2, false), &v), Answer::Ignored);
+            assert_eq!(
+                emulate(&access(3, 0, crn, crm, op2, true), &v),
+                Answer::Read(0)
+            );
+            assert_eq!(
+                emulate(&access(3, 0, crn, crm, op2, false), &v),
+                Answer::Ignored
+            );
         }
     }
 
     #[test]
     fn icc_sre_el1_stays_on() {
         let v = ids();
-        assert_eq!(emulate(&access(3, 0, 12, 12, 5, true), &v), Answer::Read(0b111));
-        assert_eq!(emulate(&access(3, 0, 12, 12, 5, false), &v), Answer::Ignored);
+        assert_eq!(
+            emulate(&access(3, 0, 12, 12, 5, true), &v),
+            Answer::Read(0b111)
+        );
+        assert_eq!(
+            emulate(&access(3, 0, 12, 12, 5, false), &v),
+            Answer::Ignored
+        );
     }
 
     #[test]
     fn others_are_not_answered() {
         let v = ids();
         // IMPLEMENTATION DEFINED (CRn 11 / 15) and LORC_EL1 (3,0,10,4,3).
-        for a in [access(3, 0, 15, 2, 0, true), access(3, 1, 11, 0, 0, false), access(3, 0, 10, 4, 3, true)] {
+        for a in [
+            access(3, 0, 15, 2, 0, true),
+            access(3, 1, 11, 0, 0, false),
+            access(3, 0, 10, 4, 3, true),
+        ] {
             assert_eq!(emulate(&a, &v), Answer::NotMine);
         }
     }

@@ -43,7 +43,11 @@ pub fn handle_sync(frame: &mut TrapFrame, current: Option<(&'static Vm, &'static
             if sysreg(vm, vcpu, esr.iss(), &mut frame.x) {
                 frame.elr += esr.instruction_len();
             } else {
-                log(vm, "system register access not emulated, injecting UNDEFINED", u64::from(esr.iss()));
+                log(
+                    vm,
+                    "system register access not emulated, injecting UNDEFINED",
+                    u64::from(esr.iss()),
+                );
                 inject_sync(frame, Esr::undefined(esr.il()).0);
             }
         }
@@ -53,7 +57,11 @@ pub fn handle_sync(frame: &mut TrapFrame, current: Option<(&'static Vm, &'static
             inject_sync(frame, instruction_abort_esr(frame.spsr));
         }
         _ => {
-            log(vm, "unhandled exception class, injecting UNDEFINED", frame.esr);
+            log(
+                vm,
+                "unhandled exception class, injecting UNDEFINED",
+                frame.esr,
+            );
             inject_sync(frame, Esr::undefined(esr.il()).0);
         }
     }
@@ -90,7 +98,10 @@ pub fn log_guest(vm: &Vm, what: &str, value: u64) {
 }
 
 fn log(vm: &Vm, what: &str, value: u64) {
-    vm.log_limit.println(format_args!("nmivisor: vm {}: {what} ({value:#x})", vm.name));
+    vm.log_limit.println(format_args!(
+        "nmivisor: vm {}: {what} ({value:#x})",
+        vm.name
+    ));
 }
 
 /// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
@@ -102,7 +113,12 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
         let reg = usize::from(access.reg);
         let value = if reg == 31 { 0 } else { frame.x[reg] };
         let done = if super::uart::is_uart(ipa) {
-            Some(super::uart::mmio(vm, &access, ipa - super::memmap::UART.start, value))
+            Some(super::uart::mmio(
+                vm,
+                &access,
+                ipa - super::memmap::UART.start,
+                value,
+            ))
         } else {
             match vgic::hw::mmio(vm, vcpu, ipa, &access, value) {
                 vgic::hw::Mmio::Done(read) => Some(read),
@@ -119,7 +135,11 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
     }
     // WnR and CM hold even without a valid syndrome (LDP/STP, DC by VA).
     let (write, cm) = esr.abort_direction();
-    log(vm, "access to an IPA with no memory or device, injecting an external abort", ipa);
+    log(
+        vm,
+        "access to an IPA with no memory or device, injecting an external abort",
+        ipa,
+    );
     let same_el = frame.spsr & 0xf != 0;
     inject_sync(frame, Esr::sync_external_data_abort(same_el, write, cm).0);
 }
@@ -209,7 +229,11 @@ const DUMP_BUSY: i64 = -3;
 /// CPUs, which no VM may do to another.
 fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
     if !vm.dump_allowed {
-        log(vm, "NMV_DUMP refused (the bundle config does not say dump = on)", 0);
+        log(
+            vm,
+            "NMV_DUMP refused (the bundle config does not say dump = on)",
+            0,
+        );
         return hypercall::NOT_SUPPORTED;
     }
     let now = cpu::counter();
@@ -221,7 +245,12 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
     }
     if vm
         .last_dump
-        .compare_exchange(last, now, core::sync::atomic::Ordering::AcqRel, core::sync::atomic::Ordering::Acquire)
+        .compare_exchange(
+            last,
+            now,
+            core::sync::atomic::Ordering::AcqRel,
+            core::sync::atomic::Ordering::Acquire,
+        )
         .is_err()
     {
         return DUMP_BUSY;
@@ -233,11 +262,22 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
         .vcpus
         .iter()
         .filter(|v| v.is_resident())
-        .fold(crate::ipi::roundup::CpuMask::from_bits(0), |m, v| m.with(v.pcpu));
-    let Some(snaps) = crate::debug::roundup::snapshot_vm(index, cpus) else { return DUMP_BUSY };
+        .fold(crate::ipi::roundup::CpuMask::from_bits(0), |m, v| {
+            m.with(v.pcpu)
+        });
+    let Some(snaps) = crate::debug::roundup::snapshot_vm(index, cpus) else {
+        return DUMP_BUSY;
+    };
     let mut out = alloc::string::String::new();
     use core::fmt::Write;
-    let _ = writeln!(out, "nmivisor: dump of vm {} (requested by vCPU {}): {} of {} vCPUs running", vm.name, vcpu.index, snaps.len(), vm.vcpus.len());
+    let _ = writeln!(
+        out,
+        "nmivisor: dump of vm {} (requested by vCPU {}): {} of {} vCPUs running",
+        vm.name,
+        vcpu.index,
+        snaps.len(),
+        vm.vcpus.len()
+    );
     for s in &snaps {
         let _ = writeln!(
             out,
@@ -261,9 +301,11 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
 /// NMV_TEST_BASE + 0: the "virtual NMI" API for tests: make INTID x2
 /// pending at priority x3 on vCPU x1 of the calling VM.
 fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
-    let (Ok(vcpu), Ok(intid), Ok(priority)) =
-        (usize::try_from(args[0]), u32::try_from(args[1]), u8::try_from(args[2]))
-    else {
+    let (Ok(vcpu), Ok(intid), Ok(priority)) = (
+        usize::try_from(args[0]),
+        u32::try_from(args[1]),
+        u8::try_from(args[2]),
+    ) else {
         return hypercall::INVALID_PARAMETERS;
     };
     if vgic::hw::inject(vm, vcpu, intid, priority) {
@@ -277,7 +319,8 @@ fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
 /// booted with `nmivisor.test=vgic-lock-hold` says yes, so that no other
 /// test (a hostile guest's random hypercalls) can stop a CPU with it.
 #[cfg(feature = "test-hooks")]
-pub static LOCK_HOLD_ALLOWED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+pub static LOCK_HOLD_ALLOWED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// NMV_TEST_BASE + 1, test images with `nmivisor.test=vgic-lock-hold`
 /// only (else NOT_SUPPORTED): this CPU takes the VM's vGIC lock and keeps
@@ -290,7 +333,11 @@ fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
         return hypercall::NOT_SUPPORTED;
     }
     let _held = vgic::hw::lock(vm);
-    crate::println!("nmivisor: test: vCPU {} holds vm {}'s vGIC lock for good", vcpu.index, vm.name);
+    crate::println!(
+        "nmivisor: test: vCPU {} holds vm {}'s vGIC lock for good",
+        vcpu.index,
+        vm.name
+    );
     loop {
         crate::arch::relax();
     }
@@ -301,7 +348,9 @@ fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
 #[inline(never)]
 fn console_write(vm: &Vm, addr: u64, len: usize) -> i64 {
     let mut buf = [0u8; CONSOLE_WRITE_MAX];
-    let Some(bytes) = buf.get_mut(..len) else { return hypercall::INVALID_PARAMETERS };
+    let Some(bytes) = buf.get_mut(..len) else {
+        return hypercall::INVALID_PARAMETERS;
+    };
     if vm.read_guest(addr, bytes).is_none() {
         return hypercall::INVALID_PARAMETERS;
     }
@@ -312,7 +361,11 @@ fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
     match psci::handle(fid, args, &PsciView(vm)) {
         None => hypercall::NOT_SUPPORTED,
         Some(PsciCall::Return(r)) => r,
-        Some(PsciCall::CpuOn { vcpu: target, entry, context }) => {
+        Some(PsciCall::CpuOn {
+            vcpu: target,
+            entry,
+            context,
+        }) => {
             match vm.vcpus.get(target) {
                 Some(t) if run::start_vcpu(t, StartRequest { entry, context }) => 0,
                 // Lost a race with another CPU_ON for the same vCPU.

@@ -94,7 +94,9 @@ pub fn drain() {
     'rounds: while moved < DRAIN_BYTES {
         let mut any = false;
         for vm in vms {
-            let Some(console) = crate::console::try_lock() else { break 'rounds };
+            let Some(console) = crate::console::try_lock() else {
+                break 'rounds;
+            };
             let mut chunk = [0u8; TURN_BYTES];
             let n = {
                 let _masked = IrqGuard::new();
@@ -174,7 +176,9 @@ fn drive_irq(vm: &Vm, level: bool) -> Option<usize> {
         return None;
     }
     vm.uart_level.store(u8::from(level), Ordering::Release);
-    crate::vgic::hw::lock(vm).vgic.set_level(0, memmap::UART_INTID, level)
+    crate::vgic::hw::lock(vm)
+        .vgic
+        .set_level(0, memmap::UART_INTID, level)
 }
 
 /// Kicks the vCPU the UART's SPI went to (after `vm.uart` is unlocked).
@@ -191,7 +195,9 @@ fn send_kick(vm: &Vm, target: Option<usize>) {
 /// overrun.
 pub fn console_input(bytes: &[u8]) {
     let vms = guest::vms();
-    let Some(vm) = vms.get(FOCUS.load(Ordering::Relaxed)) else { return };
+    let Some(vm) = vms.get(FOCUS.load(Ordering::Relaxed)) else {
+        return;
+    };
     let kick = {
         let _masked = IrqGuard::new();
         let mut uart = vm.uart.lock();

@@ -18,19 +18,58 @@ struct Dependency {
 }
 
 const KERNEL_DEPENDENCIES: &[Dependency] = &[
-    Dependency { probe: "make", package: "make" },
-    Dependency { probe: "gcc", package: "gcc" },
-    Dependency { probe: "/usr/include/stdio.h", package: "libc6-dev" },
-    Dependency { probe: "aarch64-linux-gnu-gcc", package: "gcc-aarch64-linux-gnu" },
-    Dependency { probe: "aarch64-linux-gnu-ld", package: "binutils-aarch64-linux-gnu" },
-    Dependency { probe: "flex", package: "flex" },
-    Dependency { probe: "bison", package: "bison" },
-    Dependency { probe: "bc", package: "bc" },
-    Dependency { probe: "perl", package: "perl" },
-    Dependency { probe: "/usr/include/openssl/ssl.h", package: "libssl-dev" },
-    Dependency { probe: "/usr/include/gelf.h", package: "libelf-dev" },
-    Dependency { probe: "xz", package: "xz-utils" },
-    Dependency { probe: "tar", package: "tar" },
+    Dependency {
+        probe: "make",
+        package: "make",
+    },
+    Dependency {
+        probe: "gcc",
+        package: "gcc",
+    },
+    Dependency {
+        probe: "/usr/include/stdio.h",
+        package: "libc6-dev",
+    },
+    Dependency {
+        probe: "aarch64-linux-gnu-gcc",
+        package: "gcc-aarch64-linux-gnu",
+    },
+    Dependency {
+        probe: "aarch64-linux-gnu-ld",
+        package: "binutils-aarch64-linux-gnu",
+    },
+    Dependency {
+        probe: "flex",
+        package: "flex",
+    },
+    Dependency {
+        probe: "bison",
+        package: "bison",
+    },
+    Dependency {
+        probe: "bc",
+        package: "bc",
+    },
+    Dependency {
+        probe: "perl",
+        package: "perl",
+    },
+    Dependency {
+        probe: "/usr/include/openssl/ssl.h",
+        package: "libssl-dev",
+    },
+    Dependency {
+        probe: "/usr/include/gelf.h",
+        package: "libelf-dev",
+    },
+    Dependency {
+        probe: "xz",
+        package: "xz-utils",
+    },
+    Dependency {
+        probe: "tar",
+        package: "tar",
+    },
 ];
 
 fn present(probe: &str) -> bool {

@@ -40,7 +40,9 @@ pub struct Key {
 impl Key {
     /// A key for outputs of kind `what` (`kernel`, `initramfs`).
     pub fn new(what: &str) -> Key {
-        Key::default().add("kind", what).add("recipe", RECIPE_VERSION)
+        Key::default()
+            .add("kind", what)
+            .add("recipe", RECIPE_VERSION)
     }
 
     /// Adds an input.
@@ -117,7 +119,10 @@ mod tests {
 
     #[test]
     fn path_components() {
-        assert_eq!(path_component("1:1.35.0-4+deb12u1+b1"), "1_1.35.0-4+deb12u1+b1");
+        assert_eq!(
+            path_component("1:1.35.0-4+deb12u1+b1"),
+            "1_1.35.0-4+deb12u1+b1"
+        );
         assert_eq!(path_component("6.12.117-1~deb12u1"), "6.12.117-1_deb12u1");
         assert_eq!(path_component("a/b c"), "a_b_c");
     }

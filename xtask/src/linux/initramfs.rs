@@ -103,12 +103,12 @@ pub fn check_aarch64_elf(data: &[u8]) -> Result<()> {
         data.len() > 20 && &data[..4] == b"\x7fELF",
         "not an ELF file"
     );
-    ensure!(data[4] == 2 && data[5] == 1, "not a 64-bit little-endian ELF");
-    let machine = u16::from_le_bytes([data[18], data[19]]);
     ensure!(
-        machine == 183,
-        "ELF machine {machine}, not aarch64 (183)"
+        data[4] == 2 && data[5] == 1,
+        "not a 64-bit little-endian ELF"
     );
+    let machine = u16::from_le_bytes([data[18], data[19]]);
+    ensure!(machine == 183, "ELF machine {machine}, not aarch64 (183)");
     Ok(())
 }
 
@@ -159,7 +159,6 @@ pub fn build(busybox: &[u8], init: &[u8]) -> Result<Vec<u8>> {
     gz.write_all(&archive)?;
     Ok(gz.finish()?)
 }
-
 
 // ---------------------------------------------------------------------------
 // Busybox and the initramfs of the Linux guest
@@ -225,8 +224,8 @@ pub fn initramfs_locked() -> Result<PathBuf> {
         say!("linux: initramfs up to date (cached, key {})", key.hex());
         return Ok(out);
     }
-    let bytes = std::fs::read(&busybox)
-        .with_context(|| format!("cannot read {}", busybox.display()))?;
+    let bytes =
+        std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let gz = build(&bytes, &init)?;
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &gz)?;
@@ -301,7 +300,9 @@ mod tests {
         assert_eq!(busybox.3, bb);
         let console = find("dev/console");
         assert_eq!((console.1, console.2), (0o020600, (5, 1)));
-        for applet in ["sh", "taskset", "cttyhack", "setsid", "poweroff", "dmesg", "mount"] {
+        for applet in [
+            "sh", "taskset", "cttyhack", "setsid", "poweroff", "dmesg", "mount",
+        ] {
             let link = find(&format!("bin/{applet}"));
             assert_eq!((link.1, link.3.as_slice()), (0o120777, &b"busybox"[..]));
         }
@@ -327,7 +328,10 @@ mod tests {
         let e = format!("{:#}", build(&x86, init).unwrap_err());
         assert!(e.contains("not aarch64"), "{e}");
         assert!(build(b"#!/bin/sh", init).is_err());
-        let e = format!("{:#}", build(&fake_busybox(), b"echo no shebang\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            build(&fake_busybox(), b"echo no shebang\n").unwrap_err()
+        );
         assert!(e.contains("#!/bin/sh"), "{e}");
     }
 
@@ -337,13 +341,22 @@ mod tests {
         check_init(&init).unwrap();
         let text = String::from_utf8(init).unwrap();
         // The flows the scenarios select, and the marker they wait for.
-        for flow in ["boot)", "nmi-backtrace)", "hardlockup)", "poweroff)", "hyp-dump)", "heartbeat)"] {
+        for flow in [
+            "boot)",
+            "nmi-backtrace)",
+            "hardlockup)",
+            "poweroff)",
+            "hyp-dump)",
+            "heartbeat)",
+        ] {
             assert!(text.contains(flow), "{flow}");
         }
         assert!(text.contains("userspace up"));
         // Every command the script runs through a symlink is in the archive
         // (a rough check on the first word of each command).
-        for cmd in ["taskset", "setsid", "cttyhack", "poweroff", "dmesg", "nproc", "mount"] {
+        for cmd in [
+            "taskset", "setsid", "cttyhack", "poweroff", "dmesg", "nproc", "mount",
+        ] {
             assert!(APPLETS.contains(&cmd), "{cmd}");
             assert!(text.contains(cmd), "{cmd}");
         }

@@ -135,11 +135,17 @@ fn decode_names(
 /// The kernel's symbols as System.map text: the text symbols (`t`, `T`,
 /// `w`, `W`) and `_text`/`_etext`, sorted by address.
 pub fn extract(image: &[u8]) -> Result<String> {
-    ensure!(image.len() > 64 && &image[0x38..0x3c] == b"ARM\x64", "not an arm64 Image");
+    ensure!(
+        image.len() > 64 && &image[0x38..0x3c] == b"ARM\x64",
+        "not an arm64 Image"
+    );
     let digits: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00";
     let mut found = None;
     let mut from = 0;
-    while let Some(pos) = image[from..].windows(digits.len()).position(|w| w == digits) {
+    while let Some(pos) = image[from..]
+        .windows(digits.len())
+        .position(|w| w == digits)
+    {
         let at = from + pos;
         // The digit run must start a token: preceded by a NUL.
         if at > 0 && image[at - 1] == 0 {
@@ -157,7 +163,9 @@ pub fn extract(image: &[u8]) -> Result<String> {
     // the names whose decode reproduces every marker.
     for m in 1..=4096usize {
         for pad in [0usize, 4] {
-            let Some(markers) = tokens.start.checked_sub(4 * m + pad) else { continue };
+            let Some(markers) = tokens.start.checked_sub(4 * m + pad) else {
+                continue;
+            };
             if markers % 8 != 0 || u32_at(image, markers) != Some(0) {
                 continue;
             }
@@ -189,7 +197,11 @@ fn map_text(image: &[u8], names: &[String], offsets: usize) -> Result<String> {
     let n = names.len();
     let base_at = align8(offsets + 4 * n);
     let file_base = u64_at(image, base_at).context("kallsyms_relative_base past the end")?;
-    let base = if file_base == 0 { KIMAGE_VADDR } else { file_base };
+    let base = if file_base == 0 {
+        KIMAGE_VADDR
+    } else {
+        file_base
+    };
     let mut syms: Vec<(u64, char, &str)> = Vec::new();
     for (i, full) in names.iter().enumerate() {
         let off = u32_at(image, offsets + 4 * i).context("kallsyms_offsets past the end")?;
@@ -200,7 +212,10 @@ fn map_text(image: &[u8], names: &[String], offsets: usize) -> Result<String> {
             syms.push((base + u64::from(off), ty, name));
         }
     }
-    ensure!(syms.iter().any(|s| s.2 == "_text"), "the decoded symbols lack _text");
+    ensure!(
+        syms.iter().any(|s| s.2 == "_text"),
+        "the decoded symbols lack _text"
+    );
     syms.sort_by_key(|s| s.0);
     let mut out = String::with_capacity(syms.len() * 48);
     for (addr, ty, name) in syms {
@@ -222,7 +237,13 @@ mod tests {
         // Tokens: every byte value c < 0x80 is itself, except a few
         // multi-byte ones in unused slots; codes >= 0x80 are pairs.
         let mut tokens: Vec<Vec<u8>> = (0..256u32)
-            .map(|c| if (0x21..0x7f).contains(&c) { vec![c as u8] } else { format!("~{c:02x}").into_bytes() })
+            .map(|c| {
+                if (0x21..0x7f).contains(&c) {
+                    vec![c as u8]
+                } else {
+                    format!("~{c:02x}").into_bytes()
+                }
+            })
             .collect();
         tokens[0x80] = b"lkdtm_".to_vec();
         tokens[0x81] = b"HARD".to_vec();
@@ -289,7 +310,8 @@ mod tests {
 
     #[test]
     fn decodes_a_table() {
-        let mut syms: Vec<(String, u32)> = vec![("T_text".into(), 0), ("tgic_handle_irq".into(), 0x10040)];
+        let mut syms: Vec<(String, u32)> =
+            vec![("T_text".into(), 0), ("tgic_handle_irq".into(), 0x10040)];
         for i in 0..600 {
             syms.push((format!("tfunc_{i}"), 0x20000 + 0x40 * i));
         }
@@ -301,7 +323,10 @@ mod tests {
         let map = extract(&image).unwrap();
         let lines: Vec<&str> = map.lines().collect();
         assert_eq!(lines[0], "ffff800080000000 T _text");
-        assert!(lines.contains(&"ffff800080246e60 t lkdtm_HARDLOCKUP"), "{map}");
+        assert!(
+            lines.contains(&"ffff800080246e60 t lkdtm_HARDLOCKUP"),
+            "{map}"
+        );
         assert!(lines.contains(&"ffff800080029540 t func_597"));
         assert!(lines.contains(&"ffff8000802a0000 D _etext"));
         assert!(!map.contains("some_data"));
@@ -325,7 +350,9 @@ mod real_kernel {
     /// without it.
     #[test]
     fn matches_the_system_map_of_a_real_kernel() {
-        let Some(dir) = std::env::var_os("NMV_KALLSYMS_KERNEL") else { return };
+        let Some(dir) = std::env::var_os("NMV_KALLSYMS_KERNEL") else {
+            return;
+        };
         let dir = std::path::Path::new(&dir);
         let image = std::fs::read(dir.join("Image")).unwrap();
         let ours = super::extract(&image).unwrap();

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::cache::{self, Key};
 use super::apt::provision_kernel;
-use super::{fragment_path, kconfig, Kernel, Options, ARCH, CROSS_COMPILE, SOURCE_PACKAGE, SOURCE_TARBALL, SOURCE_TOP};
+use super::cache::{self, Key};
+use super::{
+    fragment_path, kconfig, Kernel, Options, ARCH, CROSS_COMPILE, SOURCE_PACKAGE, SOURCE_TARBALL,
+    SOURCE_TOP,
+};
 use crate::say;
 use crate::util::{self, command_line, elapsed, output_of};
 
@@ -30,13 +33,10 @@ struct Source {
 }
 
 fn debian_source() -> Result<Source> {
-    let version = output_of(Command::new("dpkg-query").args([
-        "-W",
-        "-f=${Version}",
-        SOURCE_PACKAGE,
-    ]))
-    .filter(|v| !v.trim().is_empty())
-    .unwrap_or_else(|| "unknown".into());
+    let version =
+        output_of(Command::new("dpkg-query").args(["-W", "-f=${Version}", SOURCE_PACKAGE]))
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "unknown".into());
     let tarball = PathBuf::from(SOURCE_TARBALL);
     let meta = tarball
         .metadata()
@@ -67,10 +67,16 @@ fn tree_source(dir: &Path) -> Result<Source> {
         .canonicalize()
         .with_context(|| format!("--kernel-src {}: no such directory", dir.display()))?;
     let makefile = std::fs::read_to_string(dir.join("Makefile")).with_context(|| {
-        format!("--kernel-src {}: no Makefile, not a kernel tree", dir.display())
+        format!(
+            "--kernel-src {}: no Makefile, not a kernel tree",
+            dir.display()
+        )
     })?;
     if !dir.join("arch/arm64/Kconfig").exists() {
-        bail!("--kernel-src {}: no arch/arm64, not a kernel tree", dir.display());
+        bail!(
+            "--kernel-src {}: no arch/arm64, not a kernel tree",
+            dir.display()
+        );
     }
     if dir.join(".config").exists() || dir.join("include/config").exists() {
         bail!(
@@ -160,7 +166,10 @@ fn kernel_key(source: &Source, fragment: &str) -> Key {
         .add("fragment", fragment)
         .add("cc", tool_version(&format!("{CROSS_COMPILE}gcc")))
         .add("ld", tool_version(&format!("{CROSS_COMPILE}ld")))
-        .add("make-vars", format!("ARCH={ARCH} CROSS_COMPILE={CROSS_COMPILE}"))
+        .add(
+            "make-vars",
+            format!("ARCH={ARCH} CROSS_COMPILE={CROSS_COMPILE}"),
+        )
 }
 
 fn kernel_outputs(dir: &Path) -> Kernel {
@@ -217,7 +226,14 @@ pub fn kernel(opts: &Options) -> Result<Kernel> {
             .arg(format!("ARCH={ARCH}"))
             .arg(format!("CROSS_COMPILE={CROSS_COMPILE}"))
             .args(args);
-        for var in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "KBUILD_OUTPUT", "ARCH", "CROSS_COMPILE"] {
+        for var in [
+            "MAKEFLAGS",
+            "MFLAGS",
+            "MAKELEVEL",
+            "KBUILD_OUTPUT",
+            "ARCH",
+            "CROSS_COMPILE",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("KBUILD_BUILD_USER", "nmivisor")
@@ -227,7 +243,11 @@ pub fn kernel(opts: &Options) -> Result<Kernel> {
     };
 
     let allconfig = format!("KCONFIG_ALLCONFIG={}", fragment_file.display());
-    run_logged(&mut make(&[&allconfig, "allnoconfig"]), &log, "allnoconfig + fragment")?;
+    run_logged(
+        &mut make(&[&allconfig, "allnoconfig"]),
+        &log,
+        "allnoconfig + fragment",
+    )?;
     run_logged(&mut make(&["olddefconfig"]), &log, "olddefconfig")?;
     let config_text = std::fs::read_to_string(build_dir.join(".config"))
         .context("make olddefconfig wrote no .config")?;
@@ -298,10 +318,15 @@ fn extract(tarball: &Path, dir: &Path) -> Result<()> {
         tarball.display(),
         parent.display()
     );
-    util::run(Command::new("tar").arg("-xf").arg(tarball).arg("-C").arg(&tmp))?;
-    std::fs::rename(tmp.join(SOURCE_TOP), dir).with_context(|| {
-        format!("the tarball has no top directory {SOURCE_TOP}/")
-    })?;
+    util::run(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&tmp),
+    )?;
+    std::fs::rename(tmp.join(SOURCE_TOP), dir)
+        .with_context(|| format!("the tarball has no top directory {SOURCE_TOP}/"))?;
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::write(&marker, tarball.display().to_string())?;
     Ok(())
@@ -342,10 +367,7 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     let (tx, rx) = mpsc::channel::<String>();
     let out = child.stdout.take().context("no stdout")?;
     let err = child.stderr.take().context("no stderr")?;
-    let readers = [
-        spawn_lines(out, tx.clone()),
-        spawn_lines(err, tx),
-    ];
+    let readers = [spawn_lines(out, tx.clone()), spawn_lines(err, tx)];
     let start = Instant::now();
     let mut last_report = start;
     let (mut steps, mut last_step) = (0usize, String::new());
@@ -397,7 +419,10 @@ fn spawn_lines(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(src).split(b'\n').map_while(Result::ok) {
-            if tx.send(String::from_utf8_lossy(&line).into_owned()).is_err() {
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
                 return;
             }
         }

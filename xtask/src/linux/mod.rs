@@ -22,8 +22,8 @@ pub mod apt;
 pub mod cache;
 pub mod counter;
 pub mod initramfs;
-pub mod kconfig;
 pub mod kallsyms;
+pub mod kconfig;
 pub mod kernel;
 pub mod stock;
 

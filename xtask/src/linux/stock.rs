@@ -127,10 +127,20 @@ pub fn fetch() -> Result<StockKernel> {
 /// ([`super::kallsyms`]), written once to `System.map-kallsyms` next to
 /// it. `None` (with a note) if neither works: the dumps then show bare
 /// guest addresses.
-pub fn system_map(dir: &std::path::Path, release: &str, image: &std::path::Path) -> Option<PathBuf> {
+pub fn system_map(
+    dir: &std::path::Path,
+    release: &str,
+    image: &std::path::Path,
+) -> Option<PathBuf> {
     let shipped = dir.join(format!("boot/System.map-{release}"));
     if let Ok(text) = std::fs::read_to_string(&shipped) {
-        if text.lines().filter(|l| l.contains(" T ") || l.contains(" t ")).take(100).count() == 100 {
+        if text
+            .lines()
+            .filter(|l| l.contains(" T ") || l.contains(" t "))
+            .take(100)
+            .count()
+            == 100
+        {
             return Some(shipped);
         }
     }
@@ -149,7 +159,10 @@ pub fn system_map(dir: &std::path::Path, release: &str, image: &std::path::Path)
         });
     match result {
         Ok(n) => {
-            say!("linux: stock kernel symbols: {n} from the Image's kallsyms, {}", out.display());
+            say!(
+                "linux: stock kernel symbols: {n} from the Image's kallsyms, {}",
+                out.display()
+            );
             Some(out)
         }
         Err(e) => {
