@@ -27,6 +27,12 @@ const CHECKS: &[Check] = &[
         args: &["fmt", "--all", "--check"],
         target: false,
     },
+    // The fuzz targets are their own workspace (docs/fuzzing.md).
+    Check {
+        name: "fmt-fuzz",
+        args: &["fmt", "--all", "--check", "--manifest-path", "fuzz/Cargo.toml"],
+        target: false,
+    },
     Check {
         name: "clippy-host",
         args: &[
