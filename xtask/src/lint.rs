@@ -30,7 +30,13 @@ const CHECKS: &[Check] = &[
     // The fuzz targets are their own workspace (docs/fuzzing.md).
     Check {
         name: "fmt-fuzz",
-        args: &["fmt", "--all", "--check", "--manifest-path", "fuzz/Cargo.toml"],
+        args: &[
+            "fmt",
+            "--all",
+            "--check",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+        ],
         target: false,
     },
     Check {
