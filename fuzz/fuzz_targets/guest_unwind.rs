@@ -1,7 +1,7 @@
 //! The guest half of a dump: the software stage-1 walk and the guest
 //! frame-record unwinder over guest-controlled tables and stacks
 //! (hypervisor/src/debug/guest_walk.rs), and the bundle's System.map
-//! parser, lookup and KASLR derivation (debug/guest_symbols.rs).
+//! parser, lookup and KASLR derivation (vm/guest_symbols.rs).
 //!
 //! Input: SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1, x29, VBAR_EL1, a VA
 //! (u64 each), a u16 length and that many bytes of System.map text, then
@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use libfuzzer_sys::fuzz_target;
 use nmivisor_fuzz::Reader;
-use nmivisor_pure::debug::guest_symbols::SystemMap;
+use nmivisor_pure::vm::guest_symbols::SystemMap;
 use nmivisor_pure::debug::guest_walk::{GuestPhys, GuestUnwinder, GuestVirt, Regime};
 
 const RAM: u64 = 0x4000_0000;

@@ -7,6 +7,30 @@
 //! - for the host, `cargo test` runs the pure modules' unit tests. Those
 //!   modules (device-tree parsing, the SGI mailbox, the unwinder, the console
 //!   lock and monitor, ...) never use `asm!` or MMIO.
+//!
+//! # Layers
+//!
+//! The modules form layers; a module imports only from its own layer and
+//! the ones below it, never from above (the host test
+//! `source_rules::imports_run_down_the_layers_only` checks every
+//! `crate::` path; docs/architecture.md explains each layer). From the
+//! bottom:
+//!
+//! 1. `arch`: the CPU, its system registers and every line of inline
+//!    assembly; the exception vectors and the trap frame.
+//! 2. `platform`: facts the layers above share: the CPUs' topology, the
+//!    machine the device tree describes, the physical SGIs nmivisor uses.
+//! 3. `gic`, `mm`, `console`: the physical GICv3, memory (EL2 map, guest
+//!    RAM windows, stage 2, heap), console output and rate-limited logs.
+//! 4. `ipi`: messages between physical CPUs over the two SGIs; roundups.
+//! 5. `vgic`, `devices`: the emulated GICv3 and PL011, as pure models.
+//! 6. `vm`: VMs and vCPUs: creation, the run loop, traps, the vGIC and
+//!    UART on the hardware, guest services.
+//! 7. `debug`: dumps, backtraces, the NMI roundup's responders, the
+//!    console monitor, the watchdogs.
+//! 8. `boot`: bring-up, the device tree, wiring the layers together
+//!    (`vm::services`), test hooks.
+//! 9. `dispatch`: where every exception lands and is routed to its layer.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 // Every unsafe block says why it is sound. Every public item says why it
 // exists: `missing_docs` is on, but rustc applies it only to what a crate
@@ -30,12 +54,16 @@ mod console;
 mod debug;
 #[cfg(any(test, target_os = "none"))]
 mod devices;
+#[cfg(target_os = "none")]
+mod dispatch;
 #[cfg(any(test, target_os = "none"))]
 mod gic;
 #[cfg(any(test, target_os = "none"))]
 mod ipi;
 #[cfg(any(test, target_os = "none"))]
 mod mm;
+#[cfg(any(test, target_os = "none"))]
+mod platform;
 #[cfg(test)]
 mod source_rules;
 #[cfg(any(test, target_os = "none"))]

@@ -1,6 +1,8 @@
 //! Rules about the source itself, checked by host tests over the files in
 //! `src/` (`cargo test -p hypervisor source_rules`).
 //!
+//! - The layers of `main.rs` run one way: a module imports (`crate::x`,
+//!   `use crate::{x, y}`) only from its own layer and the ones below.
 //! - Inline assembly (`asm!`, `global_asm!`) lives only in `arch/`, behind
 //!   named functions.
 //! - Every public item has a doc comment. rustc's `missing_docs` cannot
@@ -91,6 +93,129 @@ fn undocumented(text: &str) -> Vec<String> {
         }
     }
     missing
+}
+
+/// The layers of `src/`, bottom first, as `main.rs` states them.
+const LAYERS: &[&[&str]] = &[
+    &["arch"],
+    &["platform"],
+    &["gic", "mm", "console"],
+    &["ipi"],
+    &["vgic", "devices"],
+    &["vm"],
+    &["debug"],
+    &["boot"],
+    &["dispatch"],
+];
+
+/// The layer of top-level module `name`.
+fn layer_of(name: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&name))
+}
+
+/// `text` without `//` comments (doc comments included) and without its
+/// unit tests (tests may use anything).
+fn code_of(text: &str) -> String {
+    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
+    text[..end]
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level modules `code` names through `crate::`, with their line
+/// numbers; a group (`crate::{a, b::c}`) may span lines.
+fn crate_refs(code: &str) -> Vec<(usize, String)> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = code[at..].find("crate::") {
+        let start = at + found + "crate::".len();
+        let line = code[..start].matches('\n').count() + 1;
+        let rest = &code[start..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            out.extend(
+                group
+                    .split(',')
+                    .map(ident)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| (line, n)),
+            );
+        } else {
+            out.push((line, ident(rest)));
+        }
+        at = start;
+    }
+    out
+}
+
+/// Every import that runs from a lower layer up to a higher one.
+fn upward_imports() -> Vec<String> {
+    let mut report = Vec::new();
+    for path in sources(&src_dir()) {
+        let rel = path.strip_prefix(src_dir()).unwrap_or(&path).to_path_buf();
+        let first = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or("");
+        let Some(mine) = layer_of(first.trim_end_matches(".rs")) else {
+            continue;
+        };
+        let code = code_of(&fs::read_to_string(&path).expect("readable source"));
+        for (line, name) in crate_refs(&code) {
+            if layer_of(&name).is_some_and(|theirs| theirs > mine) {
+                report.push(format!("{}:{line}: imports {name}", rel.display()));
+            }
+        }
+    }
+    report
+}
+
+#[test]
+fn imports_run_down_the_layers_only() {
+    let report = upward_imports();
+    assert!(
+        report.is_empty(),
+        "imports from a higher layer:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn every_module_has_a_layer() {
+    for entry in fs::read_dir(src_dir()).expect("src/") {
+        let path = entry.expect("entry").path();
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if ["main", "source_rules"].contains(&name) {
+            continue;
+        }
+        assert!(
+            layer_of(name).is_some(),
+            "src/{name} is in no layer of LAYERS (main.rs)"
+        );
+    }
+}
+
+#[test]
+fn the_layer_scan_sees_what_it_should() {
+    let code = code_of("use crate::arch::cpu;\nuse crate::{\n    ipi,\n    vm::guest,\n};\nlet x = crate::debug::dump(); // crate::boot\n");
+    assert_eq!(
+        crate_refs(&code),
+        [
+            (1, "arch".to_string()),
+            (2, "ipi".to_string()),
+            (2, "vm".to_string()),
+            (6, "debug".to_string())
+        ]
+    );
 }
 
 /// Lines of `text` outside comments that use inline assembly.

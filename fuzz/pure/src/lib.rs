@@ -39,6 +39,8 @@ pub mod gic;
 pub mod ipi;
 #[path = "../../../hypervisor/src/mm/mod.rs"]
 pub mod mm;
+#[path = "../../../hypervisor/src/platform/mod.rs"]
+pub mod platform;
 #[path = "../../../hypervisor/src/vgic/mod.rs"]
 pub mod vgic;
 #[path = "../../../hypervisor/src/vm/mod.rs"]

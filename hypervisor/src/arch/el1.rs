@@ -156,7 +156,7 @@ pub struct GuestControl {
 /// TWI (WFI traps), RW (EL1 is AArch64), FB and BSU=inner (broadcast TLB and
 /// barrier maintenance within the inner shareable domain), TID3 (the
 /// feature ID registers come from the CPU feature policy,
-/// `vm::cpu_features`), TIDCP (IMPLEMENTATION DEFINED registers are
+/// `arch::cpu_features`), TIDCP (IMPLEMENTATION DEFINED registers are
 /// UNDEFINED) and TACR (ACTLR_EL1 is RAZ/WI). The feature-dependent bits
 /// come from [`super::features::hcr_bits`].
 ///

@@ -1,5 +1,5 @@
 //! The hardware side of the guest CPU feature policy
-//! ([`crate::vm::cpu_features`]): reads the real CPU's feature ID space
+//! ([`super::cpu_features`]): reads the real CPU's feature ID space
 //! once, and programs the EL2 controls that make each shown feature work
 //! and keep each hidden one trapped.
 //!
@@ -8,7 +8,7 @@
 //! registers (not ID_AA64ZFR0/FPFR0/AFR*, nor the AArch32 ones), and the
 //! policy needs all 56.
 
-use crate::vm::cpu_features::{GuestFeatures, IdSpace, IdView, ID_SPACE_LEN};
+use super::cpu_features::{GuestFeatures, IdSpace, IdView, ID_SPACE_LEN};
 use core::arch::asm;
 use spin::Once;
 

@@ -3,6 +3,7 @@
 //! `esr` is pure and host-tested; the rest is compiled for the bare-metal
 //! target only.
 
+pub mod cpu_features;
 pub mod esr;
 
 #[cfg(target_os = "none")]
@@ -13,8 +14,6 @@ pub mod el1;
 pub mod el2map;
 #[cfg(target_os = "none")]
 pub mod entry;
-#[cfg(target_os = "none")]
-pub mod exception;
 #[cfg(target_os = "none")]
 pub mod features;
 #[cfg(target_os = "none")]

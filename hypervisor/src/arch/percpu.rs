@@ -59,3 +59,16 @@ pub fn cpu_id() -> usize {
 pub fn percpu(cpu: usize) -> Option<&'static PerCpu> {
     PERCPU.get(cpu)
 }
+
+extern "C" {
+    static __stacks_start: u8;
+}
+
+/// The EL2 stack of logical CPU `cpu` (the linker script lays them out one
+/// after another, [`super::STACK_SIZE`] each).
+pub fn stack_of(cpu: usize) -> core::ops::Range<u64> {
+    // Only the address of the linker-provided symbol is taken.
+    let base = core::ptr::addr_of!(__stacks_start) as u64;
+    let start = base + (cpu.min(MAX_CPUS - 1) * super::STACK_SIZE) as u64;
+    start..start + super::STACK_SIZE as u64
+}

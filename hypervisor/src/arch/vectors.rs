@@ -3,7 +3,7 @@
 //! All 16 vectors (Arm ARM D1.3.2: {current EL with SP_EL0, current EL with
 //! SP_ELx, lower EL AArch64, lower EL AArch32} x {sync, IRQ, FIQ, SError})
 //! save the general-purpose register state and call
-//! [`super::exception::handle_exception`].
+//! `dispatch::handle_exception`.
 //!
 //! FP/SIMD, SVE and SME state is not saved: the hypervisor is built for
 //! `aarch64-unknown-none-softfloat`, so no EL2 code touches those registers,

@@ -12,43 +12,11 @@
 //! refuses what the crate cannot handle, and this module never calls the
 //! crate's helpers that panic on a missing node (`Fdt::chosen`).
 
-use crate::arch::MAX_CPUS;
+pub use crate::platform::machine::{PhysRange, PlatformInfo, PsciConduit};
 use arrayvec::ArrayVec;
 use core::fmt;
-use core::ops::Range;
 use fdt::node::FdtNode;
 use fdt::Fdt;
-
-/// Most RAM ranges kept from /memory nodes.
-pub const MAX_MEMORY_RANGES: usize = 8;
-
-/// A physical address range.
-pub type PhysRange = Range<u64>;
-
-/// How PSCI calls reach the firmware.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsciConduit {
-    Smc,
-    Hvc,
-}
-
-/// The platform as the device tree describes it.
-#[derive(Clone, Debug)]
-pub struct PlatformInfo<'a> {
-    pub memory: ArrayVec<PhysRange, MAX_MEMORY_RANGES>,
-    /// MPIDR affinity of each CPU, in device-tree order.
-    pub cpus: ArrayVec<u64, MAX_CPUS>,
-    /// CPUs present in the DTB beyond [`MAX_CPUS`], left powered off.
-    pub cpus_ignored: usize,
-    pub gicd: PhysRange,
-    pub gicr: PhysRange,
-    pub uart: PhysRange,
-    /// The UART's interrupt as a GIC INTID, if the tree gives one.
-    pub uart_intid: Option<u32>,
-    pub psci: PsciConduit,
-    pub bootargs: &'a str,
-    pub initrd: Option<PhysRange>,
-}
 
 /// Why the device tree cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -371,6 +339,7 @@ pub fn bootarg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::MAX_CPUS;
     use vm_fdt::FdtWriter;
 
     struct Spec {

@@ -6,9 +6,10 @@ use crate::arch::{cpu, psci, MAX_CPUS};
 use crate::boot::dt::{self, PlatformInfo, PsciConduit};
 use crate::debug::{roundup, watchdog_hw};
 use crate::mm::ram::FreeRam;
+use crate::platform::topology::{self, mpidr_of, nr_cpus};
 use crate::{console, gic, mm, println, vm};
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Once;
 
 /// How long the boot CPU waits for a secondary to report online.
@@ -16,10 +17,6 @@ const CPU_ON_TIMEOUT_US: u64 = 2_000_000;
 /// QEMU virt's PL011, used only to report a device tree that names none.
 const FALLBACK_UART: u64 = 0x0900_0000;
 
-/// Logical CPU number -> MPIDR, boot CPU first. Written before CPU_ON.
-static MPIDRS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
-static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
 /// The command line (/chosen bootargs), copied out of the DTB.
 static BOOTARGS: Once<String> = Once::new();
 /// `nmivisor.panic=poweroff`: power off after a panic's dump instead of
@@ -28,18 +25,6 @@ static PANIC_POWEROFF: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
     fn secondary_entry();
-}
-
-/// Number of CPUs nmivisor manages.
-pub fn nr_cpus() -> usize {
-    NR_CPUS.load(Ordering::Acquire)
-}
-
-/// MPIDR of logical CPU `cpu`.
-pub fn mpidr_of(cpu: usize) -> u64 {
-    MPIDRS
-        .get(cpu)
-        .map_or(u64::MAX, |m| m.load(Ordering::Acquire))
 }
 
 /// The hypervisor's command line.
@@ -145,6 +130,10 @@ extern "C" fn boot_main(dtb: u64) -> ! {
     super::test_hooks::run(bootargs());
 
     if let Some(bundle) = info.initrd.clone() {
+        vm::services::install(vm::services::Services {
+            power_off: power_off_after_vms,
+            snapshot_vm: roundup::snapshot_vm,
+        });
         let mut ram = free_ram(&info, dtb);
         // SAFETY: the bundle lies in RAM (the loader put it there), the EL2
         // map covers it, it is reserved from guest RAM above, and nothing
@@ -209,17 +198,17 @@ fn assign_logical_cpus(info: &PlatformInfo) -> usize {
     if !info.cpus.contains(&me) {
         println!("nmivisor: warning: boot CPU MPIDR {me:#x} is not in the device tree");
     }
-    MPIDRS[0].store(me, Ordering::Relaxed);
+    topology::set_mpidr(0, me);
     let mut n = 1;
     for &mpidr in info.cpus.iter().filter(|&&m| m != me) {
         if n == MAX_CPUS {
             println!("nmivisor: CPU MPIDR {mpidr:#x} left off (more than {MAX_CPUS} CPUs)");
             continue;
         }
-        MPIDRS[n].store(mpidr, Ordering::Relaxed);
+        topology::set_mpidr(n, mpidr);
         n += 1;
     }
-    NR_CPUS.store(n, Ordering::Release);
+    topology::set_nr_cpus(n);
     n
 }
 
@@ -261,6 +250,11 @@ fn cpu_online() {
 extern "C" fn secondary_main(_logical: usize) -> ! {
     cpu_online();
     idle_loop()
+}
+
+/// The last VM stopped: power the machine off (vm::services).
+fn power_off_after_vms() -> ! {
+    shutdown(nr_cpus())
 }
 
 /// Stops the other CPUs with the STOP message (each leaves through PSCI

@@ -6,9 +6,10 @@
 use crate::arch::percpu::cpu_id;
 use crate::arch::{cpu, MAX_CPUS};
 use crate::boot::dt::bootarg;
-use crate::boot::start::{idle_loop, nr_cpus};
+use crate::boot::start::idle_loop;
 use crate::debug::{roundup, watchdog_hw};
 use crate::gic::mask::IrqGuard;
+use crate::platform::topology::nr_cpus;
 use crate::{ipi, println};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,41 +167,6 @@ fn wait_for_watchdog() {
     }
     if watchdog_hw::reports() == 0 {
         println!("nmivisor: the watchdog reported nothing within 20 s");
-    }
-}
-
-/// Console monitor key `w` (test images): the last CPU, which a scenario
-/// leaves to no VM, spins with interrupts masked by priority until the
-/// watchdog has reported it (at most 20 s), then goes back to its run
-/// loop. Returns at once; the CPU takes the work from its idle loop.
-pub fn watchdog_blip() {
-    let cpu = nr_cpus().saturating_sub(1);
-    if cpu == 0 || !ipi::hw::run_on(cpu, spin_until_watchdog) {
-        println!("nmivisor: watchdog test: cpu {cpu} cannot take the spinner");
-    }
-}
-
-#[inline(never)]
-fn spin_until_watchdog() {
-    let before = watchdog_hw::reports();
-    println!(
-        "nmivisor: watchdog test: cpu {} spins with interrupts masked",
-        cpu_id()
-    );
-    let deadline = cpu::deadline_after_us(20_000_000);
-    {
-        let _masked = IrqGuard::new();
-        while watchdog_hw::reports() == before && cpu::counter() < deadline {
-            crate::arch::relax();
-        }
-    }
-    if watchdog_hw::reports() == before {
-        println!("nmivisor: watchdog test: the watchdog reported nothing within 20 s");
-    } else {
-        println!(
-            "nmivisor: watchdog test: cpu {} was reported; back to its run loop",
-            cpu_id()
-        );
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod lock;
 mod output;
+pub mod ratelimit;
 
 // Only the bare-metal image prints; host tests reach `output` directly.
 #[cfg(target_os = "none")]

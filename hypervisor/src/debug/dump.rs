@@ -2,9 +2,8 @@
 
 use crate::arch::cpu;
 use crate::arch::esr::Esr;
-use crate::arch::percpu::{cpu_id, this_cpu};
+use crate::arch::percpu::{cpu_id, stack_of, this_cpu};
 use crate::arch::vectors::{TrapFrame, VectorKind};
-use crate::arch::{MAX_CPUS, STACK_SIZE};
 use crate::console;
 use crate::debug::symbols::{describe, describe_return};
 use crate::debug::unwind::{Memory, Stop, Unwinder};
@@ -16,7 +15,6 @@ use symtab::SymbolTable;
 const MAX_FRAMES: usize = 32;
 
 extern "C" {
-    static __stacks_start: u8;
     static __symtab_start: u8;
     static __symtab_end: u8;
 }
@@ -32,14 +30,6 @@ pub fn symbols() -> Option<SymbolTable<'static>> {
         core::slice::from_raw_parts(start, end - start as usize)
     };
     SymbolTable::parse(blob).ok()
-}
-
-/// The EL2 stack of logical CPU `cpu`.
-pub fn stack_of(cpu: usize) -> Range<u64> {
-    // SAFETY: only the address of the linker-provided symbol is taken.
-    let base = core::ptr::addr_of!(__stacks_start) as u64;
-    let start = base + (cpu.min(MAX_CPUS - 1) * STACK_SIZE) as u64;
-    start..start + STACK_SIZE as u64
 }
 
 /// Reads EL2 stack memory for the unwinder. `Unwinder` only asks for words

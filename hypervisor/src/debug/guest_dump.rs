@@ -11,13 +11,13 @@
 //! the dump block, under the console lock the caller holds.
 
 use super::guest_lockup::{lr_deliverable, timer_pending, LockupState, Verdict};
-use super::guest_symbols::{Kaslr, SystemMap};
 use super::guest_walk::{GuestPhys, GuestUnwinder, GuestVirt, Regime, UnwindStop};
 use crate::arch::el1::El1Context;
 use crate::arch::percpu::cpu_id;
 use crate::arch::vectors::{TrapFrame, VectorKind};
 use crate::arch::{cpu, ich, Mutex, MAX_CPUS};
 use crate::vm::guest::Vm;
+use crate::vm::guest_symbols::{Kaslr, SystemMap};
 use crate::{console, println};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,6 @@
 //! keys and the lockup watchdog. The modules here are pure logic.
 
 pub mod guest_lockup;
-pub mod guest_symbols;
 pub mod guest_walk;
 pub mod monitor;
 pub mod symbols;
@@ -16,7 +15,6 @@ pub mod dump;
 pub mod guest_dump;
 #[cfg(target_os = "none")]
 pub mod monitor_hw;
-pub mod ratelimit;
 #[cfg(target_os = "none")]
 pub mod roundup;
 #[cfg(target_os = "none")]

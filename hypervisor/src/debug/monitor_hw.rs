@@ -21,9 +21,7 @@ pub fn uart_interrupt() {
             Action::Command(MonitorCommand::Help) => println!("{HELP}"),
             Action::Command(MonitorCommand::NextVm) => crate::vm::uart::next_focus(),
             #[cfg(feature = "test-hooks")]
-            Action::Command(MonitorCommand::WatchdogTest) => {
-                crate::boot::test_hooks::watchdog_blip()
-            }
+            Action::Command(MonitorCommand::WatchdogTest) => super::watchdog_hw::watchdog_blip(),
             #[cfg(not(feature = "test-hooks"))]
             Action::Command(MonitorCommand::WatchdogTest) => {}
             Action::Forward(bytes) => crate::vm::uart::console_input(&bytes),

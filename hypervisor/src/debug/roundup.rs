@@ -11,15 +11,17 @@
 //! Nothing here takes a lock that normal code may hold, except the console
 //! lock, which is owner-CPU re-entrant with a timeout and a bust.
 
-use super::dump::{print_backtrace, stack_of, symbols};
+use super::dump::{print_backtrace, symbols};
 use super::symbols::{describe, describe_return};
 use crate::arch::el1::{self, El1Context};
+use crate::arch::percpu::stack_of;
 use crate::arch::percpu::{cpu_id, percpu};
 use crate::arch::vectors::{TrapFrame, VectorKind};
 use crate::arch::{cpu, gicv3, ich, MAX_CPUS};
-use crate::boot::start::{mpidr_of, nr_cpus};
 use crate::ipi::message::Message;
 use crate::ipi::roundup::{CpuMask, Roundup};
+use crate::platform::topology::{mpidr_of, nr_cpus};
+use crate::vm::guest::GuestSnapshot;
 use crate::{console, ipi, println};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -198,22 +200,6 @@ fn roundup(targets: CpuMask, msg: Message) -> Option<CpuMask> {
     TURN.store(NO_TURN, Ordering::Release);
     drop(initiator);
     Some(missing)
-}
-
-/// A vCPU's guest registers as a VM-scoped dump reports them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GuestSnapshot {
-    pub vcpu: usize,
-    /// The exception level the guest was at.
-    pub el: u64,
-    /// Whether the CPU was in the hypervisor handling a trap for it.
-    pub trapped: bool,
-    pub pc: u64,
-    pub lr: u64,
-    pub sp: u64,
-    pub spsr: u64,
-    pub esr: u64,
-    pub vpmr: u8,
 }
 
 const NO_VM: usize = usize::MAX;

@@ -85,3 +85,40 @@ pub fn tick(frame: &crate::arch::vectors::TrapFrame) {
         REPORTS.fetch_add(1, Ordering::AcqRel);
     }
 }
+
+/// Console monitor key `w` (test images): the last CPU, which a scenario
+/// leaves to no VM, spins with interrupts masked by priority until the
+/// watchdog has reported it (at most 20 s), then goes back to its run
+/// loop. Returns at once; the CPU takes the work from its idle loop.
+#[cfg(feature = "test-hooks")]
+pub fn watchdog_blip() {
+    let cpu = crate::platform::topology::nr_cpus().saturating_sub(1);
+    if cpu == 0 || !crate::ipi::hw::run_on(cpu, spin_until_watchdog) {
+        println!("nmivisor: watchdog test: cpu {cpu} cannot take the spinner");
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+#[inline(never)]
+fn spin_until_watchdog() {
+    let before = reports();
+    println!(
+        "nmivisor: watchdog test: cpu {} spins with interrupts masked",
+        crate::arch::percpu::cpu_id()
+    );
+    let deadline = cpu::deadline_after_us(20_000_000);
+    {
+        let _masked = crate::gic::mask::IrqGuard::new();
+        while reports() == before && cpu::counter() < deadline {
+            crate::arch::relax();
+        }
+    }
+    if reports() == before {
+        println!("nmivisor: watchdog test: the watchdog reported nothing within 20 s");
+    } else {
+        println!(
+            "nmivisor: watchdog test: cpu {} was reported; back to its run loop",
+            crate::arch::percpu::cpu_id()
+        );
+    }
+}

@@ -10,8 +10,8 @@
 use super::priority;
 use crate::arch::{cpu, gicv3, MAX_CPUS};
 use crate::arch::{Mutex, MutexGuard};
-use crate::boot::dt::PlatformInfo;
-use crate::ipi::message::Sgi;
+use crate::platform::interrupts::Sgi;
+use crate::platform::machine::PlatformInfo;
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, Trigger};

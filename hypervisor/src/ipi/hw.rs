@@ -3,7 +3,6 @@
 
 use super::mailbox::Mailboxes;
 use super::message::{Message, Sgi};
-use crate::arch::vectors::TrapFrame;
 use crate::arch::Mutex;
 use crate::arch::MAX_CPUS;
 use crate::gic::driver::send_sgi;
@@ -50,23 +49,13 @@ pub fn take_work(cpu: usize) -> Option<fn()> {
     WORK.get(cpu)?.lock().take()
 }
 
-/// Handles every message waiting on `sgi` for this CPU.
-pub fn handle_sgi(sgi: Sgi, frame: &TrapFrame) {
+/// Takes every message waiting on `sgi` for this CPU (the top layer,
+/// `dispatch`, hands each to its handler).
+pub fn take_messages(sgi: Sgi) -> impl Iterator<Item = Message> {
     let cpu = crate::arch::percpu::cpu_id();
-    let Some(mailbox) = MAILBOXES.get(cpu) else {
-        return;
-    };
-    for msg in mailbox.take(sgi) {
-        match msg {
-            Message::Backtrace => crate::debug::roundup::on_backtrace(frame),
-            Message::CrashStop => crate::debug::roundup::on_crash_stop(frame),
-            Message::Stop => crate::debug::roundup::on_stop(),
-            Message::Debug => crate::debug::roundup::on_debug(frame),
-            // The idle loop runs queued work once this handler returns.
-            Message::CallFunction => {}
-            // Leaving the guest was the point: the list registers are
-            // refilled on the way back in.
-            Message::VcpuKick | Message::VcpuNmiKick => {}
-        }
-    }
+    MAILBOXES
+        .get(cpu)
+        .map(|m| m.take(sgi))
+        .into_iter()
+        .flatten()
 }

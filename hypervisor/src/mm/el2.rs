@@ -15,7 +15,7 @@
 use super::window;
 use crate::arch::entry::SECONDARY_TTBR0;
 use crate::arch::MAX_CPUS;
-use crate::boot::dt::{PhysRange, PlatformInfo};
+use crate::platform::machine::{PhysRange, PlatformInfo};
 use aarch64_paging::descriptor::El23Attributes as Attr;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};

@@ -18,8 +18,6 @@
 
 pub mod cpuif;
 pub mod dist;
-#[cfg(target_os = "none")]
-pub mod hw;
 pub mod irq;
 pub mod lr;
 pub mod redist;

@@ -171,7 +171,7 @@ fn build(spec: &VmSpec<'static>, index: usize, ram: &mut FreeRam) -> Result<Vm, 
         );
     }
     if let Some(bytes) = spec.symbols {
-        match crate::debug::guest_symbols::SystemMap::parse(bytes) {
+        match super::guest_symbols::SystemMap::parse(bytes) {
             Ok(map) => {
                 println!(
                     "nmivisor: vm {}: {} guest symbols, text {:#x}-{:#x}",

@@ -126,6 +126,22 @@ impl Vcpu {
     }
 }
 
+/// A vCPU's guest registers as a VM-scoped dump reports them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestSnapshot {
+    pub vcpu: usize,
+    /// The exception level the guest was at.
+    pub el: u64,
+    /// Whether the CPU was in the hypervisor handling a trap for it.
+    pub trapped: bool,
+    pub pc: u64,
+    pub lr: u64,
+    pub sp: u64,
+    pub spsr: u64,
+    pub esr: u64,
+    pub vpmr: u8,
+}
+
 /// What a VM is doing as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -154,9 +170,9 @@ pub struct Vm {
     pub image: &'static [u8],
     pub initrd: Option<&'static [u8]>,
     pub dtb: Vec<u8>,
-    /// The emulated GICv3; take it through `vgic::hw::lock`.
+    /// The emulated GICv3; take it through `vm::vgic::lock`.
     pub vgic: Mutex<Vgic>,
-    /// Bumped by every vGIC change (see `vgic::hw::lock`).
+    /// Bumped by every vGIC change (see `vm::vgic::lock`).
     pub vgic_generation: AtomicU64,
     /// The emulated PL011; see `vm::uart`.
     pub uart: Mutex<Pl011>,
@@ -169,13 +185,13 @@ pub struct Vm {
     pub dump_allowed: bool,
     /// The guest kernel's symbols (the bundle's `symbols` file), for the
     /// guest backtraces of dumps.
-    pub symbols: Option<crate::debug::guest_symbols::SystemMap<'static>>,
+    pub symbols: Option<super::guest_symbols::SystemMap<'static>>,
     /// The guest lockup detector's threshold in counter ticks; 0 = off.
     pub lockup_ticks: u64,
     /// Counter value of the last dump NMV_DUMP ran (rate limit).
     pub last_dump: AtomicU64,
     /// This VM's own limit on log lines about what it does.
-    pub log_limit: crate::debug::ratelimit::RateLimit,
+    pub log_limit: crate::console::ratelimit::RateLimit,
     state: AtomicU8,
     /// The partial line of queued output when several VMs share the console;
     /// only the CPU draining the queues takes it (see `vm::uart::drain`).
@@ -217,7 +233,7 @@ impl Vm {
             symbols: None,
             lockup_ticks: 0,
             last_dump: AtomicU64::new(0),
-            log_limit: crate::debug::ratelimit::RateLimit::new(),
+            log_limit: crate::console::ratelimit::RateLimit::new(),
             state: AtomicU8::new(VmState::Running as u8),
             console_lines: Mutex::new(LineBuffer::new()),
         }

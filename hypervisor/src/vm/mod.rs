@@ -4,8 +4,8 @@
 //! The modules here so far are pure and host-tested: they decide, and the
 //! callers that own vCPU state and system registers act.
 
-pub mod cpu_features;
 pub mod guest_dt;
+pub mod guest_symbols;
 pub mod hypercall;
 pub mod inject;
 pub mod psci;
@@ -23,6 +23,10 @@ pub mod guest;
 #[cfg(target_os = "none")]
 pub mod run;
 #[cfg(target_os = "none")]
+pub mod services;
+#[cfg(target_os = "none")]
 pub mod trap;
 #[cfg(target_os = "none")]
 pub mod uart;
+#[cfg(target_os = "none")]
+pub mod vgic;

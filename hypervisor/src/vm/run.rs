@@ -10,14 +10,14 @@
 use super::guest::{self, owned_by, Power, StartRequest, Vcpu, Vm, VmState};
 use crate::arch::el1::{self, El1Context, GuestControl, HCR_GUEST};
 use crate::arch::percpu::cpu_id;
+use crate::arch::percpu::stack_of;
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
-use crate::debug::dump::stack_of;
 use crate::gic::mask::IrqGuard;
 use crate::gic::priority;
 use crate::ipi::message::Message;
 use crate::mm::stage2;
-use crate::{ipi, println, vgic};
+use crate::{ipi, println};
 
 /// SPSR for a vCPU's first instruction: EL1h, all of DAIF masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -94,8 +94,8 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
         cntvoff: vm.cntvoff,
     });
     stage2::flush_current_vmid();
-    vgic::hw::vcpu_reset(vm, vcpu);
-    vgic::hw::flush(vm, vcpu);
+    super::vgic::vcpu_reset(vm, vcpu);
+    super::vgic::flush(vm, vcpu);
 
     let top = stack_of(cpu_id()).end;
     let slot = (top - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
@@ -131,7 +131,7 @@ pub fn guest_exited_on(current: Option<(&'static Vm, &'static Vcpu)>) {
     if let Some((vm, vcpu)) = current {
         let _masked = IrqGuard::new();
         gicv3::local_irq_unmask();
-        vgic::hw::fold(vm, vcpu);
+        super::vgic::fold(vm, vcpu);
         gicv3::local_irq_mask();
     }
 }
@@ -146,7 +146,7 @@ pub fn resume_guest(current: Option<(&'static Vm, &'static Vcpu)>) {
         vcpu.set_power(Power::Off);
         restart_loop();
     }
-    vgic::hw::flush(vm, vcpu);
+    super::vgic::flush(vm, vcpu);
 }
 
 /// Starts `vcpu` (PSCI CPU_ON, VM start): marks it pending and kicks its CPU.
@@ -213,7 +213,7 @@ pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
     );
     if guest::vms().iter().all(|v| v.state() == VmState::Stopped) {
         println!("nmivisor: all VMs stopped");
-        crate::boot::start::shutdown(crate::boot::start::nr_cpus());
+        super::services::power_off();
     }
     restart_loop()
 }
@@ -238,7 +238,7 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
     );
     // The distributor and redistributors start over too; each vCPU's
     // virtual CPU interface is reset when it starts.
-    vgic::hw::vm_reset(vm);
+    super::vgic::vm_reset(vm);
     if vm.load().is_none() {
         println!("nmivisor: vm {}: reload failed, stopping it", vm.name);
         vm.set_state(VmState::Stopped);

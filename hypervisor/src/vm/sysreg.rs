@@ -7,7 +7,7 @@
 //!
 //! Pure: the trap path moves the answer into the guest's register.
 
-use super::cpu_features::IdView;
+use crate::arch::cpu_features::IdView;
 use crate::arch::esr::SysRegAccess;
 
 /// What a trapped access does.
@@ -61,7 +61,7 @@ pub fn emulate(a: &SysRegAccess, ids: &IdView) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::cpu_features::{id_index, ID_SPACE_LEN};
+    use crate::arch::cpu_features::{id_index, ID_SPACE_LEN};
 
     fn access(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, read: bool) -> SysRegAccess {
         SysRegAccess {

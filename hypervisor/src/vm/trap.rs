@@ -13,17 +13,12 @@ use crate::arch::el1;
 use crate::arch::esr::{fault_ipa, Esr, ExceptionClass, SysRegAccess};
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
-use crate::{println, vgic};
+use crate::println;
 
 /// Handles a synchronous exception from the guest running on this CPU,
 /// `current` ([`guest::current`]).
-pub fn handle_sync(frame: &mut TrapFrame, current: Option<(&'static Vm, &'static Vcpu)>) {
-    let Some((vm, vcpu)) = current else {
-        // A lower-EL trap with no vCPU here cannot happen; say so and stop
-        // this CPU rather than return into an unknown EL1.
-        crate::debug::dump::unexpected_exception(crate::arch::vectors::VectorKind(8), frame);
-        cpu::halt();
-    };
+pub fn handle_sync(frame: &mut TrapFrame, current: (&'static Vm, &'static Vcpu)) {
+    let (vm, vcpu) = current;
     // Traps may take long (PSCI, console, dumps): let interrupts in, NMIs
     // above all, while the trap frame keeps the guest state.
     gicv3::local_irq_unmask();
@@ -37,7 +32,7 @@ pub fn handle_sync(frame: &mut TrapFrame, current: Option<(&'static Vm, &'static
         }
         ExceptionClass::WfiWfe => {
             frame.elr += esr.instruction_len();
-            vgic::hw::wait_for_interrupt(vm, vcpu);
+            super::vgic::wait_for_interrupt(vm, vcpu);
         }
         ExceptionClass::SysReg => {
             if sysreg(vm, vcpu, esr.iss(), &mut frame.x) {
@@ -80,7 +75,7 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, iss: u32, regs: &mut [u64; 31]) -> bool {
             true
         }
         sysreg::Answer::Ignored => true,
-        sysreg::Answer::NotMine => vgic::hw::sysreg_trap(vm, vcpu, &access, regs),
+        sysreg::Answer::NotMine => super::vgic::sysreg_trap(vm, vcpu, &access, regs),
     }
 }
 
@@ -120,9 +115,9 @@ fn data_abort(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, esr: Esr) {
                 value,
             ))
         } else {
-            match vgic::hw::mmio(vm, vcpu, ipa, &access, value) {
-                vgic::hw::Mmio::Done(read) => Some(read),
-                vgic::hw::Mmio::NotMine => None,
+            match super::vgic::mmio(vm, vcpu, ipa, &access, value) {
+                super::vgic::Mmio::Done(read) => Some(read),
+                super::vgic::Mmio::NotMine => None,
             }
         };
         if let Some(read) = done {
@@ -265,7 +260,7 @@ fn vm_dump(vm: &Vm, vcpu: &Vcpu) -> i64 {
         .fold(crate::ipi::roundup::CpuMask::from_bits(0), |m, v| {
             m.with(v.pcpu)
         });
-    let Some(snaps) = crate::debug::roundup::snapshot_vm(index, cpus) else {
+    let Some(snaps) = super::services::snapshot_vm(index, cpus) else {
         return DUMP_BUSY;
     };
     let mut out = alloc::string::String::new();
@@ -308,7 +303,7 @@ fn inject_test_interrupt(vm: &Vm, args: [u64; 3]) -> i64 {
     ) else {
         return hypercall::INVALID_PARAMETERS;
     };
-    if vgic::hw::inject(vm, vcpu, intid, priority) {
+    if super::vgic::inject(vm, vcpu, intid, priority) {
         0
     } else {
         hypercall::INVALID_PARAMETERS
@@ -332,7 +327,7 @@ fn hold_vgic_lock(vm: &Vm, vcpu: &Vcpu) -> i64 {
     if !LOCK_HOLD_ALLOWED.load(core::sync::atomic::Ordering::Relaxed) {
         return hypercall::NOT_SUPPORTED;
     }
-    let _held = vgic::hw::lock(vm);
+    let _held = super::vgic::lock(vm);
     crate::println!(
         "nmivisor: test: vCPU {} holds vm {}'s vGIC lock for good",
         vcpu.index,
@@ -379,7 +374,7 @@ fn psci_call(vm: &'static Vm, vcpu: &Vcpu, fid: u32, args: [u64; 3]) -> i64 {
             run::restart_loop()
         }
         Some(PsciCall::Suspend) => {
-            vgic::hw::wait_for_interrupt(vm, vcpu);
+            super::vgic::wait_for_interrupt(vm, vcpu);
             0
         }
         // Both run with PSTATE.I clear, as every trap does (NMIs and kicks

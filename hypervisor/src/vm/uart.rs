@@ -176,7 +176,7 @@ fn drive_irq(vm: &Vm, level: bool) -> Option<usize> {
         return None;
     }
     vm.uart_level.store(u8::from(level), Ordering::Release);
-    crate::vgic::hw::lock(vm)
+    super::vgic::lock(vm)
         .vgic
         .set_level(0, memmap::UART_INTID, level)
 }
@@ -186,7 +186,7 @@ fn send_kick(vm: &Vm, target: Option<usize>) {
     if let Some(t) = target {
         let mut set = TargetSet::default();
         set.insert(t);
-        crate::vgic::hw::kick(vm, set);
+        super::vgic::kick(vm, set);
     }
 }
 

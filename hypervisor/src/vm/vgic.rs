@@ -23,11 +23,8 @@
 //! same CPU (the virtual timer) cannot deadlock on it, and the NMI path never
 //! takes it.
 
-use super::cpuif::VirtualCpuIf;
-use super::lr::{hcr_eoi_count, Lr, HCR_EN};
-use super::regs::gicr;
-use super::sgi::{SgiGroup, SgiRequest, TargetSet};
-use super::{is_nmi_priority, Access, Vgic};
+use super::guest::{self, Vcpu, Vm};
+use super::memmap;
 use crate::arch::esr::{MmioAccess, SysRegAccess};
 use crate::arch::ich::{self, MAX_LRS};
 use crate::arch::percpu::cpu_id;
@@ -38,8 +35,11 @@ use crate::gic::driver;
 use crate::gic::mask::IrqGuard;
 use crate::ipi;
 use crate::ipi::message::Message;
-use crate::vm::guest::{self, Vcpu, Vm};
-use crate::vm::memmap;
+use crate::vgic::cpuif::VirtualCpuIf;
+use crate::vgic::lr::{hcr_eoi_count, Lr, HCR_EN};
+use crate::vgic::regs::gicr;
+use crate::vgic::sgi::{SgiGroup, SgiRequest, TargetSet};
+use crate::vgic::{is_nmi_priority, Access, Vgic};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub use crate::arch::ppi_source::{PMU_INTID, PTIMER_INTID, VTIMER_INTID};
@@ -530,7 +530,7 @@ fn current_cpuif() -> VirtualCpuIf {
 /// WFI: idles until the vCPU's virtual CPU interface would signal an
 /// interrupt (or the vCPU is being stopped). An interrupt masked by the
 /// guest's PMR, running priority or group enables does not end it; one
-/// masked only by PSTATE.I does (Arm ARM D1.6.2; see [`super::cpuif`]).
+/// masked only by PSTATE.I does (Arm ARM D1.6.2; see [`crate::vgic::cpuif`]).
 /// Physical interrupts (kicks, the forwarded PPIs) are taken meanwhile.
 pub fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
     let cpuif = current_cpuif();
