@@ -12,8 +12,8 @@ use std::cell::Cell;
 
 use libfuzzer_sys::fuzz_target;
 use nmivisor_fuzz::Reader;
-use nmivisor_pure::vm::guest_symbols::SystemMap;
 use nmivisor_pure::debug::guest_walk::{GuestPhys, GuestUnwinder, GuestVirt, Regime};
+use nmivisor_pure::vm::guest_symbols::SystemMap;
 
 const RAM: u64 = 0x4000_0000;
 
