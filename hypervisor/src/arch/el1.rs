@@ -10,6 +10,7 @@
 //! exception vectors (the trap frame).
 
 use super::vectors::TrapFrame;
+use aarch64_cpu::registers::HCR_EL2;
 use core::arch::asm;
 
 macro_rules! el1_context {
@@ -167,19 +168,19 @@ pub struct GuestControl {
 /// TWE (WFE is a spin hint inside the guest); TID1/TID2 (AIDR, REVIDR and
 /// the cache geometry are the real CPU's); TVM/TRVM/TTLB/TPU/TPCP (the
 /// guest's own stage 1 and maintenance, bounded by stage 2).
-pub const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 18)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 21)
-    | (1 << 31);
+pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
+    | HCR_EL2::SWIO::SET.value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::AMO::SET.value
+    | HCR_EL2::FB::SET.value
+    | HCR_EL2::BSU::InnerShareable.value
+    | HCR_EL2::TWI::SET.value
+    | HCR_EL2::TID3::SET.value
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::TIDCP::SET.value
+    | HCR_EL2::TACR::SET.value
+    | HCR_EL2::RW::EL1IsAarch64.value;
 
 /// Loads a VM's control registers on this CPU.
 pub fn load_guest_control(c: &GuestControl) {

@@ -9,6 +9,7 @@
 //! policy needs all 56.
 
 use super::cpu_features::{GuestFeatures, IdSpace, IdView, ID_SPACE_LEN};
+use aarch64_cpu::registers::HCR_EL2;
 use core::arch::asm;
 use spin::Once;
 
@@ -59,27 +60,21 @@ pub fn view() -> &'static IdView {
     init()
 }
 
-/// HCR_EL2 bits that depend on the CPU's features (Arm ARM D23.2.48).
-mod hcr {
-    pub const TLOR: u64 = 1 << 35;
-    pub const TERR: u64 = 1 << 36;
-    pub const APK: u64 = 1 << 40;
-    pub const API: u64 = 1 << 41;
-}
-
 /// The feature-dependent part of HCR_EL2 for guests: PAuth keys and
 /// instructions untrapped when shown, RAS error records and LORegions
 /// trapped where the CPU has them (both are emulated or hidden).
 pub fn hcr_bits(f: &GuestFeatures) -> u64 {
     let mut v = 0;
     if f.pauth {
-        v |= hcr::API | hcr::APK;
+        // Set means "do not trap" for these two.
+        v |= HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value
+            | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value;
     }
     if f.ras {
-        v |= hcr::TERR;
+        v |= HCR_EL2::TERR::SET.value;
     }
     if f.lor {
-        v |= hcr::TLOR;
+        v |= HCR_EL2::TLOR::SET.value;
     }
     v
 }

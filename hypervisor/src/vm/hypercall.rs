@@ -17,10 +17,9 @@
 //! only, for the `vgic-lock-held` scenario).
 //! Any other test call returns NOT_SUPPORTED.
 
-/// SMCCC_VERSION (DEN0028).
-pub const SMCCC_VERSION: u32 = 0x8000_0000;
-/// SMCCC_ARCH_FEATURES (DEN0028).
-pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+/// SMCCC_VERSION and SMCCC_ARCH_FEATURES (DEN0028), as the smccc crate
+/// defines them.
+pub use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
 /// SMCCC 1.1: major in bits [30:16], minor in [15:0].
 pub const SMCCC_VERSION_1_1: i64 = 0x1_0001;
 
@@ -36,9 +35,11 @@ pub const NMV_VERSION_1_0: i64 = 0x0001_0000;
 /// Longest NMV_CONSOLE_WRITE, so one call copies little.
 pub const CONSOLE_WRITE_MAX: usize = 256;
 
-/// SMCCC return codes (DEN0028; PSCI uses the same values).
-pub const NOT_SUPPORTED: i64 = -1;
-pub const INVALID_PARAMETERS: i64 = -2;
+/// SMCCC return codes (DEN0028). The smccc crate names them only in its
+/// PSCI error table, whose values SMCCC shares.
+pub const NOT_SUPPORTED: i64 = smccc::psci::error::NOT_SUPPORTED as i64;
+/// See [`NOT_SUPPORTED`].
+pub const INVALID_PARAMETERS: i64 = smccc::psci::error::INVALID_PARAMETERS as i64;
 
 /// Owning entity numbers, ID bits [29:24] (DEN0028 section 2.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,36 +5,41 @@
 //! back as a [`PsciCall`] other than `Return`, so this module holds no state
 //! and never touches a vCPU.
 
-/// Function IDs (DEN0022D, "PSCI functions"). `_64` is the SMC64 form.
+/// Function IDs (DEN0022D, "PSCI functions"), as the smccc crate defines
+/// them; `_64` is the SMC64 form.
 pub mod fid {
-    pub const PSCI_VERSION: u32 = 0x8400_0000;
-    pub const CPU_SUSPEND: u32 = 0x8400_0001;
-    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    pub const CPU_ON: u32 = 0x8400_0003;
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    pub const AFFINITY_INFO: u32 = 0x8400_0004;
-    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    pub const PSCI_FEATURES: u32 = 0x8400_000A;
+    pub use smccc::psci::{
+        PSCI_AFFINITY_INFO_32 as AFFINITY_INFO, PSCI_AFFINITY_INFO_64 as AFFINITY_INFO_64,
+        PSCI_CPU_OFF as CPU_OFF, PSCI_CPU_ON_32 as CPU_ON, PSCI_CPU_ON_64 as CPU_ON_64,
+        PSCI_CPU_SUSPEND_32 as CPU_SUSPEND, PSCI_CPU_SUSPEND_64 as CPU_SUSPEND_64, PSCI_FEATURES,
+        PSCI_MIGRATE_INFO_TYPE as MIGRATE_INFO_TYPE, PSCI_SYSTEM_OFF as SYSTEM_OFF,
+        PSCI_SYSTEM_RESET as SYSTEM_RESET, PSCI_VERSION,
+    };
 }
 
-/// Return codes (DEN0022D, "Return error codes").
+/// Return codes (DEN0022D, "Return error codes"): the smccc crate's,
+/// widened to the 64-bit x0 a guest reads.
 pub mod ret {
-    pub const SUCCESS: i64 = 0;
-    pub const NOT_SUPPORTED: i64 = -1;
-    pub const INVALID_PARAMETERS: i64 = -2;
+    use smccc::psci::error as e;
+
+    /// Success.
+    pub const SUCCESS: i64 = e::SUCCESS as i64;
+    /// The call or its variant is not implemented.
+    pub const NOT_SUPPORTED: i64 = e::NOT_SUPPORTED as i64;
+    /// A bad argument.
+    pub const INVALID_PARAMETERS: i64 = e::INVALID_PARAMETERS as i64;
     /// Part of the spec table: nmivisor never returns it; the tests check it.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub const DENIED: i64 = -3;
-    pub const ALREADY_ON: i64 = -4;
-    pub const ON_PENDING: i64 = -5;
+    pub const DENIED: i64 = e::DENIED as i64;
+    /// CPU_ON of a vCPU that is on.
+    pub const ALREADY_ON: i64 = e::ALREADY_ON as i64;
+    /// CPU_ON of a vCPU that is being turned on.
+    pub const ON_PENDING: i64 = e::ON_PENDING as i64;
     /// Part of the spec table: nmivisor never returns it; the tests check it.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub const INTERNAL_FAILURE: i64 = -6;
-    pub const INVALID_ADDRESS: i64 = -9;
+    pub const INTERNAL_FAILURE: i64 = e::INTERNAL_FAILURE as i64;
+    /// An entry point outside the guest's RAM.
+    pub const INVALID_ADDRESS: i64 = e::INVALID_ADDRESS as i64;
 }
 
 /// PSCI 1.1: major version in bits [31:16], minor in [15:0].
@@ -46,7 +51,7 @@ const MIGRATE_NOT_NEEDED: i64 = 2;
 
 /// SMCCC_VERSION: PSCI_FEATURES reports it so that guests (Linux's
 /// `psci_init_smccc`) go on to ask for the SMCCC version (DEN0028, SMCCC_VERSION).
-const SMCCC_VERSION: u32 = 0x8000_0000;
+use smccc::arch::SMCCC_VERSION;
 
 /// The affinity fields of an MPIDR, Aff3 [39:32] and Aff2..Aff0 [23:0];
 /// other bits of an MPIDR argument are ignored.
