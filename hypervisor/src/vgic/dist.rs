@@ -9,12 +9,13 @@ use super::irq::{NO_TARGET, SPI_BASE};
 use super::regs::{gicd, word, Access, BitReg, WriteResult, IIDR_VALUE, PIDR2_VALUE};
 use super::sgi::{Affinity, TargetSet};
 use super::state::{Vgic, CTLR_ENABLE_GRP0, CTLR_ENABLE_GRP1};
+use arm_gic::gicv3::registers::GicdCtlr;
 
-/// GICD_CTLR.ARE in the single-Security-state view, bit 4 (Linux calls it
-/// ARE_NS, its name in the Non-secure view). RAO/WI.
-const CTLR_ARE: u32 = 1 << 4;
+/// GICD_CTLR.ARE in the single-Security-state view, bit 4: arm-gic names
+/// it ARE_S, its name in the Secure view (Linux calls it ARE_NS). RAO/WI.
+const CTLR_ARE: u32 = GicdCtlr::ARE_S.bits();
 /// GICD_CTLR.DS: one Security state. RAO/WI.
-const CTLR_DS: u32 = 1 << 6;
+const CTLR_DS: u32 = GicdCtlr::DS.bits();
 
 /// GICD_IROUTER<n>.Interrupt_Routing_Mode [31]: 1-of-N.
 const IROUTER_IRM: u64 = 1 << 31;

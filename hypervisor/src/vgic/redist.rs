@@ -8,12 +8,13 @@
 use super::regs::{gicr, word, Access, BitReg, WriteResult, IIDR_VALUE, PIDR2_VALUE};
 use super::sgi::Affinity;
 use super::state::Vgic;
+use arm_gic::gicv3::registers::Waker;
 
-/// GICR_WAKER.ProcessorSleep.
-const WAKER_PROCESSOR_SLEEP: u64 = 1 << 1;
-/// GICR_WAKER.ChildrenAsleep.
-const WAKER_CHILDREN_ASLEEP: u64 = 1 << 2;
-/// GICR_TYPER.Last.
+/// GICR_WAKER.ProcessorSleep (arm-gic's Waker).
+const WAKER_PROCESSOR_SLEEP: u64 = Waker::PROCESSOR_SLEEP.bits() as u64;
+/// GICR_WAKER.ChildrenAsleep (arm-gic's Waker).
+const WAKER_CHILDREN_ASLEEP: u64 = Waker::CHILDREN_ASLEEP.bits() as u64;
+/// GICR_TYPER.Last (arm-gic's GicrTyper names no such bit).
 const TYPER_LAST: u64 = 1 << 4;
 
 /// The SGI-frame one-bit registers (only register 0 of each exists here).

@@ -17,6 +17,7 @@
 //! while the guest ran (a new edge, a register write from another vCPU) are
 //! therefore kept rather than overwritten by a stale LR.
 
+use arm_gic::gicv3::registers::GicdCtlr;
 use arrayvec::ArrayVec;
 
 use super::cpuif::VirtualCpuIf;
@@ -41,10 +42,11 @@ pub const fn is_nmi_priority(priority: u8) -> bool {
 /// Most vCPUs one vGIC serves: a [`TargetSet`] names vCPUs 0..64.
 pub const MAX_VCPUS: usize = TargetSet::CAPACITY;
 
-/// GICD_CTLR.EnableGrp0.
-pub(crate) const CTLR_ENABLE_GRP0: u32 = 1 << 0;
-/// GICD_CTLR.EnableGrp1 (single Security state view; Group 1 = "1A").
-pub(crate) const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+/// GICD_CTLR.EnableGrp0 (arm-gic's GicdCtlr).
+pub(crate) const CTLR_ENABLE_GRP0: u32 = GicdCtlr::EnableGrp0.bits();
+/// GICD_CTLR.EnableGrp1 in the single Security state view (Group 1 = "1A";
+/// arm-gic names the bit by its Non-secure view, EnableGrp1NS).
+pub(crate) const CTLR_ENABLE_GRP1: u32 = GicdCtlr::EnableGrp1NS.bits();
 
 /// The MPIDR vCPU `index` gets by default: Aff0 = index % 16,
 /// Aff1 = index / 16 (16 per cluster, so that one SGI TargetList, 16 bits,
