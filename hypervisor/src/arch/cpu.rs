@@ -1,26 +1,24 @@
 //! Small CPU helpers: identification, the generic timer counter, halting.
 
+use aarch64_cpu::registers::{CurrentEL, Readable, CNTFRQ_EL0, DAIF, MPIDR_EL1};
 use core::arch::asm;
 
 /// MPIDR_EL1 affinity fields (Aff3..Aff0), the value PSCI and the GIC use.
 pub fn mpidr() -> u64 {
-    let v: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v & 0xff_00ff_ffff
+    MPIDR_EL1.get() & 0xff_00ff_ffff
 }
 
 /// CurrentEL as a number (0..3).
 pub fn current_el() -> u64 {
-    let v: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { asm!("mrs {}, CurrentEL", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    (v >> 2) & 3
+    (CurrentEL.get() >> 2) & 3
 }
 
 /// The physical counter (CNTPCT_EL0), ordered after earlier instructions.
 pub fn counter() -> u64 {
     let v: u64;
+    // aarch64-cpu reads CNTPCT_EL0 but has no read ordered by an ISB in one
+    // asm block (its barrier is also a compiler barrier, which costs the
+    // dump's spin-waits instructions).
     // SAFETY: reading the counter has no side effects; the ISB orders it.
     unsafe {
         asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
@@ -30,10 +28,7 @@ pub fn counter() -> u64 {
 
 /// Counter frequency in Hz (CNTFRQ_EL0).
 pub fn counter_freq() -> u64 {
-    let v: u64;
-    // SAFETY: reading CNTFRQ_EL0 has no side effects.
-    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    CNTFRQ_EL0.get()
 }
 
 /// A deadline `us` microseconds from now, in counter ticks.
@@ -52,10 +47,7 @@ pub fn frame_pointer() -> u64 {
 
 /// Current DAIF bits.
 pub fn daif() -> u64 {
-    let v: u64;
-    // SAFETY: reading DAIF has no side effects.
-    unsafe { asm!("mrs {}, daif", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    DAIF.get()
 }
 
 /// Mask every asynchronous exception (PSTATE.DAIF).

@@ -9,6 +9,7 @@
 //! EL1 timers (Arm ARM, chapter "The Generic Timer in AArch64 state"); the
 //! hypervisor's own timer is CNTHP (PPI 26), which nothing here touches.
 
+use aarch64_cpu::registers::{Readable, CNTP_CTL_EL0, CNTV_CTL_EL0, ID_AA64DFR0_EL1};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -32,17 +33,11 @@ pub const fn timer_output(ctl: u64) -> bool {
 }
 
 fn cntv_ctl() -> u64 {
-    let v: u64;
-    // SAFETY: reading the EL1 virtual timer's control has no side effects.
-    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    CNTV_CTL_EL0.get()
 }
 
 fn cntp_ctl() -> u64 {
-    let v: u64;
-    // SAFETY: reading the EL1 physical timer's control has no side effects.
-    unsafe { asm!("mrs {}, cntp_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    CNTP_CTL_EL0.get()
 }
 
 /// Whether this CPU has a PMUv3 (ID_AA64DFR0_EL1.PMUVer neither 0 nor
@@ -53,11 +48,7 @@ pub fn has_pmu() -> bool {
     static HAS_PMU: AtomicU8 = AtomicU8::new(UNKNOWN);
     match HAS_PMU.load(Ordering::Relaxed) {
         UNKNOWN => {
-            let dfr0: u64;
-            // SAFETY: reading an ID register has no side effects.
-            unsafe {
-                asm!("mrs {}, id_aa64dfr0_el1", out(reg) dfr0, options(nomem, nostack, preserves_flags))
-            };
+            let dfr0 = ID_AA64DFR0_EL1.get();
             let has = !matches!((dfr0 >> 8) & 0xf, 0 | 0xf);
             HAS_PMU.store(u8::from(has), Ordering::Relaxed);
             has
