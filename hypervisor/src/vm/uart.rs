@@ -99,8 +99,13 @@ pub fn drain() {
             };
             let mut chunk = [0u8; TURN_BYTES];
             let n = {
+                // The lock guard is a named local so that it is released
+                // before the mask: a temporary in a block's tail would
+                // outlive `_masked` (edition 2021), and a console interrupt
+                // taken in between would spin on the lock this CPU holds.
                 let _masked = IrqGuard::new();
-                vm.uart.lock().take_tx(&mut chunk)
+                let mut uart = vm.uart.lock();
+                uart.take_tx(&mut chunk)
             };
             if several {
                 print_lines(vm, &chunk[..n]);
@@ -158,7 +163,8 @@ const FLUSH_TIMEOUT_US: u64 = 1_000_000;
 pub fn flush(vm: &Vm) {
     let pending = || {
         let _masked = IrqGuard::new();
-        vm.uart.lock().tx_pending()
+        let uart = vm.uart.lock();
+        uart.tx_pending()
     };
     let deadline = crate::arch::cpu::deadline_after_us(FLUSH_TIMEOUT_US);
     while pending() > 0 && crate::arch::cpu::counter() < deadline {
