@@ -172,6 +172,32 @@ fn linux_symbols(s: &harness::Scenario, inputs: &Inputs<'_>) -> Option<PathBuf> 
     }
 }
 
+/// The Linux VM of a bundle scenario: the kernel `s` boots with its
+/// symbols, the suite's initramfs, `cmdline`, on `cpus`.
+fn linux_vm(
+    s: &harness::Scenario,
+    inputs: &Inputs<'_>,
+    cmdline: &str,
+    cpus: String,
+) -> Result<VmConfig> {
+    Ok(VmConfig {
+        symbols: linux_symbols(s, inputs),
+        lockup: s.guest_lockup.clone(),
+        dump: false,
+        name: linux::VM_NAME.into(),
+        image: linux_image(s, inputs)?,
+        initrd: Some(
+            inputs
+                .initramfs
+                .context("no initramfs (cargo xtask linux)")?
+                .to_path_buf(),
+        ),
+        cmdline: cmdline.to_string(),
+        cpus,
+        memory: linux::VM_MEMORY.into(),
+    })
+}
+
 /// The QEMU configuration of scenario `s`: the image it boots and, for a
 /// bundle scenario, the bundle written for it now.
 fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
@@ -193,17 +219,7 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         }
         Boot::LinuxNative => s.qemu_config(&linux_image(s, inputs)?, Some(initramfs()?)),
         Boot::LinuxVm(cmdline) => {
-            let vm = VmConfig {
-                symbols: linux_symbols(s, inputs),
-                lockup: s.guest_lockup.clone(),
-                dump: false,
-                name: linux::VM_NAME.into(),
-                image: linux_image(s, inputs)?,
-                initrd: Some(initramfs()?.to_path_buf()),
-                cmdline: cmdline.clone(),
-                cpus: bundle::all_cpus(s.smp),
-                memory: linux::VM_MEMORY.into(),
-            };
+            let vm = linux_vm(s, inputs, cmdline, bundle::all_cpus(s.smp))?;
             let out = bundle::bundle_path(&s.name);
             bundle::build_bundle(std::slice::from_ref(&vm), &out)
                 .context("cannot write the scenario's bundle")?;
@@ -215,17 +231,7 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
             guests,
         } => {
             let built = built()?;
-            let mut vms = vec![VmConfig {
-                symbols: linux_symbols(s, inputs),
-                lockup: s.guest_lockup.clone(),
-                dump: false,
-                name: linux::VM_NAME.into(),
-                image: linux_image(s, inputs)?,
-                initrd: Some(initramfs()?.to_path_buf()),
-                cmdline: cmdline.clone(),
-                cpus: linux_cpus.clone(),
-                memory: linux::VM_MEMORY.into(),
-            }];
+            let mut vms = vec![linux_vm(s, inputs, cmdline, linux_cpus.clone())?];
             let symbols = match guests.wants_symbols() {
                 true => Some(guest_symbols(&built.guest()?.elf)?),
                 false => None,
