@@ -16,6 +16,7 @@
 //! - `hw` (target only, written against this API): the hardware glue that
 //!   moves LRs to and from ICH_* registers, handles traps and sends kicks.
 
+mod busy;
 pub mod cpuif;
 pub mod dist;
 pub mod irq;

@@ -270,6 +270,10 @@ impl Harness {
                 }
             }
         }
+        prop_assert!(
+            self.vgic.busy_sets_cover_busy_interrupts(),
+            "a busy interrupt is missing from its busy set"
+        );
         self.settle()
     }
 
@@ -449,6 +453,10 @@ impl TimerHarness {
     }
 
     fn step(&mut self, op: TimerOp) -> Result<(), TestCaseError> {
+        prop_assert!(
+            self.vgic.busy_sets_cover_busy_interrupts(),
+            "a busy interrupt is missing from its busy set"
+        );
         match op {
             TimerOp::Output(o) => self.output = o,
             TimerOp::Enable(e) => {

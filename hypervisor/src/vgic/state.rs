@@ -20,6 +20,7 @@
 use arm_gic::gicv3::registers::GicdCtlr;
 use arrayvec::ArrayVec;
 
+use super::busy::{self, SpiSet};
 use super::cpuif::VirtualCpuIf;
 use super::irq::{priority_mask, IrqState, MAX_SPIS, NO_TARGET, NR_PRIVATE, SPI_BASE};
 use super::lr::{Lr, LrState, HCR_EN, HCR_LRENPIE, HCR_NPIE, MAX_LRS};
@@ -72,9 +73,18 @@ struct LrRecord {
 pub(crate) struct VcpuState {
     /// SGIs 0-15 and PPIs 16-31.
     pub(crate) private: [IrqState; NR_PRIVATE],
+    /// Bit n: private INTID n may be busy (pending or active, see
+    /// [`super::busy`]). Set by [`Vgic::irq_mut`]; a flush clears the bits
+    /// of those its scan found idle.
+    busy: u32,
+    /// Bit n: private INTID n is linked to a physical interrupt
+    /// (`hw_pintid` set).
+    hw_linked: u32,
     /// What the last `flush_lrs` wrote, by LR index. Kept after the fold so
     /// that `eoi_count` knows which interrupts were in LRs.
     lrs: [Option<LrRecord>; MAX_LRS],
+    /// `lrs[nr_records..]` are all `None`.
+    nr_records: usize,
     /// Whether `lrs` is in the hardware (flushed, not yet folded).
     live: bool,
     /// GICR_WAKER.ProcessorSleep (resets to 1). ChildrenAsleep follows it at
@@ -98,14 +108,21 @@ impl VcpuState {
         }
         Self {
             private,
+            busy: 0,
+            hw_linked: 0,
             lrs: [None; MAX_LRS],
+            nr_records: 0,
             live: false,
             processor_sleep: true,
         }
     }
 
+    fn records(&self) -> impl Iterator<Item = &LrRecord> {
+        self.lrs.iter().take(self.nr_records).flatten()
+    }
+
     fn in_lrs(&self, intid: u32) -> bool {
-        self.lrs.iter().flatten().any(|r| r.intid == intid)
+        self.records().any(|r| r.intid == intid)
     }
 }
 
@@ -170,11 +187,11 @@ pub struct Vgic {
     /// them by its route: the glue sends these after a fold or flush
     /// ([`Vgic::take_handoff_kicks`]).
     pub(crate) handoffs: TargetSet,
-    /// False only when no SPI is active, latched pending or has its line
-    /// high: the scans then skip the SPIs. Every mutable access to an SPI
-    /// goes through [`Vgic::irq_mut`], which sets it; a flush whose scan
-    /// finds no busy SPI clears it.
-    pub(crate) spis_maybe_busy: bool,
+    /// The SPIs that may be busy (active, latched pending or line high;
+    /// see [`super::busy`]): the scans visit these only. Every mutable
+    /// access to an SPI goes through [`Vgic::irq_mut`], which adds it; a
+    /// flush whose scan finds members idle removes them.
+    pub(crate) spis_busy: SpiSet,
 }
 
 impl Vgic {
@@ -212,7 +229,7 @@ impl Vgic {
             mpidrs,
             ctlr: 0,
             handoffs: TargetSet::EMPTY,
-            spis_maybe_busy: true,
+            spis_busy: SpiSet::EMPTY,
         }
     }
 
@@ -260,12 +277,18 @@ impl Vgic {
     }
 
     /// The state of `intid` as `vcpu` sees it (SGIs and PPIs are per vCPU), if both exist.
+    ///
+    /// The interrupt joins its busy set: whatever the caller changes, the
+    /// next scan looks at it.
     pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         if intid < SPI_BASE {
-            self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
+            let v = self.vcpus.get_mut(vcpu)?;
+            v.busy |= 1 << intid;
+            v.private.get_mut(intid as usize)
         } else {
-            self.spis_maybe_busy = true;
-            self.spis.get_mut((intid - SPI_BASE) as usize)
+            let i = (intid - SPI_BASE) as usize;
+            self.spis_busy.insert(i);
+            self.spis.get_mut(i)
         }
     }
 
@@ -399,8 +422,13 @@ impl Vgic {
     /// pINTIDs outside 16..1020 (the LR field cannot name SGIs or special
     /// INTIDs) unlink.
     pub fn set_hw(&mut self, vcpu: usize, intid: u32, pintid: Option<u32>) {
-        if let Some(irq) = self.irq_mut(vcpu, intid) {
-            irq.hw_pintid = pintid.filter(|p| (16..1020).contains(p));
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return;
+        };
+        irq.hw_pintid = pintid.filter(|p| (16..1020).contains(p));
+        let linked = irq.hw_pintid.is_some();
+        if let (true, Some(v)) = (intid < SPI_BASE, self.vcpus.get_mut(vcpu)) {
+            v.hw_linked = (v.hw_linked & !(1 << intid)) | u32::from(linked) << intid;
         }
     }
 
@@ -414,13 +442,14 @@ impl Vgic {
             return false;
         };
         let mut changed = false;
-        for (intid, irq) in v.private.iter_mut().enumerate().skip(16) {
-            if irq.hw_pintid.is_none() {
+        for intid in busy::bits(v.hw_linked & 0xffff_0000) {
+            let Some(irq) = v.private.get_mut(intid as usize) else {
                 continue;
-            }
+            };
             let level = levels & (1 << intid) != 0;
             if irq.line_level != level {
                 irq.drive_line(level);
+                v.busy |= 1 << intid;
                 changed = true;
             }
         }
@@ -439,7 +468,12 @@ impl Vgic {
             return 0;
         };
         let mut m = 0;
-        for irq in v.private.iter().skip(16) {
+        // Idle interrupts want their physical side inactive: only the busy
+        // linked PPIs are looked at.
+        for intid in busy::bits(v.hw_linked & v.busy & 0xffff_0000) {
+            let Some(irq) = v.private.get(intid as usize) else {
+                continue;
+            };
             if let Some(p) = irq.hw_pintid.filter(|p| (16..32).contains(p)) {
                 if irq.active || irq.is_pending() {
                     m |= 1 << p;
@@ -511,28 +545,29 @@ impl Vgic {
     /// the SPIs it holds or that target it) that is active or may be
     /// pending (its latch or its line is set): every caller looks for
     /// active or pending interrupts only, and most interrupts are idle, so
-    /// those are passed over with three loads.
+    /// only the members of the busy sets are visited.
     ///
-    /// Returns whether any SPI (routed here or not) is busy in that sense.
-    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) -> bool {
+    /// Returns the members found idle, for [`Vgic::forget_idle`].
+    fn for_each_routed(&self, vcpu: usize, mut f: impl FnMut(u32, &IrqState)) -> Idle {
+        let mut idle = Idle::default();
         let Some(v) = self.vcpus.get(vcpu) else {
-            return self.spis_maybe_busy;
+            return idle;
         };
         let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
-        for (i, irq) in v.private.iter().enumerate() {
-            if busy(irq) {
-                f(i as u32, irq);
+        for i in busy::bits(v.busy) {
+            match v.private.get(i as usize) {
+                Some(irq) if busy(irq) => f(i, irq),
+                _ => idle.private |= 1 << i,
             }
         }
-        if !self.spis_maybe_busy {
-            return false;
-        }
-        let mut any = false;
-        for (i, irq) in self.spis.iter().enumerate() {
+        for i in self.spis_busy.iter() {
+            let Some(irq) = self.spis.get(i) else {
+                continue;
+            };
             if !busy(irq) {
+                idle.spis = true;
                 continue;
             }
-            any = true;
             let here = match irq.owner {
                 Some(o) => o == vcpu,
                 None => irq.target == vcpu,
@@ -541,7 +576,52 @@ impl Vgic {
                 f(SPI_BASE + i as u32, irq);
             }
         }
-        any
+        idle
+    }
+
+    /// The busy sets' invariant: every active or pending interrupt (latch
+    /// or line) is a member.
+    #[cfg(test)]
+    pub(crate) fn busy_sets_cover_busy_interrupts(&self) -> bool {
+        let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
+        let private = self.vcpus.iter().all(|v| {
+            v.private
+                .iter()
+                .enumerate()
+                .all(|(i, irq)| !busy(irq) || v.busy & (1 << i) != 0)
+        });
+        let spis = self
+            .spis
+            .iter()
+            .enumerate()
+            .all(|(i, irq)| !busy(irq) || self.spis_busy.iter().any(|m| m == i));
+        private && spis
+    }
+
+    /// The members of `vcpu`'s private busy set (a mask) and of the SPI
+    /// busy set (INTIDs).
+    #[cfg(test)]
+    pub(crate) fn busy_members(&self, vcpu: usize) -> (u32, Vec<u32>) {
+        let private = self.vcpus.get(vcpu).map_or(0, |v| v.busy);
+        let spis = self.spis_busy.iter().map(|i| SPI_BASE + i as u32).collect();
+        (private, spis)
+    }
+
+    /// Drops the members a scan found idle from the busy sets.
+    fn forget_idle(&mut self, vcpu: usize, idle: Idle) {
+        if let Some(v) = self.vcpus.get_mut(vcpu) {
+            v.busy &= !idle.private;
+        }
+        if idle.spis {
+            let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
+            let mut set = core::mem::replace(&mut self.spis_busy, SpiSet::EMPTY);
+            let idle_spis = set.iter().filter(|&i| !self.spis.get(i).is_some_and(busy));
+            let idle_spis: ArrayVec<usize, 64> = idle_spis.take(64).collect();
+            for i in idle_spis {
+                set.remove(i);
+            }
+            self.spis_busy = set;
+        }
     }
 
     // ----- List registers ----------------------------------------------------
@@ -571,9 +651,10 @@ impl Vgic {
             return;
         }
         v.live = false;
+        let nr_records = v.nr_records.min(lrs.len());
         // One record at a time (copying the whole array cost more than
         // the fold itself).
-        for i in 0..MAX_LRS {
+        for i in 0..nr_records {
             let Some(rec) = self.vcpus.get(vcpu).and_then(|v| v.lrs[i]) else {
                 continue;
             };
@@ -632,7 +713,14 @@ impl Vgic {
             return phys;
         };
         let records = v.lrs;
-        let in_lrs = |intid: u32| records.iter().flatten().any(|r| r.intid == intid);
+        let nr_records = v.nr_records;
+        let in_lrs = |intid: u32| {
+            records
+                .iter()
+                .take(nr_records)
+                .flatten()
+                .any(|r| r.intid == intid)
+        };
         for _ in 0..count.min(32) {
             let mut best: Option<Candidate> = None;
             self.for_each_routed(vcpu, |intid, irq| {
@@ -707,7 +795,8 @@ impl Vgic {
         };
         // Anything never folded: its LR content is lost; keep our state.
         v.live = false;
-        for i in 0..MAX_LRS {
+        let nr_records = core::mem::take(&mut v.nr_records);
+        for i in 0..nr_records {
             let Some(rec) = self.vcpus.get_mut(vcpu).and_then(|v| v.lrs[i].take()) else {
                 continue;
             };
@@ -718,7 +807,7 @@ impl Vgic {
 
         let mut active = TopK::new(nr);
         let mut pending = TopK::new(nr);
-        let spis_busy = self.for_each_routed(vcpu, |intid, irq| {
+        let idle = self.for_each_routed(vcpu, |intid, irq| {
             let c = Candidate {
                 priority: irq.priority,
                 intid,
@@ -729,9 +818,7 @@ impl Vgic {
                 pending.offer(c);
             }
         });
-        if !spis_busy {
-            self.spis_maybe_busy = false;
-        }
+        self.forget_idle(vcpu, idle);
         let reserve = usize::from(pending.total > 0 && nr > 0);
         let active_slots = active.best.len().min(nr - reserve);
         let pending_slots = pending.best.len().min(nr - active_slots);
@@ -794,9 +881,19 @@ impl Vgic {
         }
         if let Some(v) = self.vcpus.get_mut(vcpu) {
             v.live = true;
+            v.nr_records = active_slots + pending_slots;
         }
         hcr
     }
+}
+
+/// What a scan found idle among the busy sets' members.
+#[derive(Clone, Copy, Debug, Default)]
+struct Idle {
+    /// Private INTIDs, as a mask.
+    private: u32,
+    /// Whether any SPI member was idle.
+    spis: bool,
 }
 
 /// The MPIDR affinity fields: Aff3 [39:32], Aff2..Aff0 [23:0].

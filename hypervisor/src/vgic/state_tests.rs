@@ -754,3 +754,44 @@ fn wfi_honours_group_enables_and_running_priority() {
     // Running at 0xc0 (bit 24): 0xa0 preempts.
     assert!(v.wakes_from_wfi(0, &cpuif(0xff, true, true, 1 << 24)));
 }
+
+/// The scans visit only the busy sets' members: an interrupt leaves its set
+/// once a flush finds it idle, and comes back with its next event.
+#[test]
+fn idle_interrupts_leave_the_busy_sets_and_come_back() {
+    let mut v = vgic(2);
+    // Configuration writes make members; the first scan drops them.
+    let (lrs, _) = flush(&mut v, 0);
+    v.fold_lrs(0, &lrs);
+    assert_eq!(v.busy_members(0), (0, vec![]));
+    for round in 0..2 {
+        v.set_pending(0, 3);
+        v.set_pending(0, 45);
+        assert_eq!(v.busy_members(0).0 & 1 << 3, 1 << 3, "round {round}");
+        assert_eq!(v.busy_members(0).1, [45], "round {round}");
+        let (mut lrs, _) = flush(&mut v, 0);
+        assert_eq!(
+            listed(&lrs),
+            [(3, LrState::Pending), (45, LrState::Pending)],
+            "round {round}"
+        );
+        for intid in [3, 45] {
+            ack(&mut lrs, intid);
+            eoi(&mut lrs, intid);
+        }
+        v.fold_lrs(0, &lrs);
+        let (lrs, _) = flush(&mut v, 0);
+        assert!(listed(&lrs).is_empty(), "round {round}");
+        assert_eq!(v.busy_members(0), (0, vec![]), "round {round}: forgotten");
+        v.fold_lrs(0, &lrs);
+    }
+    // A level line held high keeps its interrupt a member.
+    v.set_level(0, 50, true);
+    let (mut lrs, _) = flush(&mut v, 0);
+    ack(&mut lrs, 50);
+    eoi(&mut lrs, 50);
+    v.fold_lrs(0, &lrs);
+    let (lrs, _) = flush(&mut v, 0);
+    assert_eq!(listed(&lrs), [(50, LrState::Pending)], "line still high");
+    assert_eq!(v.busy_members(0).1, [50]);
+}
