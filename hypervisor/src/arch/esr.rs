@@ -38,6 +38,9 @@ impl Esr {
     }
 
     /// The exception class, EC [31:26] (Arm ARM D24.2.40, ESR_EL2).
+    /// Inlined: every trap decodes it, and the caller's match then folds
+    /// into one jump on the raw EC.
+    #[inline(always)]
     pub fn class(self) -> ExceptionClass {
         use ExceptionClass::*;
         match self.ec_raw() {

@@ -100,6 +100,10 @@ pub enum PsciCall {
 /// not in the PSCI range (SMCCC owning entity 4, functions 0x00-0x1F), so
 /// the caller can try other services. Unimplemented PSCI functions return
 /// NOT_SUPPORTED.
+///
+/// Inlined into the hypercall handler: returning the decision in memory
+/// and a call frame cost more than the decision itself.
+#[inline(always)]
 pub fn handle(fid: u32, args: [u64; 3], vm: &impl PsciVm) -> Option<PsciCall> {
     use fid::*;
     use PsciCall::Return;

@@ -13,7 +13,6 @@ use crate::arch::percpu::cpu_id;
 use crate::arch::percpu::stack_of;
 use crate::arch::vectors::TrapFrame;
 use crate::arch::{cpu, gicv3};
-use crate::gic::mask::IrqGuard;
 use crate::gic::priority;
 use crate::ipi::message::Message;
 use crate::mm::stage2;
@@ -112,27 +111,19 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
 }
 
 /// First thing on every trap from the guest: its list registers flow back
-/// into the vGIC state.
-///
-/// The fold may wait for the VM's vGIC lock, which a CPU parked for good
-/// (STOP, CRASH_STOP) may hold. So it waits the way every lock holder does:
-/// normal interrupts masked by priority, PSTATE.I clear, so the NMI SGI
-/// still gets through and this CPU still answers dumps and crash stops
-/// (scenario `vgic-lock-held`). An interrupt already acknowledged by the
-/// exit (`gic::irq::handle_irq`) keeps its running priority meanwhile, so
-/// only an NMI can preempt the fold.
+/// into the vGIC state ([`super::vgic::fold`], which says how it waits for
+/// the vGIC lock without blocking the NMI path).
 pub fn guest_exited() {
     guest_exited_on(guest::current());
 }
 
 /// [`guest_exited`] for the vCPU `current` (this CPU's, looked up by the
-/// caller).
+/// caller). Inlined into the exception dispatch, as the fold's fast path
+/// is.
+#[inline(always)]
 pub fn guest_exited_on(current: Option<(&'static Vm, &'static Vcpu)>) {
     if let Some((vm, vcpu)) = current {
-        let _masked = IrqGuard::new();
-        gicv3::local_irq_unmask();
         super::vgic::fold(vm, vcpu);
-        gicv3::local_irq_mask();
     }
 }
 
@@ -140,6 +131,7 @@ pub fn guest_exited_on(current: Option<(&'static Vm, &'static Vcpu)>) {
 /// turned off, or whose VM stopped or is resetting, is abandoned here and
 /// the CPU goes back to its run loop; otherwise the list registers are
 /// refilled for it. `current` is this CPU's vCPU ([`guest::current`]).
+#[inline(always)]
 pub fn resume_guest(current: Option<(&'static Vm, &'static Vcpu)>) {
     let Some((vm, vcpu)) = current else { return };
     if vcpu.power() != Power::On || vm.state() != VmState::Running {

@@ -192,7 +192,9 @@ impl PsciVm for PsciView<'_> {
 }
 
 /// An HVC or SMC from the guest (SMCCC): x0 is the function ID, x1..x3 the
-/// arguments; results go back in x0.
+/// arguments; results go back in x0. Inlined into [`handle_sync`]: the
+/// calls that do real work are out of line.
+#[inline(always)]
 fn hypercall(vm: &'static Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let fid = frame.x[0] as u32;
     let args = [frame.x[1], frame.x[2], frame.x[3]];

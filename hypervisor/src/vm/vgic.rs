@@ -186,6 +186,19 @@ fn sync_phys_active(wanted: u32) {
 /// Guest exit: what the guest did with its list registers flows back into
 /// the vGIC state, and maintenance requests are switched off while the
 /// hypervisor runs.
+///
+/// An exit that left the LRs as written (most traps) only reads them. A
+/// fold that must change the state may wait for the VM's vGIC lock, which
+/// a CPU parked for good (STOP, CRASH_STOP) may hold. So it waits the way
+/// every lock holder does: normal interrupts masked by priority, PSTATE.I
+/// clear, so the NMI SGI still gets through and this CPU still answers
+/// dumps and crash stops (scenario `vgic-lock-held`). An interrupt already
+/// acknowledged by the exit (`dispatch::handle_irq`) keeps its running
+/// priority meanwhile, so only an NMI can preempt the fold.
+///
+/// Inlined into every exit, with the work out of line: a call frame cost
+/// the unchanged exit a fifth of a hypercall.
+#[inline(always)]
 pub fn fold(vm: &Vm, vcpu: &Vcpu) {
     let hcr = ich::read_hcr();
     let cache = &LR_CACHE[cpu_id()];
@@ -216,8 +229,11 @@ pub fn fold(vm: &Vm, vcpu: &Vcpu) {
 const SMALL_LRS: usize = 4;
 
 /// [`fold`] when the LRs changed: `n` LRs (at most `N`) flow into the
-/// state.
+/// state. Waits for the vGIC lock as [`fold`] says.
+#[inline(never)]
 fn fold_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, hcr: u64, n: usize) {
+    let _masked = IrqGuard::new();
+    gicv3::local_irq_unmask();
     let n = n.min(N);
     let mut lrs = [0u64; N];
     for (i, lr) in lrs.iter_mut().enumerate().take(n) {
@@ -249,6 +265,8 @@ fn fold_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, hcr: u64, n:
     if !handoffs.is_empty() {
         kick(vm, handoffs);
     }
+    // PSTATE.I set again before `_masked` lowers the PMR.
+    gicv3::local_irq_mask();
 }
 
 /// Guest entry: the forwarded PPIs are re-sampled, the list registers get
@@ -256,6 +274,9 @@ fn fold_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, hcr: u64, n:
 /// forwarded PPIs' physical active state follows the virtual one, and
 /// ICH_HCR_EL2 asks for a maintenance interrupt when the LRs need
 /// refilling.
+///
+/// Inlined into every exit, with the work out of line (see [`fold`]).
+#[inline(always)]
 pub fn flush(vm: &Vm, vcpu: &Vcpu) {
     let cache = &LR_CACHE[cpu_id()];
     // With every forwarded line low in the vGIC and every forwarded PPI
@@ -281,6 +302,7 @@ pub fn flush(vm: &Vm, vcpu: &Vcpu) {
 }
 
 /// [`flush`] when something changed: rebuilds `n` LRs (at most `N`).
+#[inline(never)]
 fn flush_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, generation: u64, n: usize) {
     let n = n.min(N);
     let mut lrs = [0u64; N];
