@@ -14,8 +14,9 @@
 //! guest-test prints `bench NAME ITERATIONS TICKS` per benchmark (see
 //! `guest-test/src/bench.rs`); this module parses those lines and prints
 //! ticks per operation for both runs, their ratio and instructions per
-//! operation (one virtual counter tick = 16 instructions under
-//! `-icount shift=0`). See `docs/benchmarks.md`.
+//! operation (under `-icount shift=0` one instruction is 1 ns of virtual
+//! time, so a tick is 10^9 / CNTFRQ instructions: 16 at QEMU 7.2's
+//! 62.5 MHz, 1 at QEMU 10's 1 GHz). See `docs/benchmarks.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -50,9 +51,14 @@ const NEEDS_CPUS: &[(&str, u32)] = &[("sgi-pingpong", 2), ("nmi-cross", 2)];
 /// QEMU's deterministic mode: CNTVCT follows the instruction count.
 pub const ICOUNT: &str = "shift=0,sleep=off";
 
-/// Instructions per virtual counter tick with `-icount shift=0` (1 ns per
-/// instruction, 62.5 MHz counter).
-pub const INSTRUCTIONS_PER_TICK: f64 = 16.0;
+/// Instructions per counter tick at `hz` with `-icount shift=0`: one
+/// instruction takes 1 ns of virtual time. The frequency is what the run
+/// itself printed (guest-test's banner, the hypervisor's hyp-dump line):
+/// QEMU 7.2's `virt` counts at 62.5 MHz (16 instructions per tick), newer
+/// machine types at 1 GHz (1 per tick).
+pub fn instructions_per_tick(hz: u64) -> f64 {
+    1e9 / hz as f64
+}
 
 /// The guest's memory in both runs (`-m` natively, `memory` in the VM).
 const GUEST_MEM: &str = "256M";
@@ -160,8 +166,20 @@ pub struct RunResult {
     pub batches: BTreeMap<String, Vec<u64>>,
     /// The guest's RAM as it printed it (`0x40000000-0x50000000`).
     pub guest_ram: Option<String>,
+    /// The counter frequency guest-test printed (`counter N Hz`).
+    pub counter_hz: Option<u64>,
     /// How long QEMU ran (host time).
     pub elapsed: Duration,
+}
+
+impl RunResult {
+    /// Instructions per tick of this run's counter ([`check_complete`]
+    /// makes sure guest-test printed its frequency).
+    pub fn instructions_per_tick(&self) -> f64 {
+        self.counter_hz
+            .filter(|&hz| hz > 0)
+            .map_or(f64::NAN, instructions_per_tick)
+    }
 }
 
 /// Builds, boots both configurations, prints the table (or JSON).
@@ -307,6 +325,8 @@ pub const HYP_DUMP_CPUS: [u32; 2] = [4, 8];
 pub struct DumpRow {
     pub cpus: u32,
     pub ticks: u64,
+    /// The hypervisor's counter frequency.
+    pub counter_hz: u64,
 }
 
 impl DumpRow {
@@ -327,8 +347,12 @@ impl DumpRow {
             self.ticks,
             "n/a",
             "n/a",
-            self.ticks as f64 * INSTRUCTIONS_PER_TICK,
+            self.instructions(),
         )
+    }
+
+    fn instructions(&self) -> f64 {
+        self.ticks as f64 * instructions_per_tick(self.counter_hz.max(1))
     }
 
     fn json(&self, kvm: bool) -> serde_json::Value {
@@ -343,7 +367,8 @@ impl DumpRow {
             "nmivisor_ticks_per_op": self.ticks as f64,
             "ratio": null,
             "native_instructions_per_op": null,
-            "nmivisor_instructions_per_op": self.ticks as f64 * INSTRUCTIONS_PER_TICK,
+            "nmivisor_instructions_per_op": self.instructions(),
+            "counter_hz": self.counter_hz,
             "kvm_ticks": null,
             "kvm_ticks_per_op": null,
             "kvm_instructions_per_op": null,
@@ -352,19 +377,19 @@ impl DumpRow {
     }
 }
 
-/// Parses `nmivisor: bench hyp-dump N CPUs: T ticks`.
-pub fn parse_dump(lines: &[String], cpus: u32) -> Result<u64> {
+/// Parses `nmivisor: bench hyp-dump N CPUs: T ticks at F Hz` into
+/// (T, F).
+pub fn parse_dump(lines: &[String], cpus: u32) -> Result<(u64, u64)> {
     let prefix = format!("nmivisor: bench hyp-dump {cpus} CPUs: ");
     lines
         .iter()
         .find_map(|l| {
-            l.trim()
-                .strip_prefix(&prefix)?
-                .strip_suffix(" ticks")?
-                .parse()
-                .ok()
+            let rest = l.trim().strip_prefix(&prefix)?.strip_suffix(" Hz")?;
+            let (ticks, hz) = rest.split_once(" ticks at ")?;
+            let hz: u64 = hz.parse().ok().filter(|&hz| hz > 0)?;
+            Some((ticks.parse().ok()?, hz))
         })
-        .with_context(|| format!("no `{prefix}T ticks` line"))
+        .with_context(|| format!("no `{prefix}T ticks at F Hz` line"))
 }
 
 /// Boots the test-hooks image alone on each of [`HYP_DUMP_CPUS`] and
@@ -391,11 +416,15 @@ fn hyp_dumps(
         let cfg = s.qemu_config(&built.hypervisor.bin, None);
         let mut o = opts.clone();
         o.smp = cpus;
-        let ticks = measure(&label, true, &s, &cfg, qemu, &o, |out| {
+        let (ticks, counter_hz) = measure(&label, true, &s, &cfg, qemu, &o, |out| {
             parse_dump(&out.console, cpus)
         })?;
-        say!("bench: {label}: {ticks} ticks");
-        out.push(DumpRow { cpus, ticks });
+        say!("bench: {label}: {ticks} ticks at {counter_hz} Hz");
+        out.push(DumpRow {
+            cpus,
+            ticks,
+            counter_hz,
+        });
     }
     Ok(out)
 }
@@ -484,10 +513,19 @@ pub fn parse(lines: &[String]) -> Result<RunResult> {
     let mut failed = Vec::new();
     for line in lines {
         let line = line.trim();
-        if r.guest_ram.is_none() {
-            if let Some(rest) = line.strip_prefix("guest-test: ") {
-                if let Some(ram) = rest.split(", ").find_map(|p| p.strip_prefix("RAM ")) {
+        if let Some(rest) = line.strip_prefix("guest-test: ") {
+            for part in rest.split(", ") {
+                if let (None, Some(ram)) = (&r.guest_ram, part.strip_prefix("RAM ")) {
                     r.guest_ram = Some(ram.to_string());
+                }
+                let hz = part
+                    .strip_prefix("counter ")
+                    .and_then(|p| p.strip_suffix(" Hz"));
+                if let (None, Some(hz)) = (r.counter_hz, hz) {
+                    let hz = hz
+                        .parse()
+                        .with_context(|| format!("malformed line {line:?}"))?;
+                    r.counter_hz = Some(hz);
                 }
             }
         }
@@ -534,6 +572,10 @@ pub fn parse(lines: &[String]) -> Result<RunResult> {
 /// Every benchmark is there with `iterations`, or skipped for want of
 /// CPUs.
 fn check_complete(r: &RunResult, smp: u32, iterations: u64) -> Result<()> {
+    ensure!(
+        r.counter_hz.is_some_and(|hz| hz > 0),
+        "guest-test printed no counter frequency (`counter N Hz`)"
+    );
     for &name in BENCHMARKS {
         let needs = NEEDS_CPUS
             .iter()
@@ -645,6 +687,10 @@ pub struct Row {
     pub nmivisor_ticks: u64,
     /// Under KVM (`--kvm`).
     pub kvm_ticks: Option<u64>,
+    /// Instructions per tick of each run's counter ([`instructions_per_tick`]).
+    pub native_ipt: f64,
+    pub nmivisor_ipt: f64,
+    pub kvm_ipt: Option<f64>,
 }
 
 impl Row {
@@ -660,16 +706,30 @@ impl Row {
         self.kvm_ticks.map(|k| k as f64 / self.iterations as f64)
     }
 
-    /// nmivisor / KVM; `None` without KVM or if KVM took no tick.
-    pub fn kvm_ratio(&self) -> Option<f64> {
-        self.kvm_ticks
-            .filter(|&k| k > 0)
-            .map(|k| self.nmivisor_ticks as f64 / k as f64)
+    pub fn native_instructions_per_op(&self) -> f64 {
+        self.native_per_op() * self.native_ipt
     }
 
-    /// nmivisor / native; `None` if native took no tick at all.
+    pub fn nmivisor_instructions_per_op(&self) -> f64 {
+        self.nmivisor_per_op() * self.nmivisor_ipt
+    }
+
+    pub fn kvm_instructions_per_op(&self) -> Option<f64> {
+        Some(self.kvm_per_op()? * self.kvm_ipt?)
+    }
+
+    /// nmivisor / KVM in instructions; `None` without KVM or if KVM took
+    /// no tick.
+    pub fn kvm_ratio(&self) -> Option<f64> {
+        let k = self.kvm_instructions_per_op().filter(|&k| k > 0.0)?;
+        Some(self.nmivisor_instructions_per_op() / k)
+    }
+
+    /// nmivisor / native in instructions; `None` if native took no tick
+    /// at all.
     pub fn ratio(&self) -> Option<f64> {
-        (self.native_ticks > 0).then(|| self.nmivisor_ticks as f64 / self.native_ticks as f64)
+        (self.native_ticks > 0)
+            .then(|| self.nmivisor_instructions_per_op() / self.native_instructions_per_op())
     }
 }
 
@@ -689,6 +749,9 @@ pub fn rows(native: &RunResult, hosted: &RunResult) -> Result<Vec<Row>> {
                     native_ticks: nt,
                     nmivisor_ticks: ht,
                     kvm_ticks: None,
+                    native_ipt: native.instructions_per_tick(),
+                    nmivisor_ipt: hosted.instructions_per_tick(),
+                    kvm_ipt: None,
                 });
             }
             (None, None) => {}
@@ -712,6 +775,7 @@ pub fn add_kvm(rows: &mut [Row], kvm: &RunResult) -> Result<()> {
             r.iterations
         );
         r.kvm_ticks = Some(t);
+        r.kvm_ipt = Some(kvm.instructions_per_tick());
     }
     Ok(())
 }
@@ -955,9 +1019,19 @@ pub fn table(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "nmivisor bench: -smp {}, {} iterations, -icount {ICOUNT} (1 tick = {} instructions)",
-        opts.smp, opts.iterations, INSTRUCTIONS_PER_TICK
+        "nmivisor bench: -smp {}, {} iterations, -icount {ICOUNT} (counter {} Hz: 1 tick = {} instructions)",
+        opts.smp,
+        opts.iterations,
+        native.counter_hz.unwrap_or(0),
+        native.instructions_per_tick()
     );
+    if hosted.counter_hz != native.counter_hz {
+        let _ = writeln!(
+            s,
+            "note: the counter runs at {} Hz under nmivisor: instructions are converted per run",
+            hosted.counter_hz.unwrap_or(0)
+        );
+    }
     let kvm = rows.iter().any(|r| r.kvm_ticks.is_some());
     let (kvm_h1, kvm_h2) = if kvm {
         (
@@ -978,10 +1052,10 @@ pub fn table(
         "", "ticks/op", "ticks/op", "nmv/nat", "instr/op", "instr/op"
     );
     for r in rows {
-        let kvm_cols = match r.kvm_per_op() {
+        let kvm_cols = match r.kvm_instructions_per_op() {
             Some(k) => format!(
                 " {:>12.0} {:>9}",
-                k * INSTRUCTIONS_PER_TICK,
+                k,
                 r.kvm_ratio().map_or("n/a".into(), |x| format!("{x:.2}"))
             ),
             None => String::new(),
@@ -993,8 +1067,8 @@ pub fn table(
             r.native_per_op(),
             r.nmivisor_per_op(),
             fmt_ratio(r.ratio()),
-            r.native_per_op() * INSTRUCTIONS_PER_TICK,
-            r.nmivisor_per_op() * INSTRUCTIONS_PER_TICK,
+            r.native_instructions_per_op(),
+            r.nmivisor_instructions_per_op(),
         );
     }
     for (name, why) in &native.skipped {
@@ -1014,7 +1088,12 @@ pub fn table(
             st.batch + 1,
             st.batches,
             st.extra_ticks,
-            st.extra_ticks as f64 * INSTRUCTIONS_PER_TICK
+            st.extra_ticks as f64
+                * if st.config == "native" {
+                    native.instructions_per_tick()
+                } else {
+                    hosted.instructions_per_tick()
+                }
         );
     }
     let mut stalled: Vec<&str> = all_stalls.iter().map(|st| st.benchmark.as_str()).collect();
@@ -1062,11 +1141,11 @@ pub fn json(
                 "native_ticks_per_op": r.native_per_op(),
                 "nmivisor_ticks_per_op": r.nmivisor_per_op(),
                 "ratio": r.ratio(),
-                "native_instructions_per_op": r.native_per_op() * INSTRUCTIONS_PER_TICK,
-                "nmivisor_instructions_per_op": r.nmivisor_per_op() * INSTRUCTIONS_PER_TICK,
+                "native_instructions_per_op": r.native_instructions_per_op(),
+                "nmivisor_instructions_per_op": r.nmivisor_instructions_per_op(),
                 "kvm_ticks": r.kvm_ticks,
                 "kvm_ticks_per_op": r.kvm_per_op(),
-                "kvm_instructions_per_op": r.kvm_per_op().map(|k| k * INSTRUCTIONS_PER_TICK),
+                "kvm_instructions_per_op": r.kvm_instructions_per_op(),
                 "nmivisor_over_kvm": r.kvm_ratio(),
                 "native_batches": native.batches.get(&r.name),
                 "nmivisor_batches": hosted.batches.get(&r.name),
@@ -1080,7 +1159,11 @@ pub fn json(
         "iterations": opts.iterations,
         "runs": opts.runs,
         "icount": ICOUNT,
-        "instructions_per_tick": INSTRUCTIONS_PER_TICK,
+        "instructions_per_tick": native.instructions_per_tick(),
+        "counter_hz": {
+            "native": native.counter_hz,
+            "nmivisor": hosted.counter_hz,
+        },
         "benchmarks": benchmarks,
         "skipped": native.skipped,
         "stalls": stalls(native, "native")
@@ -1135,9 +1218,17 @@ bench end: 8 ok, 0 skipped, 0 failed";
 
     #[test]
     fn parses_hyp_dump_lines() {
-        let l = lines("=== end of dump: 4 CPUs dumped, 0 not responding ===\nnmivisor: bench hyp-dump 4 CPUs: 49957 ticks\n");
-        assert_eq!(parse_dump(&l, 4).unwrap(), 49957);
+        let l = lines("=== end of dump: 4 CPUs dumped, 0 not responding ===\nnmivisor: bench hyp-dump 4 CPUs: 49957 ticks at 62500000 Hz\n");
+        assert_eq!(parse_dump(&l, 4).unwrap(), (49957, 62_500_000));
         assert!(parse_dump(&l, 8).is_err());
+        // The frequency is needed to convert, and must be a number > 0.
+        for bad in [
+            "nmivisor: bench hyp-dump 4 CPUs: 49957 ticks",
+            "nmivisor: bench hyp-dump 4 CPUs: 49957 ticks at 0 Hz",
+            "nmivisor: bench hyp-dump 4 CPUs: 49957 ticks at x Hz",
+        ] {
+            assert!(parse_dump(&lines(bad), 4).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1146,7 +1237,12 @@ bench end: 8 ok, 0 skipped, 0 failed";
         assert_eq!(r.counts.len(), 8);
         assert_eq!(r.counts["sgi-self"], (100, 1200));
         assert_eq!(r.guest_ram.as_deref(), Some("0x40000000-0x50000000"));
+        assert_eq!(r.counter_hz, Some(62_500_000));
+        assert_eq!(r.instructions_per_tick(), 16.0);
         check_complete(&r, 2, 100).unwrap();
+        let no_counter = NATIVE.replace(", counter 62500000 Hz", "");
+        let e = check_complete(&parse(&lines(&no_counter)).unwrap(), 2, 100).unwrap_err();
+        assert!(e.to_string().contains("counter"), "{e}");
         assert!(check_complete(&r, 2, 1000).is_err());
         assert_eq!(r.batches["sgi-self"].len(), 8);
         assert_eq!(median_per_op(&r, "sgi-self"), Some(12.0));
@@ -1232,9 +1328,21 @@ bench end: 8 ok, 0 skipped, 0 failed";
         let j = json(&opts, &rows, &native, &hosted, &info);
         assert_eq!(j["benchmarks"][2]["name"], "sgi-self");
         assert_eq!(j["benchmarks"][2]["ratio"], 10.0);
+        // QEMU 10's 1 GHz counter: 1 tick = 1 instruction, and the
+        // ratios compare instructions.
+        let mut fast = hosted.clone();
+        fast.counter_hz = Some(1_000_000_000);
+        fast.counts.insert("sgi-self".into(), (100, 12_000 * 16));
+        let fast_rows = super::rows(&native, &fast).unwrap();
+        let sgi = fast_rows.iter().find(|r| r.name == "sgi-self").unwrap();
+        assert_eq!(sgi.nmivisor_instructions_per_op(), 1920.0);
+        assert_eq!(sgi.ratio(), Some(10.0));
+        let t = table(&opts, &fast_rows, &native, &fast, &info);
+        assert!(t.contains("1000000000 Hz under nmivisor"), "{t}");
         let d = DumpRow {
             cpus: 4,
             ticks: 100,
+            counter_hz: 62_500_000,
         };
         assert!(d.table_line(true).starts_with("hyp-dump-4"));
         assert!(d.table_line(true).contains("n/a"));

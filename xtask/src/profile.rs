@@ -264,7 +264,7 @@ pub fn run(opts: &BenchOptions, row: &str, ops: u32) -> Result<()> {
             "profile: {} instructions logged ({} unparsed), bench {row}: {:.0} instructions/op",
             h.total(),
             h.bad,
-            ticks as f64 * bench::INSTRUCTIONS_PER_TICK / f64::from(n)
+            ticks as f64 * r.instructions_per_tick() / f64::from(n)
         );
         hists.push(h);
     }

@@ -38,7 +38,11 @@ pub fn run(bootargs: &str) {
                 let start = cpu::counter();
                 roundup::dump_all_cpus("bench");
                 let ticks = cpu::counter() - start;
-                println!("nmivisor: bench hyp-dump {} CPUs: {ticks} ticks", nr_cpus());
+                println!(
+                    "nmivisor: bench hyp-dump {} CPUs: {ticks} ticks at {} Hz",
+                    nr_cpus(),
+                    cpu::counter_freq()
+                );
             }
         }
         "dump-hardmasked" => {
