@@ -824,18 +824,10 @@ fn linux(name: &str, native: bool, extra: &str) -> Scenario {
                 contains("nmivisor: powering off"),
             ])
     };
-    s = s
-        .expect(contains(
-            "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation",
-        ))
-        .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
-    for cpu in 1..cpus {
-        s = s.expect_count(
-            regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")),
-            1,
-        );
-    }
-    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+    s = s.expect(contains(
+        "GICv3: Pseudo-NMIs enabled using relaxed ICC_PMR_EL1 synchronisation",
+    ));
+    expect_all_cpus_up(s, cpus)
         .expect_in_order([
             contains("Run /init as init process"),
             contains(USERSPACE_UP),
@@ -1013,15 +1005,8 @@ fn stock_linux(native: bool) -> Scenario {
         .forbid(contains("Oops"))
         .expect(regex(
             r"^(\[[ \d.]+\] )?Booting Linux on physical CPU 0x0+ ",
-        ))
-        .expect_count(contains("Booted secondary processor"), cpus as usize - 1);
-    for cpu in 1..cpus {
-        s = s.expect_count(
-            regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")),
-            1,
-        );
-    }
-    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+        ));
+    expect_all_cpus_up(s, cpus)
         .expect_in_order([
             contains("Run /init as init process"),
             regex(&format!(
@@ -1270,6 +1255,19 @@ fn hostile_next_to_linux() -> Scenario {
         .exit_code(0)
 }
 
+/// Linux booted each of its `cpus - 1` secondary CPUs exactly once and
+/// says it brought all `cpus` up.
+fn expect_all_cpus_up(mut s: Scenario, cpus: u32) -> Scenario {
+    s = s.expect_count(contains("Booted secondary processor"), cpus as usize - 1);
+    for cpu in 1..cpus {
+        s = s.expect_count(
+            regex(&format!(r"\bCPU{cpu}: Booted secondary processor ")),
+            1,
+        );
+    }
+    s.expect(contains(format!("smp: Brought up 1 node, {cpus} CPUs")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1329,6 +1327,12 @@ mod tests {
 
     fn assert_fails(s: &Scenario, log: &[String], why: &str) {
         assert!(!check(&s.expects, log).is_empty(), "{}: {why}", s.name);
+    }
+
+    /// `log` without the lines that contain `text`: a broken run to check
+    /// that a scenario notices what is missing.
+    fn without(log: &[String], text: &str) -> Vec<String> {
+        log.iter().filter(|l| !l.contains(text)).cloned().collect()
     }
 
     /// guest-test's output on `cpus` CPUs, every case ok.
@@ -1393,11 +1397,7 @@ mod tests {
         let good = with_power_off(guest_log(4));
         assert_passes(&s, &good);
 
-        let missing: Vec<String> = good
-            .iter()
-            .filter(|l| !l.contains("fp-simd"))
-            .cloned()
-            .collect();
+        let missing = without(&good, "fp-simd");
         assert_fails(&s, &missing, "a missing case (the count is off too)");
 
         let mut failed = good.clone();
@@ -1641,23 +1641,11 @@ mod tests {
             });
             let good = linux_log(&interrupts, native);
             assert_passes(&s, &good);
-            let two_cpus: Vec<String> = good
-                .iter()
-                .filter(|l| !l.contains("CPU3: Booted"))
-                .cloned()
-                .collect();
+            let two_cpus = without(&good, "CPU3: Booted");
             assert_fails(&s, &two_cpus, "a secondary CPU missing");
-            let no_nmi: Vec<String> = good
-                .iter()
-                .filter(|l| !l.contains("Pseudo-NMIs"))
-                .cloned()
-                .collect();
+            let no_nmi = without(&good, "Pseudo-NMIs");
             assert_fails(&s, &no_nmi, "pseudo-NMIs off");
-            let no_ipi: Vec<String> = good
-                .iter()
-                .filter(|l| !l.contains("CPU stop NMIs"))
-                .cloned()
-                .collect();
+            let no_ipi = without(&good, "CPU stop NMIs");
             assert_fails(&s, &no_ipi, "no CPU stop NMIs in /proc/interrupts");
             let mut failed = good.clone();
             failed.push("nmv-init: FAILED: /proc/interrupts lacks \"CPU stop NMIs\"".into());
@@ -1733,11 +1721,7 @@ mod tests {
             let native = name.contains("native");
             assert_passes(&s, &linux_log(&[], native));
             let log = linux_log(&[], native);
-            let no_off: Vec<String> = log
-                .iter()
-                .filter(|l| !l.contains("Power down"))
-                .cloned()
-                .collect();
+            let no_off = without(&log, "Power down");
             assert_fails(&s, &no_off, "no power down");
         }
     }
@@ -1890,16 +1874,13 @@ mod tests {
         flow.push("=== end of dump: 4 CPUs dumped, 0 not responding ===".into());
         let good = masked_linux_log(flow);
         assert_passes(&s, &good);
-        let without = |text: &str| -> Vec<String> {
-            good.iter().filter(|l| !l.contains(text)).cloned().collect()
-        };
         assert_fails(
             &s,
-            &without("<lkdtm_HARDLOCKUP+"),
+            &without(&good, "<lkdtm_HARDLOCKUP+"),
             "the stuck frame unnamed",
         );
-        assert_fails(&s, &without("<lkdtm_do_action+"), "no lr line");
-        assert_fails(&s, &without("<direct_entry+"), "the chain cut short");
+        assert_fails(&s, &without(&good, "<lkdtm_do_action+"), "no lr line");
+        assert_fails(&s, &without(&good, "<direct_entry+"), "the chain cut short");
         let mut unmasked = good.clone();
         let at = unmasked
             .iter()
@@ -2100,11 +2081,7 @@ mod tests {
                 .map(|l| l.replace("kernel 6.12.117+deb12-arm64", "kernel 6.12.117"))
                 .collect();
             assert_fails(&s, &suite, "not Debian's kernel");
-            let no_off: Vec<String> = good
-                .iter()
-                .filter(|l| !l.contains("Power down"))
-                .cloned()
-                .collect();
+            let no_off = without(&good, "Power down");
             assert_fails(&s, &no_off, "no power down");
             let mut oops = good.clone();
             oops.insert(
@@ -2113,11 +2090,7 @@ mod tests {
                     .into(),
             );
             assert_fails(&s, &oops, "an oops");
-            let three: Vec<String> = good
-                .iter()
-                .filter(|l| !l.contains("CPU3: Booted"))
-                .cloned()
-                .collect();
+            let three = without(&good, "CPU3: Booted");
             assert_fails(&s, &three, "a CPU missing");
             let mut trap = good.clone();
             trap.insert(

@@ -254,37 +254,16 @@ const JOB_SETUP: u64 = 1;
 const JOB_NOT_TAKEN: u64 = 2;
 const JOB_OFF_FAILED: u64 = 3;
 
-/// CPU 1, first life: the timer fires and its handler calls CPU_OFF.
-pub fn off_in_handler_job() -> JobOutcome {
+/// On a CPU 1 half: sets up the timer [`which`] names, arms it 1 ms out,
+/// waits with interrupts on until its PPI is taken (or [`WAIT_MS`]) and
+/// tears it down; returns how many times the PPI was taken.
+fn fire_once() -> Result<u32, JobOutcome> {
     let w = which();
     let Ok(t) = setup(w) else {
-        return JobOutcome {
+        return Err(JobOutcome {
             code: JOB_SETUP,
             detail: 0,
-        };
-    };
-    t.enable();
-    w.arm_in(cpu::ticks_from_ms(1));
-    irq::enable();
-    cpu::wait_ms(WAIT_MS, || taken() != 0);
-    irq::disable();
-    let code = if taken() == 0 {
-        JOB_NOT_TAKEN
-    } else {
-        JOB_OFF_FAILED
-    };
-    teardown(w, &t);
-    JobOutcome { code, detail: 0 }
-}
-
-/// CPU 1, second life: the same timer's interrupt is taken again.
-pub fn after_on_job() -> JobOutcome {
-    let w = which();
-    let Ok(t) = setup(w) else {
-        return JobOutcome {
-            code: JOB_SETUP,
-            detail: 0,
-        };
+        });
     };
     t.enable();
     w.arm_in(cpu::ticks_from_ms(1));
@@ -293,13 +272,28 @@ pub fn after_on_job() -> JobOutcome {
     irq::disable();
     let n = taken();
     teardown(w, &t);
-    if n == 1 {
-        JobOutcome::OK
-    } else {
-        JobOutcome {
+    Ok(n)
+}
+
+/// CPU 1, first life: the timer fires and its handler calls CPU_OFF.
+pub fn off_in_handler_job() -> JobOutcome {
+    let code = match fire_once() {
+        Err(setup_failed) => return setup_failed,
+        Ok(0) => JOB_NOT_TAKEN,
+        Ok(_) => JOB_OFF_FAILED,
+    };
+    JobOutcome { code, detail: 0 }
+}
+
+/// CPU 1, second life: the same timer's interrupt is taken again.
+pub fn after_on_job() -> JobOutcome {
+    match fire_once() {
+        Err(setup_failed) => setup_failed,
+        Ok(1) => JobOutcome::OK,
+        Ok(n) => JobOutcome {
             code: JOB_NOT_TAKEN,
-            detail: n as u64,
-        }
+            detail: u64::from(n),
+        },
     }
 }
 
