@@ -121,12 +121,14 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
 /// (scenario `vgic-lock-held`). An interrupt already acknowledged by the
 /// exit (`gic::irq::handle_irq`) keeps its running priority meanwhile, so
 /// only an NMI can preempt the fold.
+#[inline]
 pub fn guest_exited() {
     guest_exited_on(guest::current());
 }
 
 /// [`guest_exited`] for the vCPU `current` (this CPU's, looked up by the
 /// caller).
+#[inline]
 pub fn guest_exited_on(current: Option<(&'static Vm, &'static Vcpu)>) {
     if let Some((vm, vcpu)) = current {
         let _masked = IrqGuard::new();
