@@ -16,32 +16,28 @@ use crate::util::{command_line, workspace_root};
 /// One check: a name and the cargo arguments that run it.
 struct Check {
     name: &'static str,
-    args: &'static [&'static str],
+    args: Vec<&'static str>,
     /// Needs the bare-metal targets (so the rustup toolchain's clippy).
     target: bool,
 }
 
-const CHECKS: &[Check] = &[
-    Check {
-        name: "fmt",
-        args: &["fmt", "--all", "--check"],
-        target: false,
-    },
+/// The host checks, one cargo command line each.
+const HOST_CHECKS: &[(&str, &[&str])] = &[
+    ("fmt", &["fmt", "--all", "--check"]),
     // The fuzz targets are their own workspace (docs/fuzzing.md).
-    Check {
-        name: "fmt-fuzz",
-        args: &[
+    (
+        "fmt-fuzz",
+        &[
             "fmt",
             "--all",
             "--check",
             "--manifest-path",
             "fuzz/Cargo.toml",
         ],
-        target: false,
-    },
-    Check {
-        name: "clippy-host",
-        args: &[
+    ),
+    (
+        "clippy-host",
+        &[
             "clippy",
             "--workspace",
             "--all-targets",
@@ -49,56 +45,53 @@ const CHECKS: &[Check] = &[
             "-D",
             "warnings",
         ],
-        target: false,
-    },
-    Check {
-        name: "clippy-hypervisor",
-        args: &[
-            "clippy",
-            "--release",
-            "-p",
-            "hypervisor",
-            "--target",
-            "aarch64-unknown-none-softfloat",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        target: true,
-    },
-    Check {
-        name: "clippy-hypervisor-test-hooks",
-        args: &[
-            "clippy",
-            "--release",
-            "-p",
-            "hypervisor",
-            "--features",
-            "test-hooks",
-            "--target",
-            "aarch64-unknown-none-softfloat",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        target: true,
-    },
-    Check {
-        name: "clippy-guest-test",
-        args: &[
-            "clippy",
-            "--release",
-            "-p",
-            "guest-test",
-            "--target",
-            "aarch64-unknown-none",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        target: true,
-    },
+    ),
 ];
+
+/// The bare-metal clippy runs: (name, package, target, extra cargo
+/// arguments). Each becomes `cargo clippy --release -p PACKAGE EXTRA
+/// --target TARGET -- -D warnings`; the hypervisor is checked with and
+/// without the test hooks, which compile code of their own.
+const TARGET_CLIPPY: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "clippy-hypervisor",
+        "hypervisor",
+        "aarch64-unknown-none-softfloat",
+        &[],
+    ),
+    (
+        "clippy-hypervisor-test-hooks",
+        "hypervisor",
+        "aarch64-unknown-none-softfloat",
+        &["--features", "test-hooks"],
+    ),
+    (
+        "clippy-guest-test",
+        "guest-test",
+        "aarch64-unknown-none",
+        &[],
+    ),
+];
+
+/// Every check, in the order they run.
+fn checks() -> Vec<Check> {
+    let host = HOST_CHECKS.iter().map(|&(name, args)| Check {
+        name,
+        args: args.to_vec(),
+        target: false,
+    });
+    let target = TARGET_CLIPPY.iter().map(|&(name, package, target, extra)| {
+        let mut args = vec!["clippy", "--release", "-p", package];
+        args.extend_from_slice(extra);
+        args.extend(["--target", target, "--", "-D", "warnings"]);
+        Check {
+            name,
+            args,
+            target: true,
+        }
+    });
+    host.chain(target).collect()
+}
 
 /// Runs every check; returns (passed, failed). The target checks need the
 /// rustup toolchain's targets; with Debian's fallback toolchain (which has
@@ -106,7 +99,7 @@ const CHECKS: &[Check] = &[
 pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
     ensure_components();
     let (mut passed, mut failed) = (0, 0);
-    for check in CHECKS {
+    for check in checks() {
         if check.target && tc.kind != ToolchainKind::Rustup {
             say!(
                 "lint {}: not run: the {:?} toolchain has no clippy for the bare-metal targets",
@@ -117,7 +110,7 @@ pub fn run(tc: &CrossToolchain) -> Result<(usize, usize)> {
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args(check.args);
+        cmd.current_dir(workspace_root()).args(&check.args);
         say!("lint {}: {}", check.name, command_line(&cmd));
         let ok = match cmd.status() {
             Ok(status) => status.success(),
@@ -168,5 +161,44 @@ fn ensure_components() {
 
 /// The names of the checks (for `cargo xtask test --list`).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    CHECKS.iter().map(|c| c.name)
+    checks().into_iter().map(|c| c.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_checks_keep_their_command_lines() {
+        let all = checks();
+        let args = |name: &str| all.iter().find(|c| c.name == name).unwrap().args.join(" ");
+        assert_eq!(
+            args("clippy-hypervisor"),
+            "clippy --release -p hypervisor --target aarch64-unknown-none-softfloat -- -D warnings"
+        );
+        assert_eq!(
+            args("clippy-hypervisor-test-hooks"),
+            "clippy --release -p hypervisor --features test-hooks \
+             --target aarch64-unknown-none-softfloat -- -D warnings"
+        );
+        assert_eq!(
+            args("clippy-guest-test"),
+            "clippy --release -p guest-test --target aarch64-unknown-none -- -D warnings"
+        );
+        let names: Vec<_> = names().collect();
+        assert_eq!(
+            names,
+            [
+                "fmt",
+                "fmt-fuzz",
+                "clippy-host",
+                "clippy-hypervisor",
+                "clippy-hypervisor-test-hooks",
+                "clippy-guest-test"
+            ]
+        );
+        assert!(all
+            .iter()
+            .all(|c| c.target == (c.name.starts_with("clippy-") && c.name != "clippy-host")));
+    }
 }

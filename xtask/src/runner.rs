@@ -153,13 +153,17 @@ fn linux_image(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<PathBuf> {
 }
 
 /// guest-test's functions as a System.map (`target/nmivisor/guest-test.map`),
-/// for bundles whose VMs carry their symbols.
-fn guest_symbols(elf: &std::path::Path) -> Result<PathBuf> {
+/// if some VM of `spec` carries its symbols; None otherwise.
+fn guest_symbols(spec: &bundle::BundleSpec, built: &Built) -> Result<Option<PathBuf>> {
+    if !spec.wants_symbols() {
+        return Ok(None);
+    }
+    let elf = &built.guest()?.elf;
     let bytes = std::fs::read(elf).with_context(|| format!("cannot read {}", elf.display()))?;
     let map = image::system_map(&bytes).with_context(|| elf.display().to_string())?;
     let out = util::out_dir().join("guest-test.map");
     std::fs::write(&out, map).with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The symbols of the kernel a Linux scenario boots (its `System.map`),
@@ -209,10 +213,7 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         Boot::Bundle(spec) => {
             let built = built()?;
             let out = bundle::bundle_path(&s.name);
-            let symbols = match spec.wants_symbols() {
-                true => Some(guest_symbols(&built.guest()?.elf)?),
-                false => None,
-            };
+            let symbols = guest_symbols(spec, built)?;
             spec.build(&built.guest()?.bin, symbols.as_deref(), &out)
                 .context("cannot write the scenario's bundle")?;
             s.qemu_config(&built.hypervisor.bin, Some(&out))
@@ -232,10 +233,7 @@ fn prepare(s: &harness::Scenario, inputs: &Inputs<'_>) -> Result<QemuConfig> {
         } => {
             let built = built()?;
             let mut vms = vec![linux_vm(s, inputs, cmdline, linux_cpus.clone())?];
-            let symbols = match guests.wants_symbols() {
-                true => Some(guest_symbols(&built.guest()?.elf)?),
-                false => None,
-            };
+            let symbols = guest_symbols(guests, built)?;
             vms.extend(guests.configs(&built.guest()?.bin, symbols.as_deref()));
             let out = bundle::bundle_path(&s.name);
             bundle::build_bundle(&vms, &out).context("cannot write the scenario's bundle")?;

@@ -52,6 +52,8 @@ pub fn daif() -> u64 {
 
 /// Mask every asynchronous exception (PSTATE.DAIF).
 pub fn mask_all() {
+    // DAIFSet with an immediate: aarch64-cpu's DAIF is only the register
+    // (a write would be a read-modify-write).
     // SAFETY: masking exceptions cannot break memory safety.
     unsafe {
         asm!(
@@ -77,11 +79,10 @@ pub fn halt() -> ! {
 
 /// The smallest data cache line, from CTR_EL0.DminLine [19:16] (log2 of
 /// words; Arm ARM D23.2.36).
+#[inline]
 fn dcache_line() -> u64 {
-    let ctr: u64;
-    // SAFETY: reading CTR_EL0 has no side effects.
-    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
-    4 << ((ctr >> 16) & 0xf)
+    // aarch64-cpu lacks CTR_EL0; arm-sysregs types it.
+    4 << arm_sysregs::el0::accessors::read_ctr_el0().dminline()
 }
 
 /// Cleans and invalidates `len` bytes at `va` to the Point of Coherency
@@ -122,6 +123,7 @@ pub fn invalidate_icache() {
 /// nothing else uses meanwhile.
 pub unsafe fn zero_and_clean(va: u64, len: u64) {
     let dczid: u64;
+    // Neither aarch64-cpu nor arm-sysregs has DCZID_EL0.
     // SAFETY: reading DCZID_EL0 has no side effects.
     unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
     let block = 4u64 << (dczid & 0xf);

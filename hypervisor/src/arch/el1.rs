@@ -10,11 +10,12 @@
 //! exception vectors (the trap frame).
 
 use super::vectors::TrapFrame;
-use aarch64_cpu::registers::HCR_EL2;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
 use core::arch::asm;
 
 macro_rules! el1_context {
-    ($($field:ident => $reg:literal),* $(,)?) => {
+    ($($field:ident => $reg:ident),* $(,)?) => {
         /// Every EL1 (and EL0) register a guest owns.
         #[derive(Clone, Debug, Default)]
         pub struct El1Context {
@@ -24,56 +25,51 @@ macro_rules! el1_context {
         impl El1Context {
             /// Reads the live registers.
             pub fn save() -> Self {
-                let mut c = Self::default();
-                // SAFETY: reading EL1 system registers at EL2 has no side effects.
-                unsafe {
-                    $(asm!(concat!("mrs {}, ", $reg), out(reg) c.$field, options(nomem, nostack, preserves_flags));)*
+                Self {
+                    $($field: $reg.get(),)*
                 }
-                c
             }
 
             /// Writes every register. Only called on the physical CPU that
-            /// will run this vCPU, before entering it.
+            /// will run this vCPU, before entering it. These registers only
+            /// affect EL1/EL0 execution, which belongs to the guest about to
+            /// run.
             pub fn restore(&self) {
-                // SAFETY: these registers only affect EL1/EL0 execution, which
-                // belongs to the guest about to run.
-                unsafe {
-                    $(asm!(concat!("msr ", $reg, ", {}"), in(reg) self.$field, options(nomem, nostack, preserves_flags));)*
-                    asm!("isb", options(nomem, nostack, preserves_flags));
-                }
+                $($reg.set(self.$field);)*
+                barrier::isb(barrier::SY);
             }
         }
     };
 }
 
 el1_context! {
-    sctlr => "sctlr_el1",
-    actlr => "actlr_el1",
-    cpacr => "cpacr_el1",
-    ttbr0 => "ttbr0_el1",
-    ttbr1 => "ttbr1_el1",
-    tcr => "tcr_el1",
-    mair => "mair_el1",
-    amair => "amair_el1",
-    vbar => "vbar_el1",
-    contextidr => "contextidr_el1",
-    tpidr_el0 => "tpidr_el0",
-    tpidrro_el0 => "tpidrro_el0",
-    tpidr_el1 => "tpidr_el1",
-    esr => "esr_el1",
-    far => "far_el1",
-    afsr0 => "afsr0_el1",
-    afsr1 => "afsr1_el1",
-    par => "par_el1",
-    csselr => "csselr_el1",
-    cntkctl => "cntkctl_el1",
-    mdscr => "mdscr_el1",
-    sp_el0 => "sp_el0",
-    sp_el1 => "sp_el1",
-    elr => "elr_el1",
-    spsr => "spsr_el1",
-    cntv_ctl => "cntv_ctl_el0",
-    cntv_cval => "cntv_cval_el0",
+    sctlr => SCTLR_EL1,
+    actlr => ACTLR_EL1,
+    cpacr => CPACR_EL1,
+    ttbr0 => TTBR0_EL1,
+    ttbr1 => TTBR1_EL1,
+    tcr => TCR_EL1,
+    mair => MAIR_EL1,
+    amair => AMAIR_EL1,
+    vbar => VBAR_EL1,
+    contextidr => CONTEXTIDR_EL1,
+    tpidr_el0 => TPIDR_EL0,
+    tpidrro_el0 => TPIDRRO_EL0,
+    tpidr_el1 => TPIDR_EL1,
+    esr => ESR_EL1,
+    far => FAR_EL1,
+    afsr0 => AFSR0_EL1,
+    afsr1 => AFSR1_EL1,
+    par => PAR_EL1,
+    csselr => CSSELR_EL1,
+    cntkctl => CNTKCTL_EL1,
+    mdscr => MDSCR_EL1,
+    sp_el0 => SP_EL0,
+    sp_el1 => SP_EL1,
+    elr => ELR_EL1,
+    spsr => SPSR_EL1,
+    cntv_ctl => CNTV_CTL_EL0,
+    cntv_cval => CNTV_CVAL_EL0,
 }
 
 /// SCTLR_EL1 at reset: RES1 bits only, MMU and caches off (Arm ARM D19.2.118).
@@ -90,57 +86,42 @@ impl El1Context {
 }
 
 /// Reads one live EL1 register for dumps: the guest's SP_EL1 / SP_EL0.
+#[inline]
 pub fn guest_sp(spsr: u64) -> u64 {
-    let v: u64;
-    // SAFETY: reading the stack pointers of a lower EL has no side effects.
-    unsafe {
-        if spsr & 0xf == 0 {
-            asm!("mrs {}, sp_el0", out(reg) v, options(nomem, nostack, preserves_flags));
-        } else {
-            asm!("mrs {}, sp_el1", out(reg) v, options(nomem, nostack, preserves_flags));
-        }
+    if spsr & 0xf == 0 {
+        SP_EL0.get()
+    } else {
+        SP_EL1.get()
     }
-    v
 }
 
 /// The guest's last EL1 exception syndrome (ESR_EL1), for dumps.
+#[inline]
 pub fn guest_esr() -> u64 {
-    let v: u64;
-    // SAFETY: reading ESR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, esr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    ESR_EL1.get()
 }
 
 /// Writes the registers an exception injected into EL1 sets
-/// (Arm ARM D1.10.2): ESR_EL1, FAR_EL1, ELR_EL1 and SPSR_EL1.
+/// (Arm ARM D1.10.2): ESR_EL1, FAR_EL1, ELR_EL1 and SPSR_EL1, the guest's
+/// own EL1 exception registers.
+#[inline]
 pub fn set_exception_regs(esr: u64, far: u64, elr: u64, spsr: u64) {
-    // SAFETY: these are the guest's own EL1 exception registers.
-    unsafe {
-        asm!(
-            "msr esr_el1, {esr}",
-            "msr far_el1, {far}",
-            "msr elr_el1, {elr}",
-            "msr spsr_el1, {spsr}",
-            esr = in(reg) esr, far = in(reg) far, elr = in(reg) elr, spsr = in(reg) spsr,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
+    ESR_EL1.set(esr);
+    FAR_EL1.set(far);
+    ELR_EL1.set(elr);
+    SPSR_EL1.set(spsr);
 }
 
 /// SCTLR_EL1 of the running guest.
+#[inline]
 pub fn guest_sctlr() -> u64 {
-    let v: u64;
-    // SAFETY: reading SCTLR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, sctlr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    SCTLR_EL1.get()
 }
 
 /// VBAR_EL1 of the running guest.
+#[inline]
 pub fn guest_vbar() -> u64 {
-    let v: u64;
-    // SAFETY: reading VBAR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, vbar_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    VBAR_EL1.get()
 }
 
 /// The EL2 registers that set up a VM's execution environment.
@@ -183,45 +164,32 @@ pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::RW::EL1IsAarch64.value;
 
 /// Loads a VM's control registers on this CPU.
+///
+/// These registers only shape the EL1/EL0 world; the hypervisor's own EL2
+/// translation and exception handling are unaffected. CNTHCTL gives EL1 the
+/// physical counter and timer (EL1PCTEN, EL1PCEN); ECV [12] stays clear, so
+/// no CNTPOFF_EL2 offset applies to the guest's physical timer, whose PPI
+/// 30 is forwarded like the virtual one. MDCR_EL2.HPMN = PMCR_EL0.N hands
+/// the guest every PMU counter (HPMN = 0 would be reserved without
+/// FEAT_HPMN0); the other MDCR_EL2 bits come from the feature policy
+/// (GuestFeatures::mdcr).
 pub fn load_guest_control(c: &GuestControl) {
+    use arm_sysregs::el0::accessors::read_pmcr_el0;
+    use arm_sysregs::el2::{accessors::write_vpidr_el2, registers::VpidrEl2};
     super::features::load_guest_controls();
     let hcr = c.hcr | super::features::hcr_bits(&super::features::view().features);
-    let midr: u64;
-    // SAFETY: these registers only shape the EL1/EL0 world; the hypervisor's
-    // own EL2 translation and exception handling are unaffected. CNTHCTL
-    // gives EL1 the physical counter and timer (EL1PCTEN, EL1PCEN); ECV
-    // [12] stays clear, so no CNTPOFF_EL2 offset applies to the guest's
-    // physical timer, whose PPI 30 is forwarded like the virtual one.
-    // MDCR_EL2.HPMN = PMCR_EL0.N hands the guest every PMU counter (HPMN = 0
-    // would be reserved without FEAT_HPMN0); the other MDCR_EL2 bits come
-    // from the feature policy (GuestFeatures::mdcr).
-    unsafe {
-        asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack, preserves_flags));
-        asm!(
-            "msr vtcr_el2, {vtcr}",
-            "msr vttbr_el2, {vttbr}",
-            "msr vpidr_el2, {midr}",
-            "msr vmpidr_el2, {vmpidr}",
-            "msr cntvoff_el2, {cntvoff}",
-            "msr cnthctl_el2, {cnthctl}",
-            "mrs {tmp}, pmcr_el0",
-            "ubfx {tmp}, {tmp}, #11, #5",
-            "orr {tmp}, {tmp}, {mdcr}",
-            "msr mdcr_el2, {tmp}",
-            "msr hcr_el2, {hcr}",
-            "isb",
-            vtcr = in(reg) c.vtcr,
-            vttbr = in(reg) c.vttbr,
-            midr = in(reg) midr,
-            vmpidr = in(reg) c.vmpidr,
-            cntvoff = in(reg) c.cntvoff,
-            cnthctl = in(reg) 3u64,
-            hcr = in(reg) hcr,
-            mdcr = in(reg) super::features::view().features.mdcr(),
-            tmp = out(reg) _,
-            options(nomem, nostack, preserves_flags)
-        );
-    }
+    VTCR_EL2.set(c.vtcr);
+    VTTBR_EL2.set(c.vttbr);
+    // aarch64-cpu lacks VPIDR_EL2; arm-sysregs types it.
+    write_vpidr_el2(VpidrEl2::from_bits_retain(MIDR_EL1.get()));
+    VMPIDR_EL2.set(c.vmpidr);
+    CNTVOFF_EL2.set(c.cntvoff);
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
+    // aarch64-cpu lacks PMCR_EL0; arm-sysregs types it.
+    let hpmn = u64::from(read_pmcr_el0().n());
+    MDCR_EL2.set(super::features::view().features.mdcr() | MDCR_EL2::HPMN.val(hpmn).value);
+    HCR_EL2.set(hcr);
+    barrier::isb(barrier::SY);
 }
 
 /// Enters the guest described by `frame`, which must sit at the very top of

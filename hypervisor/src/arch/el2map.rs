@@ -52,21 +52,16 @@ pub unsafe fn remove_block(entry: usize, va: u64) {
 /// the test hook that checks which RAM the map covers.
 #[cfg(feature = "test-hooks")]
 pub fn translate_read(va: u64) -> Option<u64> {
-    let par: u64;
+    use aarch64_cpu::registers::{Readable, PAR_EL1};
+    // aarch64-cpu has no AT instruction, only PAR_EL1.
     // SAFETY: AT only writes PAR_EL1, which nothing else at EL2 keeps live
     // (it is saved and restored with the guest's EL1 state around guest
     // entry, and this runs outside a guest's context switch).
-    unsafe {
-        asm!(
-            "at s1e2r, {va}",
-            "isb",
-            "mrs {par}, par_el1",
-            va = in(reg) va,
-            par = out(reg) par,
-            options(nostack, preserves_flags)
-        )
-    };
-    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    unsafe { asm!("at s1e2r, {va}", "isb", va = in(reg) va, options(nostack, preserves_flags)) };
+    let par = PAR_EL1.extract();
+    // PA [51:12]: aarch64-cpu's PA field stops at bit 47, so the mask is
+    // written out.
+    (!par.is_set(PAR_EL1::F)).then_some((par.get() & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }
 
 /// Invalidates every EL2 TLB entry of this CPU (TLBI ALLE2), after a

@@ -9,7 +9,8 @@
 //! policy needs all 56.
 
 use super::cpu_features::{GuestFeatures, IdSpace, IdView, ID_SPACE_LEN};
-use aarch64_cpu::registers::HCR_EL2;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Writeable, CPTR_EL2, HCR_EL2};
 use core::arch::asm;
 use spin::Once;
 
@@ -85,17 +86,18 @@ pub fn hcr_bits(f: &GuestFeatures) -> u64 {
 /// it); TSM [12] set, SME stays hidden; TTA [20] set, no trace unit is
 /// shown; TAM [30] set where the CPU has activity monitors.
 fn cptr(f: &GuestFeatures) -> u64 {
+    // aarch64-cpu names only TAM; arm-sysregs has the E2H = 1 layout (no TTA
+    // at bit 20), so the others are written out.
     const RES1: u64 = 0xff | 1 << 9 | 1 << 13;
     const TZ: u64 = 1 << 8;
     const TSM: u64 = 1 << 12;
     const TTA: u64 = 1 << 20;
-    const TAM: u64 = 1 << 30;
     let mut v = RES1 | TSM | TTA;
     if !f.sve {
         v |= TZ;
     }
     if f.host_amu {
-        v |= TAM;
+        v |= CPTR_EL2::TAM::SET.value;
     }
     v
 }
@@ -105,19 +107,25 @@ fn cptr(f: &GuestFeatures) -> u64 {
 /// HCRX_EL2 (FEAT_HCX). HCR_EL2 takes [`hcr_bits`] from the caller.
 pub fn load_guest_controls() {
     let f = &view().features;
-    // SAFETY: these controls only shape what EL1/EL0 may execute. ZCR_EL2
-    // is written after CPTR_EL2.TZ is cleared (an access with TZ set would
-    // trap to EL2 itself), and only when SVE exists; HCRX_EL2 only with
-    // FEAT_HCX. The hypervisor never executes SVE or FP/SIMD instructions.
-    unsafe {
-        asm!("msr cptr_el2, {}", "isb", in(reg) cptr(f), options(nomem, nostack, preserves_flags));
-        if f.sve {
-            // ZCR_EL2: LEN [3:0] = 0xf, the maximum; the effective length is
-            // the largest the CPU implements (Arm ARM D23.2.202).
-            asm!("msr S3_4_C1_C2_0, {}", "isb", in(reg) 0xfu64, options(nomem, nostack, preserves_flags));
-        }
-        if f.hcx {
-            asm!("msr S3_4_C1_C2_2, {}", in(reg) f.hcrx(), options(nomem, nostack, preserves_flags));
-        }
+    // These controls only shape what EL1/EL0 may execute. ZCR_EL2 is
+    // written after CPTR_EL2.TZ is cleared (an access with TZ set would trap
+    // to EL2 itself), and only when SVE exists; HCRX_EL2 only with FEAT_HCX.
+    // The hypervisor never executes SVE or FP/SIMD instructions.
+    CPTR_EL2.set(cptr(f));
+    barrier::isb(barrier::SY);
+    if f.sve {
+        // ZCR_EL2: LEN [3:0] = 0xf, the maximum; the effective length is
+        // the largest the CPU implements (Arm ARM D23.2.202). Neither
+        // aarch64-cpu nor arm-sysregs has ZCR_EL2.
+        // SAFETY: as above; SVE exists and CPTR_EL2.TZ is clear.
+        unsafe {
+            asm!("msr S3_4_C1_C2_0, {}", "isb", in(reg) 0xfu64, options(nomem, nostack, preserves_flags))
+        };
+    }
+    if f.hcx {
+        use arm_sysregs::el2::{accessors::write_hcrx_el2, registers::HcrxEl2};
+        // aarch64-cpu lacks HCRX_EL2; arm-sysregs types it.
+        // SAFETY: FEAT_HCX is implemented; HCRX_EL2 only shapes EL1/EL0.
+        unsafe { write_hcrx_el2(HcrxEl2::from_bits_retain(f.hcrx())) };
     }
 }

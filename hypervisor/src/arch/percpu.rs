@@ -4,7 +4,7 @@
 //! [`this_cpu`] works everywhere, exception handlers included.
 
 use super::MAX_CPUS;
-use core::arch::asm;
+use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use core::sync::atomic::{AtomicBool, AtomicU64};
 
 /// What one CPU keeps about itself.
@@ -41,10 +41,9 @@ pub static PERCPU: [PerCpu; MAX_CPUS] = {
 };
 
 /// This CPU's data.
+#[inline]
 pub fn this_cpu() -> &'static PerCpu {
-    let ptr: u64;
-    // SAFETY: reading TPIDR_EL2 has no side effects.
-    unsafe { asm!("mrs {}, tpidr_el2", out(reg) ptr, options(nomem, nostack, preserves_flags)) };
+    let ptr = TPIDR_EL2.get();
     // SAFETY: entry.rs sets TPIDR_EL2 to an element of the static PERCPU
     // array before any Rust code runs, and nothing else writes it.
     unsafe { &*(ptr as *const PerCpu) }

@@ -9,7 +9,12 @@
 //! EL1 timers (Arm ARM, chapter "The Generic Timer in AArch64 state"); the
 //! hypervisor's own timer is CNTHP (PPI 26), which nothing here touches.
 
-use aarch64_cpu::registers::{Readable, CNTP_CTL_EL0, CNTV_CTL_EL0, ID_AA64DFR0_EL1};
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    ReadWriteable, Readable, Writeable, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0, ID_AA64DFR0_EL1,
+};
+use arm_sysregs::el0::accessors::{read_pmcr_el0, write_pmcr_el0};
+use arm_sysregs::el0::registers::PmcrEl0;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -20,10 +25,10 @@ pub const PTIMER_INTID: u32 = 30;
 /// The PMU overflow interrupt's INTID (PPI 7 on QEMU `virt`).
 pub const PMU_INTID: u32 = 23;
 
-/// CNTx_CTL_EL0 bits (Arm ARM, CNTV_CTL_EL0 / CNTP_CTL_EL0).
-const CTL_ENABLE: u64 = 1 << 0;
-const CTL_IMASK: u64 = 1 << 1;
-const CTL_ISTATUS: u64 = 1 << 2;
+/// CNTx_CTL_EL0 bits (Arm ARM, CNTV_CTL_EL0 / CNTP_CTL_EL0: the same layout).
+const CTL_ENABLE: u64 = CNTV_CTL_EL0::ENABLE::SET.value;
+const CTL_IMASK: u64 = CNTV_CTL_EL0::IMASK::SET.value;
+const CTL_ISTATUS: u64 = CNTV_CTL_EL0::ISTATUS::SET.value;
 
 /// A timer's interrupt output: asserted while the timer is enabled, its
 /// condition is met and it is not masked (Arm ARM, Generic Timer, "Operation of
@@ -66,13 +71,12 @@ fn pmu_output() -> bool {
     if !has_pmu() {
         return false;
     }
-    let pmcr: u64;
-    // SAFETY: reading PMCR_EL0 has no side effects.
-    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack, preserves_flags)) };
-    if pmcr & 1 == 0 {
+    // aarch64-cpu lacks PMCR_EL0; arm-sysregs types it.
+    if !read_pmcr_el0().contains(PmcrEl0::E) {
         return false;
     }
     let (ovs, inten): (u64, u64);
+    // Neither aarch64-cpu nor arm-sysregs has PMOVSSET_EL0 or PMINTENSET_EL1.
     // SAFETY: reading the PMU's overflow and interrupt-enable registers
     // has no side effects.
     unsafe {
@@ -109,14 +113,15 @@ pub fn silence(intid: u32) {
     // These sources belong to the guest of this CPU, which is not running;
     // a vCPU start resets them.
     match intid {
-        // SAFETY: masks the guest's virtual timer (IMASK), see above.
-        VTIMER_INTID => unsafe {
-            asm!("mrs {t}, cntv_ctl_el0", "orr {t}, {t}, #2", "msr cntv_ctl_el0, {t}", "isb", t = out(reg) _, options(nomem, nostack))
-        },
-        // SAFETY: masks the guest's physical timer (IMASK), see above.
-        PTIMER_INTID => unsafe {
-            asm!("mrs {t}, cntp_ctl_el0", "orr {t}, {t}, #2", "msr cntp_ctl_el0, {t}", "isb", t = out(reg) _, options(nomem, nostack))
-        },
+        VTIMER_INTID => {
+            CNTV_CTL_EL0.modify(CNTV_CTL_EL0::IMASK::SET);
+            barrier::isb(barrier::SY);
+        }
+        PTIMER_INTID => {
+            CNTP_CTL_EL0.modify(CNTP_CTL_EL0::IMASK::SET);
+            barrier::isb(barrier::SY);
+        }
+        // Neither aarch64-cpu nor arm-sysregs has PMINTENCLR_EL1.
         // SAFETY: disables the guest's PMU overflow interrupts, see above.
         PMU_INTID if has_pmu() => unsafe {
             asm!("msr pmintenclr_el1, {m}", "isb", m = in(reg) 0xffff_ffffu64, options(nomem, nostack))
@@ -130,22 +135,20 @@ pub fn silence(intid: u32) {
 /// timer is part of [`super::el1::El1Context`]). Arm ARM: CNTP_CTL_EL0.ENABLE
 /// and PMCR_EL0.E reset to 0; the other fields are UNKNOWN, zero here.
 pub fn reset() {
-    // SAFETY: the EL1 physical timer belongs to the vCPU being started on
-    // this CPU, which does not run yet.
-    unsafe {
-        asm!(
-            "msr cntp_ctl_el0, xzr",
-            "msr cntp_cval_el0, xzr",
-            "isb",
-            options(nomem, nostack, preserves_flags)
-        )
-    };
+    // The EL1 physical timer belongs to the vCPU being started on this
+    // CPU, which does not run yet.
+    CNTP_CTL_EL0.set(0);
+    CNTP_CVAL_EL0.set(0);
+    barrier::isb(barrier::SY);
     if has_pmu() {
+        // aarch64-cpu lacks PMCR_EL0; arm-sysregs types it.
+        write_pmcr_el0(PmcrEl0::empty());
+        // Neither aarch64-cpu nor arm-sysregs has PMCNTENCLR_EL0,
+        // PMINTENCLR_EL1 or PMOVSCLR_EL0.
         // SAFETY: as above, for this CPU's PMU (every counter is the
         // guest's through MDCR_EL2.HPMN).
         unsafe {
             asm!(
-                "msr pmcr_el0, xzr",
                 "msr pmcntenclr_el0, {m}",
                 "msr pmintenclr_el1, {m}",
                 "msr pmovsclr_el0, {m}",

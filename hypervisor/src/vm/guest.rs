@@ -346,6 +346,7 @@ pub fn owned_by(pcpu: usize) -> Option<(&'static Vm, &'static Vcpu)> {
 }
 
 /// The vCPU of the calling physical CPU.
+#[inline]
 pub fn current() -> Option<(&'static Vm, &'static Vcpu)> {
     owned_by(cpu_id())
 }

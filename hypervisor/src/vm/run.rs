@@ -113,6 +113,7 @@ fn enter(vm: &Vm, vcpu: &Vcpu, req: StartRequest) -> ! {
 /// First thing on every trap from the guest: its list registers flow back
 /// into the vGIC state ([`super::vgic::fold`], which says how it waits for
 /// the vGIC lock without blocking the NMI path).
+#[inline]
 pub fn guest_exited() {
     guest_exited_on(guest::current());
 }
