@@ -786,9 +786,7 @@ impl Vgic {
     ///
     /// EOIcount is returned as 0 (the count was consumed by `eoi_count`).
     pub fn flush_lrs(&mut self, vcpu: usize, lrs: &mut [u64]) -> u64 {
-        for lr in lrs.iter_mut() {
-            *lr = Lr::INVALID.0;
-        }
+        lrs.fill(Lr::INVALID.0);
         let nr = lrs.len().min(MAX_LRS);
         let Some(v) = self.vcpus.get_mut(vcpu) else {
             return HCR_EN;
