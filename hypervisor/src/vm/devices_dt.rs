@@ -55,17 +55,7 @@ pub struct ArchTimerNode;
 
 impl DtNode for ArchTimerNode {
     fn write(&self, fdt: &mut FdtWriter) -> vm_fdt::FdtWriterResult<()> {
-        let node = fdt.begin_node("timer")?;
-        fdt.property_string("compatible", "arm,armv8-timer")?;
-        fdt.property_array_u32(
-            "interrupts",
-            &[
-                GIC_PPI, 13, LEVEL_HIGH, GIC_PPI, 14, LEVEL_HIGH, GIC_PPI, 11, LEVEL_HIGH, GIC_PPI,
-                10, LEVEL_HIGH,
-            ],
-        )?;
-        fdt.property_null("always-on")?;
-        fdt.end_node(node)
+        write_ppi_device(fdt, "timer", "arm,armv8-timer", &[13, 14, 11, 10], true)
     }
 }
 
@@ -82,11 +72,31 @@ impl DtNode for PmuNode {
         if !self.present {
             return Ok(());
         }
-        let node = fdt.begin_node("pmu")?;
-        fdt.property_string("compatible", "arm,armv8-pmuv3")?;
-        fdt.property_array_u32("interrupts", &[GIC_PPI, 7, LEVEL_HIGH])?;
-        fdt.end_node(node)
+        write_ppi_device(fdt, "pmu", "arm,armv8-pmuv3", &[7], false)
     }
+}
+
+/// A device node that is only a `compatible`, level-high PPIs (numbers
+/// from 0, as the binding's interrupt specifier takes them) and, for the
+/// timer, `always-on`: the timer and the PMU.
+fn write_ppi_device(
+    fdt: &mut FdtWriter,
+    name: &str,
+    compatible: &str,
+    ppis: &[u32],
+    always_on: bool,
+) -> vm_fdt::FdtWriterResult<()> {
+    let node = fdt.begin_node(name)?;
+    fdt.property_string("compatible", compatible)?;
+    let cells: alloc::vec::Vec<u32> = ppis
+        .iter()
+        .flat_map(|&ppi| [GIC_PPI, ppi, LEVEL_HIGH])
+        .collect();
+    fdt.property_array_u32("interrupts", &cells)?;
+    if always_on {
+        fdt.property_null("always-on")?;
+    }
+    fdt.end_node(node)
 }
 
 /// The emulated PL011 and the 24 MHz fixed clock its binding asks for
@@ -130,15 +140,25 @@ mod tests {
     use super::*;
     use crate::vm::guest_dt::{GuestDt, GuestDtConfig};
 
+    /// A guest with 128 MiB at 0x4000_0000 and these vCPUs.
+    fn config(mpidrs: &[u64]) -> GuestDtConfig<'_> {
+        GuestDtConfig {
+            memory: 0x4000_0000..0x4800_0000,
+            vcpu_mpidrs: mpidrs,
+            bootargs: "",
+            initrd: None,
+        }
+    }
+
+    /// A property value of 32-bit cells, as the blob stores it.
+    fn be_cells(cells: &[u32]) -> Vec<u8> {
+        cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+    }
+
     #[test]
     fn gic_and_timer_nodes_parse_back() {
         let mpidrs = [0, 1, 2];
-        let cfg = GuestDtConfig {
-            memory: 0x4000_0000..0x4800_0000,
-            vcpu_mpidrs: &mpidrs,
-            bootargs: "",
-            initrd: None,
-        };
+        let cfg = config(&mpidrs);
         let gic = GicV3Node { nr_vcpus: 3 };
         let blob = GuestDt::new(&cfg)
             .interrupt_parent(GIC_PHANDLE)
@@ -169,18 +189,15 @@ mod tests {
             Some(GIC_PHANDLE as usize)
         );
         let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
-        assert_eq!(timer.property("interrupts").unwrap().value.len(), 12 * 4);
+        let irq: Vec<u8> = timer.property("interrupts").unwrap().value.to_vec();
+        assert_eq!(irq, be_cells(&[1u32, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]));
+        assert!(timer.property("always-on").is_some());
     }
 
     #[test]
     fn pmu_node_has_ppi_7_and_only_when_present() {
         let mpidrs = [0];
-        let cfg = GuestDtConfig {
-            memory: 0x4000_0000..0x4800_0000,
-            vcpu_mpidrs: &mpidrs,
-            bootargs: "",
-            initrd: None,
-        };
+        let cfg = config(&mpidrs);
         let blob = GuestDt::new(&cfg)
             .device(&PmuNode { present: true })
             .build()
@@ -188,13 +205,7 @@ mod tests {
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let pmu = fdt.find_compatible(&["arm,armv8-pmuv3"]).unwrap();
         let irq: Vec<u8> = pmu.property("interrupts").unwrap().value.to_vec();
-        assert_eq!(
-            irq,
-            [1u32, 7, 4]
-                .iter()
-                .flat_map(|c| c.to_be_bytes())
-                .collect::<Vec<u8>>()
-        );
+        assert_eq!(irq, be_cells(&[1u32, 7, 4]));
         let blob = GuestDt::new(&cfg)
             .device(&PmuNode { present: false })
             .build()
@@ -206,12 +217,7 @@ mod tests {
     #[test]
     fn pl011_node_parses_back() {
         let mpidrs = [0];
-        let cfg = GuestDtConfig {
-            memory: 0x4000_0000..0x4800_0000,
-            vcpu_mpidrs: &mpidrs,
-            bootargs: "",
-            initrd: None,
-        };
+        let cfg = config(&mpidrs);
         let blob = GuestDt::new(&cfg)
             .device(&Pl011Node)
             .stdout_path(UART_PATH)
