@@ -28,6 +28,7 @@ pub fn all() -> Vec<Scenario> {
     list.extend([1, 2, 4].map(guest_test_native));
     list.extend([1, 2, 4].map(guest_test_vm));
     list.push(two_vms());
+    list.push(vm_not_on_cpu0());
     list.push(console_flood());
     list.push(two_vms_console_flood());
     list.push(guest_system_reset());
@@ -237,6 +238,32 @@ fn two_vms() -> Scenario {
     s.forbid(contains("FAILED"))
         .forbid(contains("not started"))
         .forbid(regex(r"^test "))
+        // The last VM to stop may live on any CPU: the machine's shutdown
+        // then runs there and must find every other CPU off.
+        .forbid(contains("did not power off"))
+        .forbid(contains("did not take the STOP NMI"))
+        .expect_in_order([
+            contains("nmivisor: all VMs stopped"),
+            contains("nmivisor: powering off"),
+        ])
+        .exit_code(0)
+}
+
+/// `vm-not-on-cpu0`: the only VM lives on CPUs 2-3 of 4, so its SYSTEM_OFF
+/// runs the machine's shutdown on CPU 2, which must find CPUs 0, 1 and 3
+/// off (it once waited for itself and never looked at CPU 0).
+fn vm_not_on_cpu0() -> Scenario {
+    let spec = BundleSpec::new().vm("c", "2-3", "128M");
+    let passed = GUEST_CASES.iter().filter(|c| c.min_cpus <= 2).count();
+    Scenario::new("vm-not-on-cpu0")
+        .smp(4)
+        .bundle(spec)
+        .timeout_secs(GUEST_TIMEOUT_SECS)
+        .expect_count(regex(&format!(r"^{passed} passed, 0 failed$")), 1)
+        .expect_count(contains("nmivisor: vm c: powered off"), 1)
+        .forbid(contains("FAILED"))
+        .forbid(contains("did not power off"))
+        .forbid(contains("did not take the STOP NMI"))
         .expect_in_order([
             contains("nmivisor: all VMs stopped"),
             contains("nmivisor: powering off"),

@@ -259,13 +259,14 @@ fn power_off_after_vms() -> ! {
 
 /// Stops the other CPUs with the STOP message (each leaves through PSCI
 /// CPU_OFF), waits until the firmware reports each one off, then powers the
-/// machine off.
+/// machine off. Any CPU may run it: the last VM to stop may live on any.
 pub fn shutdown(nr: usize) -> ! {
     let missing = roundup::stop_others();
     for cpu in missing {
         println!("cpu {cpu} did not take the STOP NMI");
     }
-    for logical in 1..nr {
+    let me = this_cpu().cpu;
+    for logical in (0..nr).filter(|&c| c != me) {
         let mpidr = mpidr_of(logical);
         let deadline = cpu::deadline_after_us(CPU_ON_TIMEOUT_US);
         loop {

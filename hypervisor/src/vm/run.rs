@@ -17,6 +17,7 @@ use crate::gic::priority;
 use crate::ipi::message::Message;
 use crate::mm::stage2;
 use crate::{ipi, println};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// SPSR for a vCPU's first instruction: EL1h, all of DAIF masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -204,7 +205,21 @@ pub fn system_off(vm: &Vm, vcpu: &Vcpu) -> ! {
         "nmivisor: vm {}: powered off (SYSTEM_OFF from vCPU {})",
         vm.name, vcpu.index
     );
-    if guest::vms().iter().all(|v| v.state() == VmState::Stopped) {
+    vm_stopped()
+}
+
+/// VMs that stopped for good and said their last words.
+static STOPPED_VMS: AtomicUsize = AtomicUsize::new(0);
+
+/// Called by the CPU that stopped a VM, after the VM's last console
+/// output and lines: the CPU whose VM completes the count powers the
+/// machine off. Counting here rather than testing every VM's state keeps
+/// a VM that is still flushing its console (its state already `Stopped`,
+/// so that its vCPUs leave) from being cut short by the machine's power-off,
+/// and makes exactly one CPU power off.
+fn vm_stopped() -> ! {
+    let stopped = STOPPED_VMS.fetch_add(1, Ordering::AcqRel) + 1;
+    if stopped == guest::vms().len() {
         println!("nmivisor: all VMs stopped");
         super::services::power_off();
     }
@@ -222,7 +237,7 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
             vm.name
         );
         vm.set_state(VmState::Stopped);
-        restart_loop();
+        vm_stopped();
     }
     super::uart::flush(vm);
     println!(
@@ -235,7 +250,7 @@ pub fn system_reset(vm: &Vm, vcpu: &Vcpu) -> ! {
     if vm.load().is_none() {
         println!("nmivisor: vm {}: reload failed, stopping it", vm.name);
         vm.set_state(VmState::Stopped);
-        restart_loop();
+        vm_stopped();
     }
     vm.set_state(VmState::Running);
     boot_vm(vm);
