@@ -6,6 +6,7 @@
 //! still print, and a crash path that cannot get the lock in time takes it
 //! anyway ("busts" it) rather than staying silent.
 
+#[cfg(target_os = "none")]
 use core::fmt::{self, Write};
 
 /// How long a normal print waits for another CPU's output before busting.
@@ -198,80 +199,6 @@ macro_rules! println {
 
 /// A fixed-size buffer for assembling one line without the heap (usable
 /// from exception and NMI context). Overflow is marked with "...", never
-/// dropped silently.
-pub struct LineBuf {
-    buf: [u8; 160],
-    len: usize,
-    overflowed: bool,
-}
-
-impl LineBuf {
-    /// An empty line.
-    pub const fn new() -> Self {
-        Self {
-            buf: [0; 160],
-            len: 0,
-            overflowed: false,
-        }
-    }
-
-    /// The line so far.
-    pub fn as_str(&self) -> &str {
-        // Only whole `&str`s are copied in, so this cannot fail; fall back to
-        // an empty line rather than panicking.
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl Default for LineBuf {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Write for LineBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.overflowed {
-            return Ok(());
-        }
-        const MARK: &[u8] = b"...";
-        let room = self.buf.len() - MARK.len() - self.len;
-        if s.len() <= room {
-            self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
-            self.len += s.len();
-        } else {
-            let mut cut = room;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            self.buf[self.len..self.len + cut].copy_from_slice(&s.as_bytes()[..cut]);
-            self.len += cut;
-            self.buf[self.len..self.len + MARK.len()].copy_from_slice(MARK);
-            self.len += MARK.len();
-            self.overflowed = true;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn linebuf_keeps_short_lines() {
-        let mut l = LineBuf::new();
-        write!(l, "x{} {:#x}", 1, 0x20).unwrap();
-        assert_eq!(l.as_str(), "x1 0x20");
-    }
-
-    #[test]
-    fn linebuf_marks_overflow() {
-        let mut l = LineBuf::new();
-        for _ in 0..100 {
-            write!(l, "abcdefgh").unwrap();
-        }
-        assert_eq!(l.as_str().len(), 160);
-        assert!(l.as_str().ends_with("..."));
-    }
-}
+/// dropped silently (the `line-buf` crate, shared with guest-test).
+#[cfg(target_os = "none")]
+pub type LineBuf = line_buf::Line<160>;
