@@ -336,7 +336,9 @@ fn flush_slow<const N: usize>(vm: &Vm, vcpu: &Vcpu, cache: &LrCache, generation:
     }
 }
 
-/// ICH_VTR_EL2.ListRegs + 1, read once (the same on every CPU).
+/// ICH_VTR_EL2.ListRegs + 1, read once (the same on every CPU). Inlined:
+/// every fold and flush that changes something asks.
+#[inline(always)]
 fn nr_lrs() -> usize {
     static NR: AtomicUsize = AtomicUsize::new(0);
     match NR.load(Ordering::Relaxed) {
