@@ -82,11 +82,22 @@ pub enum Allow {
 impl RateLimit {
     /// Prints `line` if the window's burst allows it.
     pub fn println(&self, line: core::fmt::Arguments) {
+        self.println_after(|| {}, line);
+    }
+
+    /// [`RateLimit::println`], calling `before` first when the line is
+    /// printed (and only then): e.g. to put out the guest output that came
+    /// before the event the line reports.
+    pub fn println_after(&self, before: impl FnOnce(), line: core::fmt::Arguments) {
         let freq = crate::arch::cpu::counter_freq();
-        match self.allow_at(
+        let allow = self.allow_at(
             crate::arch::cpu::counter(),
             freq.saturating_mul(WINDOW_SECS),
-        ) {
+        );
+        if allow != Allow::No {
+            before();
+        }
+        match allow {
             Allow::Yes => crate::println!("{line}"),
             Allow::AfterDropped(n) => crate::println!("{line} ({n} similar lines were not logged)"),
             Allow::Last => {

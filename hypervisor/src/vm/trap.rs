@@ -92,11 +92,15 @@ pub fn log_guest(vm: &Vm, what: &str, value: u64) {
     log(vm, what, value);
 }
 
+/// Called outside the UART and vGIC locks (the flush takes both).
 fn log(vm: &Vm, what: &str, value: u64) {
-    vm.log_limit.println(format_args!(
-        "nmivisor: vm {}: {what} ({value:#x})",
-        vm.name
-    ));
+    // The VM's queued output first: with one VM, its bytes go out
+    // unbuffered, and a line printed while the rest of the guest's line
+    // still waited in the queue would split that line in two.
+    vm.log_limit.println_after(
+        || super::uart::flush(vm),
+        format_args!("nmivisor: vm {}: {what} ({value:#x})", vm.name),
+    );
 }
 
 /// Data aborts that reach EL2 are stage-2 faults on IPAs outside guest RAM:
