@@ -92,7 +92,10 @@ pub fn log_guest(vm: &Vm, what: &str, value: u64) {
     log(vm, what, value);
 }
 
-/// Called outside the UART and vGIC locks (the flush takes both).
+/// Called outside the UART and vGIC locks (the flush takes both). Out of
+/// line and cold: inlined, it made every trap's frame bigger.
+#[cold]
+#[inline(never)]
 fn log(vm: &Vm, what: &str, value: u64) {
     // The VM's queued output first: with one VM, its bytes go out
     // unbuffered, and a line printed while the rest of the guest's line
