@@ -91,6 +91,12 @@ impl IrqState {
         }
     }
 
+    /// Active, or its latch or line set: what the LR scheduler's scans look
+    /// for (a superset of pending, whatever the trigger mode).
+    pub const fn is_busy(&self) -> bool {
+        self.active | self.pending_latch | self.line_level
+    }
+
     /// Sets the latch: an edge, an ISPENDR write or an SGI.
     pub fn pend(&mut self) {
         self.pending_latch = true;

@@ -553,10 +553,9 @@ impl Vgic {
         let Some(v) = self.vcpus.get(vcpu) else {
             return idle;
         };
-        let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
         for i in busy::bits(v.busy) {
             match v.private.get(i as usize) {
-                Some(irq) if busy(irq) => f(i, irq),
+                Some(irq) if irq.is_busy() => f(i, irq),
                 _ => idle.private |= 1 << i,
             }
         }
@@ -564,7 +563,7 @@ impl Vgic {
             let Some(irq) = self.spis.get(i) else {
                 continue;
             };
-            if !busy(irq) {
+            if !irq.is_busy() {
                 idle.spis = true;
                 continue;
             }
@@ -583,18 +582,17 @@ impl Vgic {
     /// or line) is a member.
     #[cfg(test)]
     pub(crate) fn busy_sets_cover_busy_interrupts(&self) -> bool {
-        let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
         let private = self.vcpus.iter().all(|v| {
             v.private
                 .iter()
                 .enumerate()
-                .all(|(i, irq)| !busy(irq) || v.busy & (1 << i) != 0)
+                .all(|(i, irq)| !irq.is_busy() || v.busy & (1 << i) != 0)
         });
         let spis = self
             .spis
             .iter()
             .enumerate()
-            .all(|(i, irq)| !busy(irq) || self.spis_busy.iter().any(|m| m == i));
+            .all(|(i, irq)| !irq.is_busy() || self.spis_busy.iter().any(|m| m == i));
         private && spis
     }
 
@@ -613,14 +611,13 @@ impl Vgic {
             v.busy &= !idle.private;
         }
         if idle.spis {
-            let busy = |irq: &IrqState| irq.active | irq.pending_latch | irq.line_level;
-            let mut set = core::mem::replace(&mut self.spis_busy, SpiSet::EMPTY);
-            let idle_spis = set.iter().filter(|&i| !self.spis.get(i).is_some_and(busy));
-            let idle_spis: ArrayVec<usize, 64> = idle_spis.take(64).collect();
-            for i in idle_spis {
-                set.remove(i);
+            let mut still = SpiSet::EMPTY;
+            for i in self.spis_busy.iter() {
+                if self.spis.get(i).is_some_and(IrqState::is_busy) {
+                    still.insert(i);
+                }
             }
-            self.spis_busy = set;
+            self.spis_busy = still;
         }
     }
 
